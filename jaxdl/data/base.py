@@ -1,0 +1,74 @@
+"""The one interface every data source returns: uint8 images in NHWC with int labels."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxdl.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split of an image classification data set, kept as compact uint8 NHWC."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.dtype != np.uint8:
+            raise DataError(f"images must be uint8 NHWC, got {self.images.dtype} {self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "Split":
+        return Split(self.images[indices], self.labels[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Train / validation / test splits plus what a model needs to know about them."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training images, in [0, 1] units."""
+        pixels = self.train.images.reshape(-1, self.image_shape[-1]).astype(np.float64) / 255.0
+        std = np.maximum(pixels.std(axis=0), 1e-3)
+        return tuple(pixels.mean(axis=0).tolist()), tuple(std.tolist())
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, holdout) with `fraction` of every class held out, reproducibly."""
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"a split fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    keep, hold = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_hold = int(round(fraction * len(idx)))
+        hold.append(idx[:n_hold])
+        keep.append(idx[n_hold:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(hold))
+
+
+def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Split off a stratified `fraction` of `split` (e.g. a validation set from train)."""
+    keep, hold = stratified_holdout(split.labels, fraction, seed)
+    return split.subset(keep), split.subset(hold)

@@ -1,0 +1,99 @@
+"""MNIST-format (IDX) files from a directory: MNIST, Fashion-MNIST, KMNIST and friends."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from jaxdl.data.base import Dataset, Split, carve
+from jaxdl.errors import DataError
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse one IDX file (optionally gzipped), checking the header against the payload."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"cannot read IDX file {path}: {err} (truncated or not gzip?)") from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"IDX file {path} is truncated inside its header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_DTYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"IDX file {path} is truncated or malformed: header says shape {shape} "
+            f"({expected} bytes) but {len(raw) - header} bytes follow"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find(directory: Path, prefix: str, kind: str) -> Path | None:
+    rank = 3 if kind == "images" else 1
+    for name in (f"{prefix}-{kind}-idx{rank}-ubyte", f"{prefix}-{kind}-idx{rank}-ubyte.gz"):
+        if (directory / name).exists():
+            return directory / name
+    return None
+
+
+def read_pair(directory: Path, prefix: str) -> Split:
+    """Read `{prefix}-images-idx3-ubyte[.gz]` and the matching labels file."""
+    images_path, labels_path = _find(directory, prefix, "images"), _find(directory, prefix, "labels")
+    if images_path is None or labels_path is None:
+        raise DataError(f"no '{prefix}-images-idx3-ubyte[.gz]' / '{prefix}-labels-idx1-ubyte[.gz]' in {directory}")
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(f"{images_path} must hold N x H x W images and {labels_path} N labels")
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
+    return Split(np.ascontiguousarray(images.astype(np.uint8)[..., None]), labels.astype(np.int32))
+
+
+def has_pair(directory: Path, prefix: str) -> bool:
+    return _find(directory, prefix, "images") is not None and _find(directory, prefix, "labels") is not None
+
+
+def find_directory(candidates: Sequence[str], test_prefix: str) -> Path | None:
+    """The first candidate directory that holds the test files, with `~` and variables expanded."""
+    for candidate in candidates:
+        path = Path(os.path.expandvars(os.path.expanduser(str(candidate))))
+        if has_pair(path, test_prefix):
+            return path
+    return None
+
+
+def load(
+    name: str,
+    dirs: Sequence[str],
+    class_names: Sequence[str],
+    train_prefix: str = "train",
+    test_prefix: str = "t10k",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> Dataset:
+    """Train/val/test from IDX files; if only the test files exist, all three are carved from them."""
+    directory = find_directory(dirs, test_prefix)
+    if directory is None:
+        raise DataError(f"no IDX files for '{name}' in {', '.join(map(str, dirs))}")
+    test = read_pair(directory, test_prefix)
+    if has_pair(directory, train_prefix) and train_prefix != test_prefix:
+        train = read_pair(directory, train_prefix)
+    else:  # a test-only directory (e.g. the MNIST test set): carve every split from it
+        train, test = carve(test, test_fraction, split_seed)
+    train, val = carve(train, val_fraction, split_seed + 1)
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    names = tuple(class_names) if class_names else tuple(str(c) for c in range(num_classes))
+    return Dataset(name, train, val, test, names)

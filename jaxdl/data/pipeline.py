@@ -1,0 +1,116 @@
+"""Input pipeline: uint8 batches on the mesh, preprocessed and augmented inside the jitted step.
+
+Small data sets live on the devices as uint8, so an epoch is a permutation of
+indices and a gather: the host never feeds pixels and the step never starves.
+Larger ones are gathered on the host and put on the mesh batch by batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxdl.data.base import Split
+
+ON_DEVICE_MAX_BYTES = 512 * 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """Resize, normalise and (in training) augment a uint8 NHWC batch; traced inside jit."""
+
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: str = "auto"  # auto | pad | bilinear
+    crop_padding: int = 0
+    hflip: bool = False
+
+    def __call__(self, images: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+        x = images.astype(jnp.float32) / 255.0
+        x = self._resize(x)
+        x = (x - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+        if rng is not None:
+            x = self._augment(x, rng)
+        return x
+
+    def _resize(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        th, tw = self.size
+        if (h, w) == (th, tw):
+            return x
+        method = self.resize
+        if method == "auto":  # pad small differences (28 -> 32, as LeNet did); interpolate the rest
+            method = "pad" if 0 <= th - h <= 8 and 0 <= tw - w <= 8 else "bilinear"
+        if method == "pad":
+            top, left = (th - h) // 2, (tw - w) // 2
+            return jnp.pad(x, ((0, 0), (top, th - h - top), (left, tw - w - left), (0, 0)))
+        return jax.image.resize(x, (n, th, tw, c), method="bilinear", antialias=True)
+
+    def _augment(self, x: jax.Array, rng: jax.Array) -> jax.Array:
+        n, h, w, _ = x.shape
+        crop_rng, flip_rng = jax.random.split(rng)
+        if self.crop_padding:
+            p = self.crop_padding
+            padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+            offsets = jax.random.randint(crop_rng, (n, 2), 0, 2 * p + 1)
+            crop = lambda img, off: jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, x.shape[-1]))
+            x = jax.vmap(crop)(padded, offsets)
+        if self.hflip:
+            flip = jax.random.bernoulli(flip_rng, 0.5, (n, 1, 1, 1))
+            x = jnp.where(flip, x[:, :, ::-1, :], x)
+        return x
+
+
+def epoch_order(num_examples: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """The (steps, batch) index matrix of one epoch: a function of (seed, epoch) only, so resume replays it."""
+    rng = np.random.default_rng([seed, epoch])
+    steps = num_examples // batch_size
+    return rng.permutation(num_examples)[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+class Loader:
+    """Batches of one split, sharded over the mesh's `data` axis."""
+
+    def __init__(self, split: Split, mesh: Mesh, on_device: bool | None = None):
+        self.split = split
+        self.mesh = mesh
+        self.batch_sharding = NamedSharding(mesh, P("data"))
+        if on_device is None:
+            on_device = split.images.nbytes <= ON_DEVICE_MAX_BYTES
+        self.on_device = on_device
+        if on_device:
+            replicated = NamedSharding(mesh, P())
+            self._images = jax.device_put(split.images, replicated)
+            self._labels = jax.device_put(split.labels, replicated)
+            self._gather = jax.jit(lambda xs, ys, idx: (xs[idx], ys[idx]), out_shardings=self.batch_sharding)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def batch(self, indices: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        """The examples at `indices` as a (images, labels) pair sharded on `data`."""
+        if self.on_device:
+            idx = jax.device_put(indices, self.batch_sharding)
+            return self._gather(self._images, self._labels, idx)
+        images, labels = self.split.images[indices], self.split.labels[indices]
+        return jax.device_put(images, self.batch_sharding), jax.device_put(labels, self.batch_sharding)
+
+    def train_batches(self, batch_size: int, seed: int, epoch: int, start_step: int = 0) -> Iterator[tuple[jax.Array, jax.Array]]:
+        for indices in epoch_order(len(self), batch_size, seed, epoch)[start_step:]:
+            yield self.batch(indices)
+
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, int]]:
+        """Every example once, in order; the last batch is padded and its real size returned."""
+        n = len(self)
+        for start in range(0, n, batch_size):
+            indices = np.arange(start, start + batch_size)
+            valid = min(batch_size, n - start)
+            indices[valid:] = start  # pad with a real example; callers drop the padding
+            images, labels = self.batch(indices.astype(np.int32))
+            yield images, labels, valid

@@ -1,0 +1,205 @@
+"""`jaxdl-train`: train a registered model on a data source, as the Hydra config says.
+
+    jaxdl-train data=fashion_mnist model=lenet5 optimizer=adam trainer.epochs=5
+
+Re-running a command with the same `hydra.run.dir` resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from jaxdl import models, optim
+from jaxdl.checkpoint import RunCheckpoints
+from jaxdl.config import CONF_DIR, check_group_overrides
+from jaxdl.data import load_dataset
+from jaxdl.data.pipeline import Loader, Preprocess
+from jaxdl.errors import ConfigError, TrainingDiverged, report_user_errors
+from jaxdl.evaluate import Evaluation, evaluate
+from jaxdl import plots
+from jaxdl.parallel import check_batch_size, data_mesh
+from jaxdl.run_log import MetricsLog
+from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
+
+log = logging.getLogger("jaxdl")
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std) -> Preprocess:
+    augment = data_cfg.get("augment") or {}
+    return Preprocess(
+        size=size, mean=mean, std=std, resize=data_cfg.get("resize", "auto"),
+        crop_padding=int(augment.get("crop_padding", 0)), hflip=bool(augment.get("hflip", False)),
+    )
+
+
+def _check_finite(loss: float, step: int, epoch: int, ckpts: RunCheckpoints) -> None:
+    if not math.isfinite(loss):
+        kept = ckpts.latest_step()
+        where = f"the last good checkpoint (step {kept}) is kept in {ckpts.directory}" if kept is not None else "no checkpoint was written"
+        raise TrainingDiverged(
+            f"training loss is {loss} at step {step} (epoch {epoch}); {where}; "
+            "lower optimizer.learning_rate or set optimizer.grad_clip_norm"
+        )
+
+
+def train_epoch(train_step, state: TrainState, loader: Loader, cfg: Any, epoch: int, ckpts: RunCheckpoints):
+    """One pass over the training split; returns the new state and the epoch's train metrics."""
+    t = cfg.trainer
+    batches = loader.train_batches(t.batch_size, t.seed, epoch)
+    total = {"loss_sum": 0.0, "correct": 0, "count": 0}
+    pending = []
+    bar = tqdm(total=len(loader) // t.batch_size * t.batch_size, desc=f"epoch {epoch}/{t.epochs}",
+               unit="img", unit_scale=True, leave=False, disable=None if t.progress else True)
+    start = time.perf_counter()
+    for i, (images, labels) in enumerate(batches, 1):
+        state, metrics = train_step(state, images, labels)
+        pending.append(metrics)
+        bar.update(t.batch_size)
+        if i % t.log_every == 0:
+            _accumulate(total, pending)
+            _check_finite(total["loss_sum"], int(state.step), epoch, ckpts)
+            bar.set_postfix(loss=f"{total['loss_sum'] / total['count']:.4f}", acc=f"{total['correct'] / total['count']:.4f}")
+    _accumulate(total, pending)
+    seconds = time.perf_counter() - start
+    bar.close()
+    _check_finite(total["loss_sum"], int(state.step), epoch, ckpts)
+    count = max(total["count"], 1)
+    return state, {
+        "train/loss": total["loss_sum"] / count,
+        "train/accuracy": total["correct"] / count,
+        "train/samples_per_s": count / seconds,
+        "time/epoch_s": seconds,
+    }
+
+
+def _accumulate(total: dict, pending: list) -> None:
+    """Fold device-side step metrics into host totals (one device sync for many steps)."""
+    for metrics in jax.device_get(pending):
+        for key in total:
+            total[key] += metrics[key].item()
+    pending.clear()
+
+
+def write_evaluation(run_dir: Path, evaluation: Evaluation, images: np.ndarray, class_names) -> dict:
+    """Confusion matrix (CSV + PNG), per-class accuracy and the misclassified grid under `eval/`."""
+    out = run_dir / "eval"
+    out.mkdir(exist_ok=True)
+    n = len(class_names)
+    matrix = evaluation.confusion_matrix(n)
+    header = "true\\predicted," + ",".join(class_names)
+    rows = [f"{name}," + ",".join(map(str, row)) for name, row in zip(class_names, matrix)]
+    (out / "confusion_matrix.csv").write_text("\n".join([header, *rows]) + "\n")
+    plots.confusion_matrix(matrix, class_names, out / "confusion_matrix.png")
+    per_class = evaluation.per_class_accuracy(n)
+    (out / "per_class_accuracy.csv").write_text(
+        "class,accuracy\n" + "".join(f"{c},{a:.6f}\n" for c, a in zip(class_names, per_class))
+    )
+    plots.misclassified_grid(images, evaluation.labels, evaluation.predictions, class_names, out / "misclassified.png")
+    return {f"test/accuracy/{c}": float(a) for c, a in zip(class_names, per_class)}
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
+    """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split."""
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    t = cfg.trainer
+    if t.compute_dtype not in DTYPES:
+        raise ConfigError(f"trainer.compute_dtype must be one of {', '.join(DTYPES)}, got '{t.compute_dtype}'")
+    mesh = data_mesh()
+    check_batch_size(t.batch_size, mesh)
+
+    dataset = load_dataset(cfg.data)
+    spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
+    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats())
+    on_device = cfg.data.get("on_device")
+    train_loader, val_loader, test_loader = (Loader(s, mesh, on_device) for s in (dataset.train, dataset.val, dataset.test))
+    steps_per_epoch = len(dataset.train) // t.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
+
+    compute_dtype = DTYPES[t.compute_dtype]
+    model = models.build(cfg.model, spec, t.seed, compute_dtype)
+    tx = optim.build(cfg.optimizer, steps_per_epoch, t.epochs)
+    train_def, eval_def, params, model_state = split_model(model)
+    state = init_state(params, model_state, tx, mesh)
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    log.info("%s on %s: %s parameters, %d train / %d val / %d test examples, %d device(s)",
+             cfg.model.name, dataset.name, f"{n_params:,}", len(dataset.train), len(dataset.val), len(dataset.test), mesh.size)
+
+    ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=t.best_metric, best_mode=t.best_mode)
+    epoch = 0
+    latest = ckpts.latest_step() if t.resume else None
+    if latest is not None:
+        state, meta = ckpts.restore(latest, state)
+        epoch = int(meta["epoch"])
+        log.info("resumed from %s at epoch %d (step %d)", ckpts.directory, epoch, latest)
+    metrics_log = MetricsLog(run_dir, resume_step=int(state.step))
+
+    train_step = make_train_step(train_def, tx, preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
+    predict = make_predict(eval_def, preprocess, mesh, compute_dtype)
+    for epoch in range(epoch + 1, t.epochs + 1):
+        state, record = train_epoch(train_step, state, train_loader, cfg, epoch, ckpts)
+        record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
+        step = int(state.step)
+        metrics_log.write(step, epoch=epoch, **record)
+        log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s",
+                 epoch, t.epochs, record["train/loss"], record["train/accuracy"], record["val/loss"],
+                 record["val/accuracy"], record["train/samples_per_s"])
+        ckpts.save(step, state, meta={"epoch": epoch}, metrics=record)
+
+    best = ckpts.best_step()
+    if best is not None and best != int(state.step):
+        state, _ = ckpts.restore(best, state)
+    test = evaluate(predict, state.params, state.model_state, test_loader, t.eval_batch_size)
+    summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": n_params}
+    metrics_log.write(int(state.step), epoch=t.epochs, **test.metrics("test"))
+    summary.update(write_evaluation(run_dir, test, dataset.test.images, dataset.class_names))
+    best_val = [r for r in metrics_log.records if r["step"] == best and t.best_metric in r]
+    if best_val:
+        summary[f"best_{t.best_metric}"] = best_val[0][t.best_metric]
+    plots.learning_curves(metrics_log.records, run_dir / "curves.png")
+    (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    metrics_log.close()
+    ckpts.close()
+    log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s",
+             test.accuracy, test.loss, best, run_dir)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    summary = report_user_errors(train_and_evaluate)(cfg, HydraConfig.get().runtime.output_dir)
+    objective = cfg.trainer.get("objective")
+    if objective:
+        key = objective if objective in summary else f"best_{objective}"
+        return summary.get(key)
+    return None
+
+
+@report_user_errors
+def main() -> None:
+    check_group_overrides(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
