@@ -19,7 +19,12 @@ from jaxdl.errors import CheckpointError
 def _describe(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     """Flat {path: (shape, dtype)} of a pytree of arrays or array metadata."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(path): (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in flat}
+    return {_path_name(path): (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in flat}
+
+
+def _path_name(path: tuple) -> str:
+    """'params/conv1/kernel/value' for both a live pytree and Orbax's saved metadata tree."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 def check_compatible(saved: Any, expected: Any, where: Path) -> None:
@@ -36,6 +41,19 @@ def check_compatible(saved: Any, expected: Any, where: Path) -> None:
         )
 
 
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def keys_to_data(tree: Any) -> Any:
+    """Typed PRNG keys (e.g. NNX dropout streams) as their uint32 data, which Orbax can store."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def keys_from_data(tree: Any, like: Any) -> Any:
+    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref)) if _is_key(ref) else x, tree, like)
+
+
 class RunCheckpoints:
     """The `checkpoints/` directory of one run."""
 
@@ -48,13 +66,14 @@ class RunCheckpoints:
             pp.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min", n=1),
         ])
         options = ocp.CheckpointManagerOptions(preservation_policy=policy, enable_async_checkpointing=False, create=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict, metrics: dict[str, float]) -> None:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        args = ocp.args.Composite(state=ocp.args.StandardSave(keys_to_data(state)), meta=ocp.args.JsonSave(meta))
         self.manager.save(step, args=args, metrics={k: float(v) for k, v in metrics.items()})
         self.manager.wait_until_finished()
 
@@ -74,12 +93,15 @@ class RunCheckpoints:
             saved = self.manager.item_metadata(step)["state"]
         except Exception as err:  # noqa: BLE001 - any unreadable metadata is a damaged checkpoint
             raise CheckpointError(f"checkpoint {self.directory / str(step)} is unreadable: {err}") from err
-        check_compatible(saved, like, self.directory / str(step))
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        if saved is None:
+            raise CheckpointError(f"checkpoint {self.directory / str(step)} has no model state; it is damaged or not a jaxdl checkpoint")
+        raw_like = keys_to_data(like)
+        check_compatible(saved, raw_like, self.directory / str(step))
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, raw_like)
         restored = self.manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
         )
-        return restored["state"], dict(restored["meta"])
+        return keys_from_data(restored["state"], like), dict(restored["meta"])
 
     def close(self) -> None:
         self.manager.close()

@@ -7,6 +7,7 @@ Re-running a command with the same `hydra.run.dir` resumes from its last checkpo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -19,13 +20,16 @@ import hydra
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from jaxdl import models, optim
 from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.config import CONF_DIR, check_group_overrides
-from jaxdl.data import load_dataset
+from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader, Preprocess
 from jaxdl.errors import ConfigError, TrainingDiverged, report_user_errors
 from jaxdl.evaluate import Evaluation, evaluate
@@ -113,6 +117,48 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, images: np.ndarray, 
     return {f"test/accuracy/{c}": float(a) for c, a in zip(class_names, per_class)}
 
 
+@dataclasses.dataclass
+class Experiment:
+    """Everything a config builds before training: data, input pipeline, model, optimiser, initial state."""
+
+    cfg: DictConfig
+    mesh: Mesh
+    dataset: Dataset
+    spec: models.InputSpec
+    preprocess: Preprocess
+    model: nnx.Module
+    tx: optax.GradientTransformation
+    train_def: nnx.GraphDef
+    eval_def: nnx.GraphDef
+    state: TrainState
+    compute_dtype: Any
+
+    @property
+    def num_params(self) -> int:
+        return sum(x.size for x in jax.tree.leaves(self.state.params))
+
+
+def build_experiment(cfg: DictConfig) -> Experiment:
+    """Build data, model and optimiser from a composed config (shared by training, explain and compress)."""
+    t = cfg.trainer
+    if t.compute_dtype not in DTYPES:
+        raise ConfigError(f"trainer.compute_dtype must be one of {', '.join(DTYPES)}, got '{t.compute_dtype}'")
+    mesh = data_mesh()
+    check_batch_size(t.batch_size, mesh)
+    dataset = load_dataset(cfg.data)
+    spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
+    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats())
+    steps_per_epoch = len(dataset.train) // t.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
+    compute_dtype = DTYPES[t.compute_dtype]
+    model = models.build(cfg.model, spec, t.seed, compute_dtype)
+    tx = optim.build(cfg.optimizer, steps_per_epoch, t.epochs)
+    train_def, eval_def, params, model_state = split_model(model)
+    state = init_state(params, model_state, tx, mesh)
+    return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
+
+
 def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split."""
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes
@@ -120,28 +166,12 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     t = cfg.trainer
-    if t.compute_dtype not in DTYPES:
-        raise ConfigError(f"trainer.compute_dtype must be one of {', '.join(DTYPES)}, got '{t.compute_dtype}'")
-    mesh = data_mesh()
-    check_batch_size(t.batch_size, mesh)
-
-    dataset = load_dataset(cfg.data)
-    spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
-    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats())
+    exp = build_experiment(cfg)
+    mesh, dataset, state, compute_dtype = exp.mesh, exp.dataset, exp.state, exp.compute_dtype
     on_device = cfg.data.get("on_device")
     train_loader, val_loader, test_loader = (Loader(s, mesh, on_device) for s in (dataset.train, dataset.val, dataset.test))
-    steps_per_epoch = len(dataset.train) // t.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
-
-    compute_dtype = DTYPES[t.compute_dtype]
-    model = models.build(cfg.model, spec, t.seed, compute_dtype)
-    tx = optim.build(cfg.optimizer, steps_per_epoch, t.epochs)
-    train_def, eval_def, params, model_state = split_model(model)
-    state = init_state(params, model_state, tx, mesh)
-    n_params = sum(x.size for x in jax.tree.leaves(params))
     log.info("%s on %s: %s parameters, %d train / %d val / %d test examples, %d device(s)",
-             cfg.model.name, dataset.name, f"{n_params:,}", len(dataset.train), len(dataset.val), len(dataset.test), mesh.size)
+             cfg.model.name, dataset.name, f"{exp.num_params:,}", len(dataset.train), len(dataset.val), len(dataset.test), mesh.size)
 
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=t.best_metric, best_mode=t.best_mode)
     epoch = 0
@@ -152,8 +182,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]
         log.info("resumed from %s at epoch %d (step %d)", ckpts.directory, epoch, latest)
     metrics_log = MetricsLog(run_dir, resume_step=int(state.step))
 
-    train_step = make_train_step(train_def, tx, preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
-    predict = make_predict(eval_def, preprocess, mesh, compute_dtype)
+    train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
+    predict = make_predict(exp.eval_def, exp.preprocess, mesh, compute_dtype)
     for epoch in range(epoch + 1, t.epochs + 1):
         state, record = train_epoch(train_step, state, train_loader, cfg, epoch, ckpts)
         record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
@@ -168,7 +198,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]
     if best is not None and best != int(state.step):
         state, _ = ckpts.restore(best, state)
     test = evaluate(predict, state.params, state.model_state, test_loader, t.eval_batch_size)
-    summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": n_params}
+    summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": exp.num_params}
     metrics_log.write(int(state.step), epoch=t.epochs, **test.metrics("test"))
     summary.update(write_evaluation(run_dir, test, dataset.test.images, dataset.class_names))
     best_val = [r for r in metrics_log.records if r["step"] == best and t.best_metric in r]

@@ -11,14 +11,17 @@ from jaxdl.errors import DataError
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split of an image classification data set, kept as compact uint8 NHWC."""
+    """One split of a classification data set as NHWC: uint8 pixels (0..255) or float32 signals.
+
+    Sequences and 1-D signals use the same layout, e.g. (N, 1, length, channels).
+    """
 
     images: np.ndarray
     labels: np.ndarray
 
     def __post_init__(self):
-        if self.images.ndim != 4 or self.images.dtype != np.uint8:
-            raise DataError(f"images must be uint8 NHWC, got {self.images.dtype} {self.images.shape}")
+        if self.images.ndim != 4 or self.images.dtype not in (np.uint8, np.float32):
+            raise DataError(f"images must be uint8 or float32 NHWC, got {self.images.dtype} {self.images.shape}")
         if len(self.images) != len(self.labels):
             raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
 
@@ -48,8 +51,10 @@ class Dataset:
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the training images, in [0, 1] units."""
-        pixels = self.train.images.reshape(-1, self.image_shape[-1]).astype(np.float64) / 255.0
+        """Per-channel mean and std of the training inputs, in the units `Preprocess` sees (uint8 / 255)."""
+        pixels = self.train.images.reshape(-1, self.image_shape[-1]).astype(np.float64)
+        if self.train.images.dtype == np.uint8:
+            pixels /= 255.0
         std = np.maximum(pixels.std(axis=0), 1e-3)
         return tuple(pixels.mean(axis=0).tolist()), tuple(std.tolist())
 

@@ -22,7 +22,7 @@ ON_DEVICE_MAX_BYTES = 512 * 2**20
 
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
-    """Resize, normalise and (in training) augment a uint8 NHWC batch; traced inside jit."""
+    """Resize, normalise and (in training) augment an NHWC batch (uint8 pixels or float); traced inside jit."""
 
     size: tuple[int, int]
     mean: tuple[float, ...]
@@ -32,7 +32,9 @@ class Preprocess:
     hflip: bool = False
 
     def __call__(self, images: jax.Array, rng: jax.Array | None = None) -> jax.Array:
-        x = images.astype(jnp.float32) / 255.0
+        x = images.astype(jnp.float32)
+        if images.dtype == jnp.uint8:
+            x = x / 255.0
         x = self._resize(x)
         x = (x - jnp.asarray(self.mean)) / jnp.asarray(self.std)
         if rng is not None:
