@@ -14,7 +14,7 @@ OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")
 
 # Keys of an optimizer config handled here rather than passed to the optax constructor.
-WRAPPER_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm")
+WRAPPER_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm", "pruning")
 
 
 def decay_mask(params: Any) -> Any:
@@ -77,7 +77,7 @@ def _one_cycle(lr: float, total_steps: int, warmup_steps: int = 0, pct_start: fl
 
 
 def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-    """Clip -> weight decay -> optimiser with its schedule, as the config says."""
+    """Clip -> weight decay -> optimiser with its schedule, as the config says; `pruning` wraps it in masks."""
     cfg = dict(cfg)
     name = str(cfg.get("name"))
     factory = OPTIMIZERS.get(name)
@@ -101,4 +101,9 @@ def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.Gr
     elif weight_decay:  # classic L2: added to the gradient before the optimiser
         chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
     chain.append(call_with_options(factory, options, f"optimizer '{name}'", learning_rate=lr))
-    return optax.chain(*chain)
+    tx = optax.chain(*chain)
+    if cfg.get("pruning"):
+        from xai.compress.pruning import magnitude_pruning, spec_from_config
+
+        tx = magnitude_pruning(tx, spec_from_config(cfg["pruning"], steps_per_epoch, epochs))
+    return tx
