@@ -13,8 +13,9 @@ from jaxdl.registry import Registry, call_with_options
 MODELS: Registry[Callable[..., nnx.Module]] = Registry("model")
 register = MODELS.register
 
-# Keys of conf/model/*.yaml that are about the input rather than constructor options.
-INPUT_KEYS = ("name", "input_size")
+# Keys of conf/model/*.yaml that are not constructor options: the input, and the channel
+# widths of a structurally pruned model (`channels: {conv1: 10, ...}`, written by jaxdl-compress).
+INPUT_KEYS = ("name", "input_size", "channels")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,12 @@ def build(cfg: Mapping[str, Any], spec: InputSpec, seed: int, dtype: Any = jnp.f
     """Instantiate the registered model `cfg['name']` with the remaining keys as options."""
     factory = MODELS.get(str(cfg.get("name")))
     options = {k: v for k, v in cfg.items() if k not in INPUT_KEYS}
-    return call_with_options(
+    model = call_with_options(
         factory, options, f"model '{cfg.get('name')}'",
         spec=spec, dtype=dtype, rngs=nnx.Rngs(params=seed, dropout=seed + 1),
     )
+    if cfg.get("channels"):
+        from xai.compress.channels import shrink_to
+
+        model = shrink_to(model, str(cfg.get("name")), cfg["channels"])
+    return model
