@@ -55,12 +55,21 @@ def resolve_run_dir(path: str | Path) -> tuple[Path, int | None]:
 
 
 def load_run(path: str | Path, which: str | int = "best") -> TrainedRun:
-    """The model of a run directory with its best (or last, or a given step's) checkpoint restored."""
+    """The model of a run directory with its best (or last, or a given step's) checkpoint restored.
+
+    A compressed checkpoint (written by jaxdl-compress) loads as its compressed model."""
+    from xai.compress.storage import find_compressed
+
+    if find_compressed(path) is not None:
+        from xai.compress.loading import load_compressed
+
+        return load_compressed(path)
     run_dir, step = resolve_run_dir(path)
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise CheckpointError(f"{run_dir} is not a jaxdl run directory (no config.yaml); pass the directory jaxdl-train wrote")
     cfg = OmegaConf.load(config_path)
+    cfg.trainer.init_from = None  # the run's own checkpoint has the weights
     experiment = build_experiment(cfg)
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
                            best_metric=cfg.trainer.best_metric, best_mode=cfg.trainer.best_mode)

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
 from jaxdl import models, optim
@@ -137,6 +137,12 @@ class Experiment:
     def num_params(self) -> int:
         return sum(x.size for x in jax.tree.leaves(self.state.params))
 
+    def with_model(self, model: nnx.Module) -> "Experiment":
+        """The same experiment training `model` instead (a pruned, rebuilt or quantization-aware one)."""
+        train_def, eval_def, params, model_state = split_model(model)
+        state = init_state(params, model_state, self.tx, self.mesh)
+        return dataclasses.replace(self, model=model, train_def=train_def, eval_def=eval_def, state=state)
+
 
 def build_experiment(cfg: DictConfig) -> Experiment:
     """Build data, model and optimiser from a composed config (shared by training, explain and compress)."""
@@ -154,19 +160,29 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     compute_dtype = DTYPES[t.compute_dtype]
     model = models.build(cfg.model, spec, t.seed, compute_dtype)
     tx = optim.build(cfg.optimizer, steps_per_epoch, t.epochs)
+    if t.get("init_from"):  # fine-tune a trained run or a compressed checkpoint (its shape and weights)
+        from jaxdl.runs import load_run
+
+        source = load_run(t.init_from)
+        model = source.experiment.model
+        with open_dict(cfg):  # the run's config.yaml must rebuild the source's (maybe pruned) shape
+            cfg.model.channels = source.cfg.model.get("channels")
     train_def, eval_def, params, model_state = split_model(model)
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
-    """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split."""
+def train_and_evaluate(cfg: DictConfig, run_dir: str | Path, experiment: Experiment | None = None) -> dict[str, float]:
+    """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split.
+
+    A prebuilt `experiment` (e.g. a pruned model to fine-tune) is trained instead of building one
+    from `cfg`; it is left holding the best checkpoint's state."""
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     t = cfg.trainer
-    exp = build_experiment(cfg)
+    exp = experiment or build_experiment(cfg)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     mesh, dataset, state, compute_dtype = exp.mesh, exp.dataset, exp.state, exp.compute_dtype
     on_device = cfg.data.get("on_device")
     train_loader, val_loader, test_loader = (Loader(s, mesh, on_device) for s in (dataset.train, dataset.val, dataset.test))
@@ -197,6 +213,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]
     best = ckpts.best_step()
     if best is not None and best != int(state.step):
         state, _ = ckpts.restore(best, state)
+    exp.state = state
     test = evaluate(predict, state.params, state.model_state, test_loader, t.eval_batch_size)
     summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": exp.num_params}
     metrics_log.write(int(state.step), epoch=t.epochs, **test.metrics("test"))

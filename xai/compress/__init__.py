@@ -1,0 +1,1 @@
+"""Compress trained jaxdl models: pruning, channel pruning, qwix quantization, compressed checkpoints."""
