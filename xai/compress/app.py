@@ -1,0 +1,84 @@
+"""`jaxdl-compress`: compress a trained run with a recipe and report what it really bought.
+
+    jaxdl-compress run_dir=runs/fashion_mnist-lenet5/2026-11-25_15-25-00 compress=int8
+
+Writes `<run_dir>/compress/<recipe>/`: `checkpoint/` (the compressed checkpoint, loadable
+wherever a run directory is: `jaxdl.runs.load_run`, `jaxdl-train trainer.init_from=...`,
+the explanation app), `original/` (the float model in the same format, the size baseline),
+`report.md` and `report.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import jax.numpy as jnp
+from omegaconf import DictConfig, OmegaConf
+
+from jaxdl.config import CONF_DIR, check_group_overrides
+from jaxdl.errors import ConfigError, report_user_errors
+from jaxdl.runs import load_run
+from xai.compress.loading import load_compressed
+from xai.compress.pipeline import compress
+from xai.compress.report import Measurement, accuracy, disk_bytes, jitted_forward, latencies, parameter_counts, write_report
+from xai.compress.storage import save_compressed
+
+log = logging.getLogger("xai.compress")
+
+
+def _measure(name: str, forward, float_model, directory: Path, split, latency_ms) -> Measurement:
+    params, nonzeros = parameter_counts(float_model)
+    raw, gz = disk_bytes(directory)
+    return Measurement(name, accuracy(forward, split), params, nonzeros, raw, gz, latency_ms)
+
+
+def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
+    """Compress `cfg.run_dir` with recipe `cfg.compress`, write checkpoint and report to `out_dir`."""
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    if not cfg.get("run_dir"):
+        raise ConfigError("run_dir is required: jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recipe = OmegaConf.to_container(cfg.compress, resolve=True)
+    run = load_run(cfg.run_dir, cfg.which)
+    source = {"run_dir": str(run.run_dir), "step": run.step}
+    calibration = run.preprocess(jnp.asarray(run.dataset.train.images[: int(cfg.calibration_examples)]))
+    compressed_cfg, model = compress(run, recipe, out_dir, calibration)
+
+    original_dir = save_compressed(out_dir / "original", run.model, run.cfg, {"name": "original"}, source)
+    checkpoint_dir = save_compressed(out_dir / "checkpoint", model, compressed_cfg, recipe, source)
+    loaded = load_compressed(checkpoint_dir)  # measure what was written, as a user will load it
+
+    forwards = {"original": jitted_forward(run.model, run.preprocess), recipe["name"]: jitted_forward(loaded.model, loaded.preprocess)}
+    times = latencies(forwards, run.dataset.test.images, list(cfg.latency.batch_sizes), int(cfg.latency.repeats))
+    test = run.dataset.test
+    original = _measure("original (float32)", forwards["original"], run.experiment.model, original_dir, test, times["original"])
+    result = _measure(recipe["name"], forwards[recipe["name"]], loaded.experiment.model, checkpoint_dir, test, times[recipe["name"]])
+    report = write_report(out_dir, recipe, source, original, result)
+    r = report["ratios"]
+    log.info("%s: accuracy %.4f -> %.4f, gzip size %.3fx, batch-256 speedup %.2fx; report in %s",
+             recipe["name"], original.accuracy, result.accuracy, r["bytes_gzip"], r.get("speedup_batch256", float("nan")), out_dir)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compress_app")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    report_user_errors(compress_and_report)(cfg, HydraConfig.get().runtime.output_dir)
+
+
+@report_user_errors
+def main() -> None:
+    args = sys.argv[1:]
+    check_group_overrides(args)
+    if not any(a.startswith("run_dir=") for a in args) and not any(a.startswith(("-h", "--help", "--cfg", "--info")) for a in args):
+        raise ConfigError("run_dir is required: jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8")
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
