@@ -138,8 +138,12 @@ class Experiment:
         return sum(x.size for x in jax.tree.leaves(self.state.params))
 
     def with_model(self, model: nnx.Module) -> "Experiment":
-        """The same experiment training `model` instead (a pruned, rebuilt or quantization-aware one)."""
+        """The same experiment training `model` instead (a pruned, rebuilt or quantization-aware one).
+
+        The state gets its own copies of the arrays: training donates them, and `model` may share
+        them with another model (an `nnx.clone` shares arrays) that must stay usable."""
         train_def, eval_def, params, model_state = split_model(model)
+        params, model_state = jax.tree.map(lambda x: x.copy(), (params, model_state))
         state = init_state(params, model_state, self.tx, self.mesh)
         return dataclasses.replace(self, model=model, train_def=train_def, eval_def=eval_def, state=state)
 

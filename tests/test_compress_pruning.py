@@ -64,3 +64,28 @@ def test_config_errors_are_one_line():
         spec_from_config({"sparsty": 0.5}, 10, 2)
     spec = spec_from_config({"sparsity": 0.9, "end_epoch": 1, "frequency": 5}, 10, 3)
     assert (spec.schedule.begin_step, spec.schedule.end_step, spec.schedule.frequency) == (0, 9, 5)
+
+
+def test_pruned_zeros_survive_checkpoint_and_resume(tmp_path):
+    from _compress_util import digits_config
+    from jaxdl.runs import load_run
+    from jaxdl.train import train_and_evaluate
+
+    pruning = "optimizer.pruning={sparsity:0.7,schedule:one_shot}"
+    train_and_evaluate(digits_config(pruning, "trainer.epochs=1"), tmp_path)
+    first = load_run(tmp_path, "last")
+    zeros = np.asarray(first.model.hidden[0].kernel[...] == 0)
+    masks = first.experiment.state.opt_state.masks
+    np.testing.assert_array_equal(np.asarray(masks["hidden"][0]["kernel"][...]), ~zeros)  # masks are checkpointed
+    assert sparsity_of(nnx_params(first.model)) == pytest.approx(0.7, abs=0.01)
+    train_and_evaluate(digits_config(pruning, "trainer.epochs=2"), tmp_path)  # resumes at epoch 2
+    second = load_run(tmp_path, "last")
+    assert second.step == 2 * first.step
+    np.testing.assert_array_equal(np.asarray(second.model.hidden[0].kernel[...] == 0), zeros)
+    assert not np.array_equal(np.asarray(second.model.hidden[0].kernel[...]), np.asarray(first.model.hidden[0].kernel[...]))
+
+
+def nnx_params(model):
+    from flax import nnx
+
+    return nnx.state(model, nnx.Param)

@@ -106,7 +106,8 @@ def write_report(out_dir: Path, recipe: Mapping[str, Any], source: Mapping[str, 
         "models": [dataclasses.asdict(original), dataclasses.asdict(compressed)],
         "ratios": ratios(original, compressed),
     }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    (out_dir / "report.json").write_text(text)
     batches = sorted(original.latency_ms)
     header = ["model", "test acc", "params", "nonzeros", "bytes", "gzip bytes", *(f"ms @ batch {b}" for b in batches)]
     rows = [[m.name, f"{m.accuracy:.4f}", f"{m.parameters:,}", f"{m.nonzeros:,}", f"{m.bytes_on_disk:,}", f"{m.bytes_gzip:,}",
@@ -122,4 +123,4 @@ def write_report(out_dir: Path, recipe: Mapping[str, Any], source: Mapping[str, 
         "gzip -9 of its files; the original is the float32 model exported in the same format. "
         "Latency is the median of interleaved CPU runs of the jitted forward pass in one process.\n"
     )
-    return report
+    return json.loads(text)
