@@ -64,6 +64,16 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
     return report
 
 
+def compress_run(run_dir: str | Path, recipe: str = "int8", *overrides: str) -> dict:
+    """`jaxdl-compress run_dir=... compress=recipe ...` from Python (notebooks, the quickstart)."""
+    from hydra import compose, initialize_config_dir
+
+    check_group_overrides([f"compress={recipe}"])
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("compress_app", overrides=[f"run_dir={run_dir}", f"compress={recipe}", *overrides])
+    return compress_and_report(cfg, Path(run_dir) / "compress" / cfg.compress.name)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compress_app")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
