@@ -47,9 +47,10 @@ def parameter_counts(float_model: nnx.Module) -> tuple[int, int]:
 
 
 def jitted_forward(model: nnx.Module, preprocess):
-    """A jitted `images -> logits` of a model in eval mode (raw images in, as stored in the data set)."""
+    """A jitted CPU `images -> logits` of a model in eval mode (raw images in, as stored in the data set)."""
     model.eval()
     graphdef, state = nnx.split(model)
+    state = jax.device_put(state, jax.devices("cpu")[0])  # the report is about CPU inference
     forward = jax.jit(lambda state, images: nnx.merge(graphdef, state)(preprocess(images)))
     return lambda images: forward(state, images)
 
