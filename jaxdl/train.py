@@ -161,7 +161,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
 
 def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split."""
-    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes
+    for noisy in ("absl", "jax._src.xla_bridge"):  # Orbax logs every file it writes; JAX every missing backend
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
