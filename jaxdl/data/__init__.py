@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from jaxdl.data import digits, idx, tfds_source
-from jaxdl.data.base import Dataset, Split
+import dataclasses
+
+from jaxdl.data import digits, idx, signals, tfds_source
+from jaxdl.data.base import Dataset, Split, stratified_holdout
 from jaxdl.errors import DataError, unknown_name
 from jaxdl.registry import call_with_options
 
@@ -30,10 +32,11 @@ SOURCES = {
     "digits": lambda name, **kw: digits.load(**kw),
     "idx": _load_idx,
     "tfds": lambda name, tfds_name=None, **kw: tfds_source.load(tfds_name or name, **kw),
+    "signals1d": lambda name, **kw: signals.load(**kw),
 }
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
-PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
+PIPELINE_KEYS = ("source", "augment", "resize", "on_device", "train_subset")
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
@@ -42,4 +45,14 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     if source not in SOURCES:
         raise unknown_name("data source", str(source), list(SOURCES))
     kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS}
-    return call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
+    dataset = call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
+    subset = cfg.get("train_subset")
+    return dataset if subset is None else with_train_subset(dataset, int(subset), int(cfg.get("split_seed", 0)))
+
+
+def with_train_subset(dataset: Dataset, size: int, seed: int) -> Dataset:
+    """Keep a stratified `size` examples of the training split (quick runs, small-data studies)."""
+    if not 0 < size <= len(dataset.train):
+        raise DataError(f"data.train_subset must be between 1 and the {len(dataset.train)} training examples, got {size}")
+    _, keep = stratified_holdout(dataset.train.labels, size / len(dataset.train), seed)
+    return dataclasses.replace(dataset, train=dataset.train.subset(keep))
