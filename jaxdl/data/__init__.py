@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
-from jaxdl.data import digits, idx, tfds_source
-from jaxdl.data.base import Dataset, Split
+from jaxdl.data import digits, idx, signals, tfds_source
+from jaxdl.data.base import Dataset, Split, stratified_holdout
 from jaxdl.errors import DataError, unknown_name
 from jaxdl.registry import call_with_options
 
@@ -47,10 +48,10 @@ def _load_tfds(name: str, tfds_name: str | None = None, **options: Any) -> Datas
     return tfds_source.load(tfds_name or name, **options)
 
 
-SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds}
+SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load}
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
-PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
+PIPELINE_KEYS = ("source", "augment", "resize", "on_device", "train_subset")
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
@@ -59,4 +60,14 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     if source not in SOURCES:
         raise unknown_name("data source", str(source), list(SOURCES))
     kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS}
-    return call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
+    dataset = call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
+    subset = cfg.get("train_subset")
+    return dataset if subset is None else with_train_subset(dataset, int(subset), int(cfg.get("split_seed", 0)))
+
+
+def with_train_subset(dataset: Dataset, size: int, seed: int) -> Dataset:
+    """Keep a stratified `size` examples of the training split (quick runs, small-data studies)."""
+    if not 0 < size <= len(dataset.train):
+        raise DataError(f"data.train_subset must be between 1 and the {len(dataset.train)} training examples, got {size}")
+    _, keep = stratified_holdout(dataset.train.labels, size / len(dataset.train), seed)
+    return dataclasses.replace(dataset, train=dataset.train.subset(keep))
