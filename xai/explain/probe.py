@@ -88,19 +88,21 @@ class Forward:
     preprocess: Preprocess | None
     output_index: int | None
 
-    def __call__(self, state: nnx.State, images: jax.Array, deltas: Sequence[jax.Array] | None):
+    def __call__(self, state: nnx.State, images: jax.Array, deltas: Sequence[jax.Array] | None, calls: list | None = None):
         model = nnx.merge(self.graphdef, state)
         acts: list = [None] * len(self.taps)
         for i, (path, method) in enumerate(self.taps):
             def tap(out, i=i):
                 out = out if deltas is None else out + deltas[i].astype(out.dtype)
                 acts[i] = out
+                if calls is not None:
+                    calls.append(i)
                 return out
             _install_tap(_module_at(model, path), method, tap, self.output_index)
         x = images if self.preprocess is None else self.preprocess(images)
         logits = model(x).astype(jnp.float32)
         missing = [i for i, a in enumerate(acts) if a is None]
-        if missing:
+        if missing and calls is None:
             raise ExplainError(f"layer(s) {missing} were not called in the model's forward pass; pick a layer the model uses")
         return logits, acts
 
@@ -132,6 +134,12 @@ class Probe:
             raise ExplainError(f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}") from None
         self.num_classes = self.num_classes or int(out.shape[-1])
         return images
+
+    def calls(self, images: Any) -> list[tuple[str, tuple[int, ...]]]:
+        """(layer, output shape) of the probed layers the forward pass calls, in the order it first calls them."""
+        order: list = []
+        _, acts = jax.eval_shape(lambda state, x: self.fn(state, x, None, order), self.state, self.check(images))
+        return [(self.layers[i], tuple(acts[i].shape)) for i in dict.fromkeys(order)]
 
     def logits(self, images: Any, batch_size: int | None = None) -> jax.Array:
         """Logits of a batch, in chunks of `batch_size` to bound memory."""
@@ -174,10 +182,18 @@ def resolve_targets(targets: jax.Array, logits: jax.Array) -> jax.Array:
 
 
 def predict_fn(probe: Probe, batch_size: int = 1024, softmax: bool = True) -> Callable[[np.ndarray], np.ndarray]:
-    """A NumPy `images -> probabilities` function for the reference packages (lime, shap)."""
+    """A NumPy `images -> probabilities` function for the reference packages (lime, shap).
+
+    Batches are padded to a power of two (at most `batch_size`), so the ragged batch sizes
+    those packages send compile a handful of times, not once per size.
+    """
 
     def predict(images: np.ndarray) -> np.ndarray:
-        logits = probe.logits(jnp.asarray(images, jnp.float32), batch_size)
+        images = np.asarray(images, np.float32)
+        n = len(images)
+        padded = min(1 << max(n - 1, 0).bit_length(), batch_size) if n <= batch_size else -(-n // batch_size) * batch_size
+        images = np.concatenate([images, np.repeat(images[:1], padded - n, axis=0)])
+        logits = probe.logits(images, batch_size)[:n]
         return np.asarray(jax.nn.softmax(logits) if softmax else logits)
 
     return predict
