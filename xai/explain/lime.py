@@ -89,7 +89,7 @@ class LimeImage:
 
     def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, num_samples: int = 1000,
                  batch_size: int = 2048, kernel_width: float = 0.25, alpha: float = 1.0,
-                 hide_color: float | None = None, segmentation: str = "quickshift",
+                 hide_color: float | None = None, segmentation: str = "auto",
                  segmentation_options: dict | None = None, score: str = "softmax"):
         if num_samples < 2:
             raise ExplainError(f"LIME needs at least 2 samples per image, got num_samples={num_samples}")

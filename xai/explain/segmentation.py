@@ -15,7 +15,7 @@ from skimage import segmentation as sk
 
 from xai.explain.inputs import ExplainError
 
-SEGMENTERS = ("quickshift", "slic", "felzenszwalb", "grid", "windows")
+SEGMENTERS = ("auto", "quickshift", "slic", "felzenszwalb", "grid", "windows")
 # lime's own quickshift defaults (lime_image.LimeImageExplainer.explain_instance).
 DEFAULTS = {
     "quickshift": {"kernel_size": 4, "max_dist": 200, "ratio": 0.2},
@@ -33,9 +33,14 @@ def grid_segments(height: int, width: int, cell: int | tuple[int, int]) -> jnp.n
 
 
 def segment(image: np.ndarray, method: str = "quickshift", **options: Any) -> np.ndarray:
-    """One image's (H, W) segmentation; `image` is float (H, W, C) in [0, 1]."""
+    """One image's (H, W) segmentation; `image` is float (H, W, C) in [0, 1].
+
+    "auto" is a grid of about 7 x 7 cells for images under 32 pixels, quickshift above.
+    """
     image = np.asarray(image, np.float64)
     h, w, c = image.shape
+    if method == "auto":  # quickshift finds one or two segments in tiny images: use about 7 x 7 cells there
+        method, options = ("grid", {"cell": -(-min(h, w) // 7)}) if min(h, w) < 32 else ("quickshift", options)
     if method == "grid":
         return np.asarray(grid_segments(h, w, options.get("cell", 4)))
     if method == "windows":
