@@ -148,19 +148,27 @@ class LayerCAM(BaseCAM):
 
 
 class EigenCAM(BaseCAM):
-    """Muhammad & Yeasin 2020: the first principal component of the activations (class-agnostic, no gradients).
+    """Muhammad & Yeasin 2020: the activations projected on their first principal component (no gradients).
 
-    The component's sign is chosen to agree with the mean activation, which the SVD leaves open.
+    The component comes from power iteration on the (C, C) covariance, which compiles in a
+    fraction of an SVD's time; its sign is chosen to agree with the mean activation.
     """
 
     uses_gradients = False
+    iterations = 64
 
     def activation_map(self, state, images, targets, act):
         b, h, w, c = act.shape
         flat = act.reshape(b, h * w, c)
         centred = flat - flat.mean(axis=1, keepdims=True)
-        _, _, vt = jnp.linalg.svd(centred, full_matrices=False)
-        proj = jnp.einsum("bnc,bc->bn", centred, vt[:, 0])
+        cov = jnp.einsum("bnc,bnd->bcd", centred, centred)
+
+        def power_step(_, v):
+            v = jnp.einsum("bcd,bd->bc", cov, v)
+            return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), EPS)
+
+        v = jax.lax.fori_loop(0, self.iterations, power_step, jnp.ones((b, c), act.dtype) / jnp.sqrt(c))
+        proj = jnp.einsum("bnc,bc->bn", centred, v)
         sign = jnp.sign(jnp.sum(proj * flat.mean(-1), axis=1, keepdims=True) + EPS)
         return (proj * sign).reshape(b, h, w)
 
