@@ -33,11 +33,12 @@ class PooledLinear(nnx.Module):
 class MaskedSum(nnx.Module):
     """Class 0's logit is the sum of the pixels inside `mask`, class 1's is zero: the mask is the perfect saliency."""
 
-    def __init__(self, mask: np.ndarray, scale: float = 1.0):
+    def __init__(self, mask: np.ndarray, scale: float = 1.0, offset: float = 0.0):
         self.mask = nnx.Param(jnp.asarray(mask, jnp.float32) * scale)
+        self.offset = offset
 
     def __call__(self, x):
-        score = (x.sum(-1) * self.mask[...]).sum((1, 2))
+        score = (x.sum(-1) * self.mask[...]).sum((1, 2)) - self.offset
         return jnp.stack([score, jnp.zeros_like(score)], -1)
 
 
