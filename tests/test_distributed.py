@@ -24,17 +24,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(out, role: str, devices: int, coordinator: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+def _start(out, env: dict, role: str, devices: int, coordinator: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, **env, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     args = [sys.executable, str(WORKER), str(out), role] + ([coordinator] if coordinator else [])
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, compile_cache_env):
     out = tmp_path_factory.mktemp("distributed")
     coordinator = f"127.0.0.1:{_free_port()}"
-    procs = [_start(out, "reference", 4), _start(out, "0", 2, coordinator), _start(out, "1", 2, coordinator)]
+    env = compile_cache_env
+    procs = [_start(out, env, "reference", 4), _start(out, env, "0", 2, coordinator), _start(out, env, "1", 2, coordinator)]
     try:
         logs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
