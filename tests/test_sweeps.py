@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import stat
 
@@ -156,9 +155,3 @@ def test_sweep_configs_compose(overrides):
     else:
         assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.timeout_min > 0
 
-
-def test_results_json_is_what_compare_reads(tmp_path):
-    (tmp_path / "results.json").write_text(json.dumps({"test/accuracy": 0.5}))
-    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "train/loss": 1.0, "val/accuracy": 0.4}) + "\n")
-    (record,) = find_runs([tmp_path])
-    assert record.status == "completed" and record.metric("test/accuracy") == 0.5 and record.metric("best val/accuracy") == 0.4

@@ -89,7 +89,7 @@ def seeds_table(records: Sequence[RunRecord]) -> Table | None:
     if all(len(runs) < 2 for runs in groups.values()):
         return None
     keys = [k for k in varying_keys(records) if k != SEED_KEY]
-    header = [*keys, "seeds", "failed", *METRICS]
+    header = [*keys, "seeds", "not completed", *METRICS]
     rows = []
     for group, runs in groups.items():
         done = [r for r in runs if r.status == "completed"]
