@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from _compress_util import digits_config
+from tests.compress_util import digits_config
 from jaxdl.config import CONF_DIR, group_options
 from jaxdl.runs import load_run
 from jaxdl.train import train_and_evaluate

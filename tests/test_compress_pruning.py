@@ -67,7 +67,7 @@ def test_config_errors_are_one_line():
 
 
 def test_pruned_zeros_survive_checkpoint_and_resume(tmp_path):
-    from _compress_util import digits_config
+    from tests.compress_util import digits_config
     from jaxdl.runs import load_run
     from jaxdl.train import train_and_evaluate
 

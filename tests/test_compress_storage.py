@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from _compress_util import digits_config
+from tests.compress_util import digits_config
 from jaxdl import models
 from jaxdl.errors import CheckpointError
 from jaxdl.runs import load_run

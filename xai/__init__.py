@@ -1,1 +1,1 @@
-"""Explain and compress trained jaxdl models (`xai.explain`, `xai.compress`)."""
+"""Explain and compress trained jaxdl models."""
