@@ -8,7 +8,7 @@ from flax import nnx
 
 from jaxdl import models
 from jaxdl.errors import ConfigError
-from xai.compress.channels import ChannelGroup, apply_plan, groups_of, select_channels, widths
+from xai.compress.channels import ChannelGroup, apply_plan, groups_of, module_at, select_channels, widths
 
 SPEC = models.InputSpec((28, 28), 1, 10)
 
@@ -80,3 +80,26 @@ def test_model_config_channels_rebuilds_the_pruned_shape():
         models.build({"name": "lenet5", "channels": {"conv9": 3}}, SPEC, 0)
     with pytest.raises(ConfigError, match="criterion 'bn' needs a batch norm"):
         select_channels(model, groups_of("lenet5", model), 0.5, "bn")
+
+
+def test_resnet_rule_keeps_residual_streams_consistent_and_exact():
+    from jaxdl.models.resnet import BasicBlock, ResNet
+
+    model = ResNet(models.InputSpec((8, 8), 1, 10), BasicBlock, (2, 1), rngs=nnx.Rngs(0))
+    groups = groups_of("resnet18", model)
+    stream = next(g for g in groups if g.name == "stem/0/conv")  # stage 1: stem + two blocks add into it
+    assert stream.producers == ("stem/0/conv", "stages/0/0/conv2/conv", "stages/0/1/conv2/conv")
+    assert stream.consumers == ("stages/0/0/conv1/conv", "stages/0/1/conv1/conv", "stages/1/0/conv1/conv", "stages/1/0/shortcut/conv")
+    dead = jnp.arange(0, 64, 2)
+    for path in stream.norms:
+        norm = module_at(model, path)
+        norm.scale[...] = norm.scale[...].at[dead].set(0.0)
+        norm.bias[...] = norm.bias[...].at[dead].set(0.0)
+    model.eval()
+    x = jax.random.normal(jax.random.key(3), (2, 8, 8, 1))
+    before = model(x)
+    plan = select_channels(model, groups, 0.5, "bn", skip=[g.name for g in groups if g is not stream])
+    assert plan == {"stem/0/conv": list(range(1, 64, 2))}
+    apply_plan(model, groups, plan)
+    assert model.stages[0][1].conv2.conv.out_features == model.stages[1][0].shortcut.conv.in_features == 32
+    np.testing.assert_allclose(model(x), before, rtol=1e-4, atol=1e-4)

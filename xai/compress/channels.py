@@ -52,6 +52,29 @@ def _lenet(model: nnx.Module) -> list[ChannelGroup]:
     return _chain(["conv1", "conv2", *(f"hidden/{i}" for i in range(len(model.hidden))), "head"])
 
 
+@CHANNEL_RULES.register("resnet18")
+@CHANNEL_RULES.register("resnet34")
+@CHANNEL_RULES.register("resnet50")
+def _resnet(model: nnx.Module) -> list[ChannelGroup]:
+    """Inside a block, each conv's outputs are read by the next conv. Between blocks, the residual
+    stream is one group: every block output, projection shortcut and the stem that add into it
+    keep the same channels, read by the next blocks' first convs, projections and the head."""
+    groups = []
+    producers, norms, consumers = ["stem/0/conv"], ["stem/0/norm"], []
+    for i, stage in enumerate(model.stages):
+        for j, block in enumerate(stage):
+            prefix = f"stages/{i}/{j}"
+            convs = [f"{prefix}/{name}" for name in ("conv1", "conv2", "conv3") if hasattr(block, name)]
+            consumers.append(f"{convs[0]}/conv")
+            if block.shortcut is not None:  # a projection ends the incoming stream and starts a new one
+                groups.append(ChannelGroup(tuple(producers), tuple(norms), (*consumers, f"{prefix}/shortcut/conv")))
+                producers, norms, consumers = [f"{prefix}/shortcut/conv"], [f"{prefix}/shortcut/norm"], []
+            groups += [ChannelGroup((f"{a}/conv",), (f"{a}/norm",), (f"{b}/conv",)) for a, b in zip(convs, convs[1:])]
+            producers.append(f"{convs[-1]}/conv")
+            norms.append(f"{convs[-1]}/norm")
+    return [*groups, ChannelGroup(tuple(producers), tuple(norms), (*consumers, "head"))]
+
+
 def module_at(model: nnx.Module, path: str) -> nnx.Module:
     node = model
     for part in path.split("/"):
