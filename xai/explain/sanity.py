@@ -43,8 +43,11 @@ def randomise_layers(state: nnx.State, layers: list[str], key: jax.Array) -> nnx
     for i, (path, value) in enumerate(flat):
         if any(path[:len(p)] == p for p in prefixes) and isinstance(value, nnx.Param):
             array = value.get_value()
-            scale = jnp.maximum(jnp.std(array), 1.0 / np.sqrt(max(array.shape[0], 1)) if array.ndim else 0.01)
-            value = value.replace(scale * jax.random.normal(jax.random.fold_in(key, i), array.shape, array.dtype))
+            scale = jnp.maximum(jnp.std(array.astype(jnp.float32)), 1.0 / np.sqrt(max(array.shape[0], 1)) if array.ndim else 0.01)
+            drawn = scale * jax.random.normal(jax.random.fold_in(key, i), array.shape, jnp.float32)
+            if jnp.issubdtype(array.dtype, jnp.integer):  # quantized weights of a compressed checkpoint
+                drawn = jnp.clip(jnp.round(drawn), jnp.iinfo(array.dtype).min, jnp.iinfo(array.dtype).max)
+            value = value.replace(drawn.astype(array.dtype))
         out.append((path, value))
     return nnx.from_flat_state(out)
 
