@@ -59,7 +59,7 @@ def test_compress_writes_checkpoint_and_honest_report(compressed):
     assert set(small["latency_ms"]) == {"1", "32"} and report["ratios"]["speedup_batch32"] > 0
     assert "| ratio |" in (out / "report.md").read_text()
     loaded = load_run(out)  # the output directory loads like a run
-    assert loaded.cfg.model.channels["conv1"] == 10
+    assert dict(loaded.cfg.model.channels) == {"conv1": 8, "conv2": 24, "hidden/0": 248}
     images = loaded.dataset.test.images[:100]
     accuracy = np.mean(np.asarray(loaded.model(loaded.preprocess(images))).argmax(-1) == loaded.dataset.test.labels[:100])
     assert accuracy == pytest.approx(small["accuracy"], abs=0.15)
@@ -70,4 +70,4 @@ def test_train_starts_from_a_compressed_checkpoint(compressed, tmp_path):
     summary = train_and_evaluate(digits_config(f"trainer.init_from={out / 'checkpoint'}"), tmp_path)
     assert summary["parameters"] < 200_000
     resumed = load_run(tmp_path)  # its config.yaml carries the pruned shape
-    assert resumed.model.conv2.out_features == 25
+    assert resumed.model.conv2.out_features == 24

@@ -78,6 +78,8 @@ def test_model_config_channels_rebuilds_the_pruned_shape():
     assert model(jnp.zeros((1, 28, 28, 1))).shape == (1, 10)
     with pytest.raises(ConfigError, match="unknown channel groups"):
         models.build({"name": "lenet5", "channels": {"conv9": 3}}, SPEC, 0)
+    aligned = select_channels(models.build({"name": "lenet5"}, SPEC, 0), groups_of("lenet5", model), 0.5, multiple=8)
+    assert {name: len(kept) for name, kept in aligned.items()} == {"conv1": 8, "conv2": 24, "hidden/0": 248}
     with pytest.raises(ConfigError, match="criterion 'bn' needs a batch norm"):
         select_channels(model, groups_of("lenet5", model), 0.5, "bn")
 

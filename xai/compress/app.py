@@ -29,10 +29,10 @@ from xai.compress.storage import save_compressed
 log = logging.getLogger("xai.compress")
 
 
-def _measure(name: str, forward, float_model, directory: Path, split, latency_ms) -> Measurement:
+def _measure(name: str, forward, float_model, directory: Path, split, latency: tuple[dict, dict]) -> Measurement:
     params, nonzeros = parameter_counts(float_model)
     raw, gz = disk_bytes(directory)
-    return Measurement(name, accuracy(forward, split), params, nonzeros, raw, gz, latency_ms)
+    return Measurement(name, accuracy(forward, split), params, nonzeros, raw, gz, *latency)
 
 
 def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:

@@ -181,8 +181,11 @@ def groups_of(model_name: str, model: nnx.Module) -> list[ChannelGroup]:
 
 
 def select_channels(model: nnx.Module, groups: Sequence[ChannelGroup], fraction: float, criterion: str = "l1",
-                    skip: Sequence[str] = ()) -> dict[str, list[int]]:
-    """The indices each group keeps when the lowest-scoring `fraction` of its channels is removed."""
+                    skip: Sequence[str] = (), multiple: int = 1) -> dict[str, list[int]]:
+    """The indices each group keeps when the lowest-scoring `fraction` of its channels is removed.
+
+    `multiple` rounds the kept count down to a multiple (at least one multiple): CPU and GPU
+    convolution kernels are much faster on channel counts like 8, 16, 24 than on 10 or 25."""
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"channel pruning fraction must be in [0, 1), got {fraction}")
     plan = {}
@@ -191,6 +194,7 @@ def select_channels(model: nnx.Module, groups: Sequence[ChannelGroup], fraction:
             continue
         scores = channel_scores(model, group, criterion)
         n_keep = max(1, int(round(len(scores) * (1.0 - fraction))))
+        n_keep = min(len(scores), max(multiple, n_keep // multiple * multiple))
         plan[group.name] = sorted(int(i) for i in jnp.argsort(-scores, stable=True)[:n_keep])
     return plan
 

@@ -65,7 +65,8 @@ def compress(run: TrainedRun, recipe: Mapping[str, Any], out_dir: Path, calibrat
     channels, prune, ft, quantize = (recipe.get(k) for k in ("channels", "prune", "finetune", "quantize"))
     if channels:
         groups = groups_of(cfg.model.name, model)
-        plan = select_channels(model, groups, float(channels["fraction"]), channels.get("criterion", "l1"), channels.get("skip") or ())
+        plan = select_channels(model, groups, float(channels["fraction"]), channels.get("criterion", "l1"),
+                               channels.get("skip") or (), int(channels.get("multiple", 1)))
         apply_plan(model, groups, plan)
         with open_dict(cfg):
             cfg.model.channels = widths(model, groups)
