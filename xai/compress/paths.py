@@ -15,12 +15,6 @@ def path_name(path: tuple) -> str:
     return "/".join(parts)
 
 
-def named_leaves(tree: Any) -> dict[str, Any]:
-    """{path name: leaf} of a pytree, in flattening order."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {path_name(path): leaf for path, leaf in flat}
-
-
 def map_named(fn, tree: Any, *rest: Any) -> Any:
     """`jax.tree.map` whose function also receives the leaf's path name first."""
     return jax.tree_util.tree_map_with_path(lambda path, *leaves: fn(path_name(path), *leaves), tree, *rest)
