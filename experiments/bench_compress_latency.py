@@ -1,17 +1,17 @@
 """Re-measure CPU latency of a run's float model and its compressed checkpoints, all interleaved in one process.
 
     python experiments/bench_compress_latency.py RUN [RUN/compress/int8 RUN/compress/channels50 ...] --repeats 100
+    python experiments/bench_compress_latency.py ... --single-thread   # one XLA CPU thread
 
 Prints median and fastest-call milliseconds at batch 1 and 256 and the speedups over the
-float model. On a shared machine the fastest call is the least disturbed estimate.
+float model. On a shared machine the fastest call is the least disturbed estimate, and one
+thread avoids waiting on a core that another job holds.
 """
 
 from __future__ import annotations
 
 import argparse
-
-from jaxdl.runs import load_run
-from xai.compress.report import jitted_forward, latencies
+import os
 
 
 def main() -> None:
@@ -20,7 +20,13 @@ def main() -> None:
     parser.add_argument("compressed", nargs="*")
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 256])
+    parser.add_argument("--single-thread", action="store_true")
     args = parser.parse_args()
+    if args.single_thread:  # must be set before JAX starts its CPU backend
+        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    from jaxdl.runs import load_run
+    from xai.compress.report import jitted_forward, latencies
+
     runs = {"float32": load_run(args.run_dir), **{path.rstrip("/").split("/")[-1]: load_run(path) for path in args.compressed}}
     forwards = {name: jitted_forward(run.model, run.preprocess) for name, run in runs.items()}
     times = latencies(forwards, runs["float32"].dataset.test.images, args.batch_sizes, args.repeats)
