@@ -171,3 +171,9 @@ def test_sweep_configs_compose(overrides):
     else:
         assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.timeout_min > 0
 
+
+
+def test_a_bad_distributed_setting_fails_only_its_job(tmp_path):
+    cfg = compose_config(*TINY, "trainer.distributed=sometimes")
+    assert job.run_job(cfg, tmp_path, in_sweep=True) is None
+    assert read_status(tmp_path)["error"].startswith("ConfigError: trainer.distributed must be one of auto, true, false")
