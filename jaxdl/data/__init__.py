@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from jaxdl.data import digits, idx, tfds_source
 from jaxdl.data.base import Dataset, Split
+from jaxdl.data.select import SELECTION_KEYS, apply_selection
 from jaxdl.errors import DataError, unknown_name
 from jaxdl.registry import call_with_options
 
@@ -37,9 +38,9 @@ PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
-    """Load the data set a `data` config describes."""
+    """Load the data set a `data` config describes, restricted as its selection keys say."""
     source = cfg.get("source")
     if source not in SOURCES:
         raise unknown_name("data source", str(source), list(SOURCES))
-    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS}
-    return call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
+    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS + SELECTION_KEYS}
+    return apply_selection(call_with_options(SOURCES[source], kwargs, f"data source '{source}'"), cfg)
