@@ -57,3 +57,29 @@ def mean_metrics(pending: list[dict]) -> dict[str, float]:
     """Host means of per-step device metrics (one device sync for the whole epoch)."""
     host = jax.device_get(pending)
     return {key: float(np.mean([m[key] for m in host])) for key in host[0]} if host else {}
+
+
+def restore_checkpoint(run_dir: Path, cfg: DictConfig, like: Any, best_metric: str, best_mode: str,
+                       which: str | int = "best") -> tuple[Any, int]:
+    """(state, step) of a finished run's best, last or given checkpoint."""
+    from jaxdl.errors import CheckpointError
+
+    ckpts = RunCheckpoints(Path(run_dir) / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
+                           best_metric=best_metric, best_mode=best_mode)
+    step = ckpts.best_step() if which == "best" else ckpts.latest_step() if which == "last" else int(which)
+    if step is None or step not in ckpts.manager.all_steps():
+        raise CheckpointError(f"no checkpoint {'' if step is None else step} in {ckpts.directory}; "
+                              f"train first or pick one of {list(ckpts.manager.all_steps())}")
+    state, _ = ckpts.restore(step, like)
+    ckpts.close()
+    return state, step
+
+
+def load_config(run_dir: Path, app: str) -> DictConfig:
+    """The `config.yaml` a training app wrote into its run directory."""
+    from jaxdl.errors import CheckpointError
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); pass the directory {app} wrote")
+    return OmegaConf.load(path)
