@@ -39,7 +39,7 @@ def label_fraction(split: Split, fraction: float, seed: int) -> Split:
         raise DataError(f"data.label_fraction must be in (0, 1], got {fraction}")
     if fraction == 1.0:
         return split
-    _, kept = stratified_holdout(split.labels, 1.0 - fraction, seed)
+    _, kept = stratified_holdout(split.labels, fraction, seed)  # the 'held out' part is the kept fraction
     present = np.unique(split.labels)
     missing = np.setdiff1d(present, split.labels[kept])
     first_of_missing = [np.flatnonzero(split.labels == c)[0] for c in missing]
