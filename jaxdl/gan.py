@@ -36,7 +36,7 @@ from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader
 from jaxdl.errors import ConfigError, DataError, report_user_errors
 from jaxdl.image_grid import save_grid, to_uint8
-from jaxdl.loop_run import LoopRun, load_config, mean_metrics, restore_checkpoint
+from jaxdl.loop_run import LoopRun, mean_metrics
 from jaxdl.models import InputSpec
 from jaxdl.models.dcgan import GAN, build_gan
 from jaxdl.parallel import batch_sharded, check_batch_size, data_mesh, replicated
@@ -172,14 +172,6 @@ def grid_inputs(exp: GANExperiment, columns: int) -> tuple[np.ndarray, np.ndarra
 def checkpoint_rank(cfg: DictConfig) -> tuple[str, str]:
     """The metric (and direction) that picks a GAN run's best checkpoint: FID when measured, else the last epoch."""
     return ("quality/fid", "min") if (cfg.get("quality") or {}).get("classifier") else ("epoch", "max")
-
-
-def load_gan_run(run_dir: str | Path, which: str | int = "best") -> tuple[GANExperiment, GANState]:
-    """A `jaxdl-gan` run directory's experiment and the state of its best (or last, or a given) checkpoint."""
-    cfg = load_config(Path(run_dir), "jaxdl-gan")
-    exp = build_gan_experiment(cfg)
-    state, _ = restore_checkpoint(Path(run_dir), cfg, exp.state, *checkpoint_rank(cfg), which=which)
-    return exp, state
 
 
 def quality_space(cfg: DictConfig, dataset: Dataset):
