@@ -63,7 +63,7 @@ def read_extra_train(dirs: Sequence[str], image_shape: tuple[int, ...]) -> Split
 def apply_selection(dataset: Dataset, cfg: Mapping[str, Any]) -> Dataset:
     """The data set restricted as `data.classes` / `data.label_fraction` / `data.extra_train_dirs` say."""
     classes = cfg.get("classes")
-    fraction = float(cfg.get("label_fraction") or 1.0)
+    fraction = float(1.0 if cfg.get("label_fraction") is None else cfg["label_fraction"])
     seed = int(cfg.get("label_seed") or 0)
     extra = read_extra_train(cfg.get("extra_train_dirs") or [], dataset.image_shape)
     if classes is None and fraction == 1.0 and extra is None:
