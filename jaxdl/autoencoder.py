@@ -14,11 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Callable
 
-import hydra
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,10 +27,10 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from jaxdl import optim
-from jaxdl.config import CONF_DIR, check_group_overrides
+from jaxdl.apps import hydra_app
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader, Preprocess
-from jaxdl.errors import ConfigError, report_user_errors
+from jaxdl.errors import ConfigError
 from jaxdl.image_grid import save_grid
 from jaxdl.loop_run import LoopRun, load_config, mean_metrics, restore_checkpoint
 from jaxdl.models import InputSpec
@@ -173,17 +171,7 @@ def load_autoencoder_run(run_dir: str | Path, which: str | int = "best") -> Auto
     return run
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="autoencoder_train")
-def _hydra_main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    report_user_errors(train_autoencoder)(cfg, HydraConfig.get().runtime.output_dir)
-
-
-@report_user_errors
-def main() -> None:
-    check_group_overrides(sys.argv[1:])
-    _hydra_main()
+main = hydra_app("autoencoder_train", train_autoencoder)
 
 
 if __name__ == "__main__":

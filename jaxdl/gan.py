@@ -16,11 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import hydra
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,10 +29,10 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from jaxdl import optim
-from jaxdl.config import CONF_DIR, check_group_overrides
+from jaxdl.apps import hydra_app
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader
-from jaxdl.errors import ConfigError, DataError, report_user_errors
+from jaxdl.errors import ConfigError, DataError
 from jaxdl.image_grid import save_grid, to_uint8
 from jaxdl.loop_run import LoopRun, mean_metrics
 from jaxdl.models import InputSpec
@@ -227,17 +225,7 @@ def train_gan(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="gan_train")
-def _hydra_main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    report_user_errors(train_gan)(cfg, HydraConfig.get().runtime.output_dir)
-
-
-@report_user_errors
-def main() -> None:
-    check_group_overrides(sys.argv[1:])
-    _hydra_main()
+main = hydra_app("gan_train", train_gan)
 
 
 if __name__ == "__main__":
