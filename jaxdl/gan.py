@@ -188,8 +188,8 @@ def train_gan(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train, write a sample grid and (optionally) the Fréchet distance each epoch, checkpoint, resume."""
     t = cfg.trainer
     exp = build_gan_experiment(cfg)
-    space = quality_space(cfg, exp.dataset)
     run = LoopRun(cfg, run_dir, exp.state, *checkpoint_rank(cfg))
+    space = quality_space(cfg, exp.dataset)
     state = run.state
     d_step, g_step = make_gan_steps(exp)
     generate = make_generate(exp)
