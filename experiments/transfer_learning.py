@@ -14,11 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-ARMS = {
-    "fine-tune (conv1 frozen, backbone 0.1x LR)": [],
-    "fine-tune (nothing frozen, backbone 0.1x LR)": ["trainer.freeze=[]"],
-    "from scratch": ["trainer.init_from=null", "trainer.freeze=[]", "optimizer.backbone_lr_scale=1.0"],
-}
+SCRATCH = ["trainer.init_from=null", "trainer.freeze=[]", "optimizer.backbone_lr_scale=1.0"]
+# (row name, run directory prefix, overrides on top of experiment=transfer_fashion_finetune)
+ARMS = [
+    ("fine-tune (conv1 frozen, backbone 0.1x LR)", "fine-tune_frozen", []),
+    ("fine-tune (nothing frozen, backbone 0.1x LR)", "fine-tune", ["trainer.freeze=[]"]),
+    ("linear probe (all but the head frozen)", "linear_probe", ["trainer.freeze=[conv1,conv2,hidden]"]),
+    ("from scratch", "from_scratch", SCRATCH),
+    ("fine-tune (conv1 frozen, backbone 0.1x LR), 5 epochs", "fine-tune_frozen_5ep", ["trainer.epochs=5"]),
+    ("from scratch, 5 epochs", "from_scratch_5ep", [*SCRATCH, "trainer.epochs=5"]),
+]
 
 
 def train(overrides: list[str], run_dir: Path) -> dict:
@@ -37,14 +42,12 @@ def main() -> None:
     pretrained = args.out / "fashion_0to4"
     base = train(["experiment=transfer_fashion_pretrain"], pretrained)
     rows = []
-    for name, extra in ARMS.items():
+    for name, slug, extra in ARMS:
         accs = []
         for seed in args.seeds:
-            slug = name.split(" (")[0].replace(" ", "_") + ("_frozen" if "frozen," in name and "nothing" not in name else "")
-            run = args.out / f"{slug}_seed{seed}"
             overrides = ["experiment=transfer_fashion_finetune", f"trainer.init_from={pretrained}",
                          f"data.label_seed={seed}", f"trainer.seed={seed}", *extra]
-            accs.append(train(overrides, run)["test/accuracy"])
+            accs.append(train(overrides, args.out / f"{slug}_seed{seed}")["test/accuracy"])
         rows.append((name, accs))
     print(f"\npretrained on classes 0-4: test accuracy {base['test/accuracy']:.4f}\n")
     print("| classes 5-9, 1% labels | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean |")
