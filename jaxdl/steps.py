@@ -65,7 +65,8 @@ def make_train_step(
         x = preprocess(images, jax.random.fold_in(augment_key, state.step)).astype(compute_dtype)
 
         def loss_fn(params):
-            model = nnx.merge(train_def, params, state.model_state)
+            # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count
+            model = nnx.merge(train_def, params, state.model_state, copy=True)
             logits = model(x)
             loss = cross_entropy(logits, labels, label_smoothing).mean()
             return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))

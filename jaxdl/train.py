@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jaxdl import distributed, models, optim
+from jaxdl import distributed, models, optim, transfer
 from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.config import CONF_DIR, check_group_overrides
 from jaxdl.data import Dataset, load_dataset
@@ -153,7 +153,12 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
     compute_dtype = DTYPES[t.compute_dtype]
     model = models.build(cfg.model, spec, t.seed, compute_dtype)
-    tx = optim.build(cfg.optimizer, steps_per_epoch, t.epochs)
+    if t.get("init_from"):
+        transfer.init_from_run(model, t.init_from, t.get("head"))
+    tx = transfer.partition_optimizer(
+        optim.build(cfg.optimizer, steps_per_epoch, t.epochs), nnx.state(model, nnx.Param),
+        t.get("freeze") or [], t.get("head"), float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
+    )
     train_def, eval_def, params, model_state = split_model(model)
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
@@ -161,7 +166,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
 
 def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split."""
-    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes
+    for noisy in ("absl", "jax._src.xla_bridge"):  # Orbax logs every file it writes; JAX every missing backend
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     distributed.initialize(cfg.trainer)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from jaxdl.data import digits, idx, tfds_source
+from jaxdl.data import digits, idx, signals, tfds_source
 from jaxdl.data.base import Dataset, Split
+from jaxdl.data.select import SELECTION_KEYS, apply_selection
 from jaxdl.errors import DataError, unknown_name
 from jaxdl.registry import call_with_options
 
@@ -47,16 +48,16 @@ def _load_tfds(name: str, tfds_name: str | None = None, **options: Any) -> Datas
     return tfds_source.load(tfds_name or name, **options)
 
 
-SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds}
+SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load}
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
 PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
-    """Load the data set a `data` config describes."""
+    """Load the data set a `data` config describes, restricted as its selection keys say."""
     source = cfg.get("source")
     if source not in SOURCES:
         raise unknown_name("data source", str(source), list(SOURCES))
-    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS}
-    return call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
+    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS + SELECTION_KEYS}
+    return apply_selection(call_with_options(SOURCES[source], kwargs, f"data source '{source}'"), cfg)
