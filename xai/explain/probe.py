@@ -121,6 +121,7 @@ class Probe:
         graphdef, self.state = nnx.split(model)
         self.fn = Forward(graphdef, taps, preprocess, output_index)
         self.num_classes = num_classes
+        self._fits: set[tuple[int, ...]] = set()
         self._logits = jax.jit(lambda state, x: self.fn(state, x, None)[0])
         self._acts = jax.jit(lambda state, x: self.fn(state, x, None))
         self._grads = jax.jit(self._activations_and_grads, static_argnames="score")
@@ -128,11 +129,13 @@ class Probe:
     def check(self, images: Any) -> jax.Array:
         """Validated float images; an image shape the model cannot take is a one-line error."""
         images = check_images(images)
-        try:
-            out = jax.eval_shape(self._logits, self.state, images)
-        except (TypeError, ValueError) as err:
-            raise ExplainError(f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}") from None
-        self.num_classes = self.num_classes or int(out.shape[-1])
+        if images.shape[1:] not in self._fits:  # trace once per image shape, not once per call
+            try:
+                out = jax.eval_shape(self._logits, self.state, images)
+            except (TypeError, ValueError) as err:
+                raise ExplainError(f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}") from None
+            self._fits.add(images.shape[1:])
+            self.num_classes = self.num_classes or int(out.shape[-1])
         return images
 
     def calls(self, images: Any) -> list[tuple[str, tuple[int, ...]]]:
