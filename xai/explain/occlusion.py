@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from xai.explain.inputs import ExplainError, check_targets
-from xai.explain.probe import Preprocess, Probe, resolve_targets
+from xai.explain.probe import Preprocess, Probe, map_chunks, resolve_targets
 
 
 def patch_masks(height: int, width: int, size: int | tuple[int, int], stride: int | tuple[int, int]) -> np.ndarray:
@@ -59,14 +59,15 @@ class Occlusion:
         base = jnp.take_along_axis(self._scores(state, images), targets[:, None], 1)[:, 0]
         fill = images.mean(axis=(1, 2), keepdims=True) if self.mask_value == "auto" else jnp.full_like(images[:, :1, :1], float(self.mask_value))
 
-        def occluded_scores(args):
-            image, value, target = args
-            hidden = jnp.where(masks[..., None], value, image)
-            out = self._scores(state, hidden)
-            return out[:, target]
+        b, p = len(images), len(masks)
 
-        per_patch = max(1, self.batch_size // len(masks))
-        scores = jax.lax.map(occluded_scores, (images, fill, targets), batch_size=per_patch)  # (B, P)
+        def occluded_scores(state, args):
+            image, patch = args
+            hidden = jnp.where(masks[patch][..., None], fill[image], images[image])
+            return jnp.take_along_axis(self._scores(state, hidden), targets[image][:, None], 1)[:, 0]
+
+        pairs = (jnp.repeat(jnp.arange(b), p), jnp.tile(jnp.arange(p), b))
+        scores = map_chunks(occluded_scores, state, pairs, self.batch_size).reshape(b, p)
         drop = base[:, None] - scores
         coverage = jnp.maximum(masks.sum(0), 1)
         return jnp.einsum("bp,phw->bhw", drop, masks.astype(drop.dtype)) / coverage
