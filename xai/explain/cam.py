@@ -181,9 +181,8 @@ class ScoreCAM(BaseCAM):
 
     def activation_map(self, state, images, targets, act):
         masks = scale_maps(upsample(jnp.moveaxis(act, -1, 1).reshape(-1, *act.shape[1:3]), images.shape[1:3]))
-        masks = masks.reshape(act.shape[0], act.shape[-1], *images.shape[1:3])
-
         b, c = act.shape[0], act.shape[-1]
+        masks = masks.reshape(b, c, *images.shape[1:3])
 
         def channel_scores(state, args):
             image, channel = args

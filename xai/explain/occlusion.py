@@ -37,6 +37,8 @@ class Occlusion:
 
     def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, mask_size: int | None = None,
                  stride: int | None = None, mask_value: float | str = "auto", score: str = "softmax", batch_size: int = 1024):
+        if mask_value != "auto" and not isinstance(mask_value, (int, float)):
+            raise ExplainError(f"occlusion mask_value must be 'auto' (the image's channel means) or a number, got {mask_value!r}")
         self.probe = Probe(model, (), preprocess)
         self.mask_size, self.stride, self.mask_value, self.score = mask_size, stride, mask_value, score
         self.batch_size = batch_size
@@ -55,10 +57,10 @@ class Occlusion:
         return jax.nn.softmax(logits) if self.score == "softmax" else logits
 
     def _maps(self, state, images, targets, masks):
-        targets = resolve_targets(targets, self._scores(state, images))
-        base = jnp.take_along_axis(self._scores(state, images), targets[:, None], 1)[:, 0]
+        unoccluded = self._scores(state, images)
+        targets = resolve_targets(targets, unoccluded)
+        base = jnp.take_along_axis(unoccluded, targets[:, None], 1)[:, 0]
         fill = images.mean(axis=(1, 2), keepdims=True) if self.mask_value == "auto" else jnp.full_like(images[:, :1, :1], float(self.mask_value))
-
         b, p = len(images), len(masks)
 
         def occluded_scores(state, args):
