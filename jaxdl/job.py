@@ -53,20 +53,18 @@ def _one_line(err: BaseException) -> str:
 def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | None:
     """Train one run in `run_dir`, keep its status file, and return the objective (None if it failed)."""
     run_dir = Path(run_dir)
-    distributed.initialize(cfg.trainer)  # before anything touches a JAX device
-    main = distributed.is_main_process()
-    if in_sweep:
-        done = _completed_with_same_config(cfg, run_dir)
+    previous = read_status(run_dir)
+    attempt, earlier_wall = int(previous.get("attempt", 0)) + 1, float(previous.get("wall_s", 0.0))
+    main, start = True, time.perf_counter()
+    try:
+        distributed.initialize(cfg.trainer)  # before anything touches a JAX device
+        main = distributed.is_main_process()
+        done = _completed_with_same_config(cfg, run_dir) if in_sweep else None
         if done is not None:
             log.info("%s already completed with this config; skipping it", run_dir)
             return objective_value(cfg, done)
-    previous = read_status(run_dir)
-    attempt = int(previous.get("attempt", 0)) + 1
-    earlier_wall = float(previous.get("wall_s", 0.0))
-    if main:
-        write_status(run_dir, "running", attempt=attempt, wall_s=earlier_wall)
-    start = time.perf_counter()
-    try:
+        if main:
+            write_status(run_dir, "running", attempt=attempt, wall_s=earlier_wall)
         summary = train_and_evaluate(cfg, run_dir)
     except Exception as err:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
         error = _one_line(err)

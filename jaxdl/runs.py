@@ -54,6 +54,17 @@ def resolve_run_dir(path: str | Path) -> tuple[Path, int | None]:
     return path, None
 
 
+def run_config(path: str | Path) -> DictConfig:
+    """The config a run directory (or a compressed checkpoint) was trained with."""
+    from xai.compress.storage import find_compressed
+
+    compressed = find_compressed(path)
+    run_dir = compressed if compressed is not None else resolve_run_dir(path)[0]
+    if not (run_dir / "config.yaml").exists():
+        raise CheckpointError(f"{run_dir} is not a jaxdl run directory (no config.yaml); pass the directory jaxdl-train wrote")
+    return OmegaConf.load(run_dir / "config.yaml")
+
+
 def load_run(path: str | Path, which: str | int = "best") -> TrainedRun:
     """The model of a run directory with its best (or last, or a given step's) checkpoint restored.
 
@@ -65,11 +76,9 @@ def load_run(path: str | Path, which: str | int = "best") -> TrainedRun:
 
         return load_compressed(path)
     run_dir, step = resolve_run_dir(path)
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
-        raise CheckpointError(f"{run_dir} is not a jaxdl run directory (no config.yaml); pass the directory jaxdl-train wrote")
-    cfg = OmegaConf.load(config_path)
-    cfg.trainer.init_from = None  # the run's own checkpoint has the weights
+    cfg = run_config(run_dir)
+    if cfg.trainer.get("init_from"):  # the checkpoint holds every weight; the pretrained run is not needed
+        cfg.trainer.init_from = None
     experiment = build_experiment(cfg)
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
                            best_metric=cfg.trainer.best_metric, best_mode=cfg.trainer.best_mode)

@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm import tqdm
 
-from jaxdl import distributed, models, optim
+from jaxdl import distributed, models, optim, transfer
 from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.config import CONF_DIR, check_group_overrides
 from jaxdl.data import Dataset, load_dataset
@@ -162,15 +162,18 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
     compute_dtype = DTYPES[t.compute_dtype]
-    model = models.build(cfg.model, spec, t.seed, compute_dtype)
-    tx = optim.build(cfg.optimizer, steps_per_epoch, t.epochs)
-    if t.get("init_from"):  # fine-tune a trained run or a compressed checkpoint (its shape and weights)
-        from jaxdl.runs import load_run
+    if t.get("init_from"):  # a source pruned by jaxdl-compress has fewer channels: build its shape
+        from jaxdl.runs import run_config
 
-        source = load_run(t.init_from)
-        model = source.experiment.model
-        with open_dict(cfg):  # the run's config.yaml must rebuild the source's (maybe pruned) shape
-            cfg.model.channels = source.cfg.model.get("channels")
+        with open_dict(cfg):
+            cfg.model.channels = run_config(t.init_from).model.get("channels")
+    model = models.build(cfg.model, spec, t.seed, compute_dtype)
+    if t.get("init_from"):
+        transfer.init_from_run(model, t.init_from, t.get("head"))
+    tx = transfer.partition_optimizer(
+        optim.build(cfg.optimizer, steps_per_epoch, t.epochs), nnx.state(model, nnx.Param),
+        t.get("freeze") or [], t.get("head"), float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
+    )
     train_def, eval_def, params, model_state = split_model(model)
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)

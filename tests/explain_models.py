@@ -52,3 +52,14 @@ class SmallConvNet(nnx.Module):
         x = jax.nn.relu(self.conv1(x))
         x = jax.nn.relu(self.conv2(x))
         return self.head(x.mean((1, 2)))
+
+
+class TinyLSTM(nnx.Module):
+    """A sequence classifier on (N, 1, T, C) signals: LSTM over time, mean over steps, linear head."""
+
+    def __init__(self, channels: int, hidden: int, classes: int, rngs: nnx.Rngs):
+        self.lstm = nnx.RNN(nnx.LSTMCell(channels, hidden, rngs=rngs))
+        self.head = nnx.Linear(hidden, classes, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.lstm(x[:, 0]).mean(1))

@@ -120,3 +120,11 @@ def test_results_json_alone_marks_a_run_completed(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": 1, "train/loss": 1.0, "val/accuracy": 0.4}) + "\n")
     (record,) = find_runs([tmp_path])
     assert record.status == "completed" and record.metric("test/accuracy") == 0.5 and record.metric("best val/accuracy") == 0.4
+
+
+def test_optuna_best_trial_is_reported(sweep, tmp_path, capsys):
+    (sweep / "optimization_results.yaml").write_text(
+        "name: optuna\nbest_params:\n  optimizer.learning_rate: 0.1\nbest_value: 1.0\n")
+    compare_main([str(sweep), "--out", str(tmp_path / "out")])
+    line = f"Optuna best in {sweep}: 1.0000 with optimizer.learning_rate=0.1"
+    assert line in capsys.readouterr().out and line in (tmp_path / "out" / "comparison.md").read_text()

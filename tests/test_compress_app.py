@@ -67,7 +67,7 @@ def test_compress_writes_checkpoint_and_honest_report(compressed):
 
 def test_train_starts_from_a_compressed_checkpoint(compressed, tmp_path):
     _, out, _ = compressed
-    summary = train_and_evaluate(digits_config(f"trainer.init_from={out / 'checkpoint'}"), tmp_path)
+    summary = train_and_evaluate(digits_config(f"trainer.init_from={out / 'checkpoint'}", "trainer.head=null"), tmp_path)
     assert summary["parameters"] < 200_000
     resumed = load_run(tmp_path)  # its config.yaml carries the pruned shape
     assert resumed.model.conv2.out_features == 24

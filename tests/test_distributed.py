@@ -85,3 +85,21 @@ def test_distributed_setting_is_checked():
     with pytest.raises(ConfigError, match="needs trainer.num_processes and trainer.process_id"):
         distributed.initialize({"distributed": "auto", "coordinator_address": "127.0.0.1:1234"})
     assert distributed.initialize({"distributed": "auto"}) is False  # no SLURM step, no coordinator here
+
+
+@pytest.mark.parametrize("on_device", [True, False])
+def test_one_process_eval_batches_cover_the_split_once_with_padding_marked(on_device):
+    import jax
+
+    from jaxdl.data.base import Split
+    from jaxdl.data.pipeline import Loader
+    from jaxdl.parallel import data_mesh
+
+    split = Split(np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1), np.arange(10, dtype=np.int32))
+    loader = Loader(split, data_mesh(), on_device=on_device)
+    batches = list(loader.eval_batches(4))
+    ids = np.concatenate([b[2] for b in batches])
+    assert ids.tolist() == [*range(10), -1, -1]
+    labels = np.concatenate([np.asarray(jax.device_get(b[1])) for b in batches])
+    assert (labels[ids >= 0] == ids[ids >= 0]).all()  # row i holds example i
+    assert len(list(loader.train_batches(4, seed=0, epoch=1))) == 2

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from explain_models import PooledLinear, SmallConvNet
+from explain_models import PooledLinear, SmallConvNet, TinyLSTM
 from xai.explain.cam import CAM_METHODS, GradCAM, HiResCAM, token_grid
 from xai.explain.guided import GuidedBackprop, guided
 from xai.explain.inputs import ExplainError
+from xai.explain.lime import LimeImage
 from xai.explain.occlusion import Occlusion
 from xai.explain.rollout import attention_rollout
 
@@ -38,6 +39,18 @@ def test_gradcam_over_time_for_a_sequence_layer():
     kernel = np.asarray(model.head.kernel[...])
     assert maps.shape == (2, 1, 12)
     np.testing.assert_allclose(maps[1, 0], _scaled(sequences[1, 0] @ kernel[:, 0]), atol=1e-5)
+
+
+def test_gradcam_over_time_on_an_lstm_output_sequence():
+    """A step whose hidden state is zeroed cannot matter; the map over the LSTM outputs must say so."""
+    model = TinyLSTM(2, 8, 3, nnx.Rngs(0))
+    signals = np.random.default_rng(5).random((2, 1, 10, 2)).astype(np.float32)
+    cam = GradCAM(model, "lstm")
+    maps = np.asarray(cam(signals, [0, 1]))
+    assert maps.shape == (2, 1, 10) and np.isfinite(maps).all() and maps.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(maps[1:], np.asarray(cam(signals[1:], [1])), atol=1e-5)
+    lime = LimeImage(model, num_samples=32, segmentation="windows", segmentation_options={"window": 5})(signals, [0, 1])
+    assert lime.weights.shape == (2, 2) and np.isfinite(lime.weights).all()  # the model runs inside scans and vjps
 
 
 @pytest.mark.parametrize("name", ["gradcam", "gradcam++", "scorecam", "eigencam"])

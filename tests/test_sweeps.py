@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from jaxdl import job
 from jaxdl.compare.app import main as compare_main
 from jaxdl.compare.records import find_runs
-from jaxdl.run_status import read_status
+from jaxdl.run_status import read_status, write_status
 from tests.conftest import compose_config, run_cli
 
 # Seconds per job: one short epoch of a quarter-width LeNet-5 on digits.
@@ -73,9 +73,13 @@ def test_a_failing_job_is_recorded_and_the_others_complete(tmp_path, capsys, com
     assert "failed job 1: TrainingDiverged" in result.stdout + result.stderr
     assert "- 1: TrainingDiverged: training loss is" in (sweep / "comparison.md").read_text()
 
-    rerun = _sweep(compile_cache_env, sweep, *overrides)  # the same sweep again: the completed job is skipped
-    assert "already completed with this config; skipping it" in rerun.stdout + rerun.stderr
-    assert read_status(sweep / "0")["attempt"] == 1 and read_status(sweep / "1")["attempt"] == 2
+    write_status(sweep / "0", "running", attempt=1)  # as a job killed after its last checkpoint leaves it
+    rerun = _sweep(compile_cache_env, sweep, *overrides)  # the same sweep again, as a requeue runs it
+    assert "resumed from" in rerun.stdout + rerun.stderr
+    assert read_status(sweep / "0") | {"updated": None, "wall_s": None} == {
+        "status": "completed", "updated": None, "wall_s": None, "attempt": 2, "objective": "val/accuracy",
+        "objective_value": good["objective_value"]}
+    assert read_status(sweep / "1")["attempt"] == 2 and read_status(sweep / "1")["status"] == "failed"
 
     compare_main([str(sweep)])
     assert "failed: 1: TrainingDiverged" in capsys.readouterr().out
@@ -93,6 +97,18 @@ def test_run_job_records_any_exception_in_a_sweep_and_raises_outside(tmp_path, m
     with pytest.raises(RuntimeError):
         job.run_job(cfg, tmp_path / "b", in_sweep=False)
     assert read_status(tmp_path / "b")["status"] == "failed"
+
+
+def test_a_job_completed_with_the_same_config_is_skipped(tmp_path, monkeypatch):
+    cfg = compose_config(*TINY)
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (tmp_path / "results.json").write_text('{"best_val/accuracy": 0.75}')
+    write_status(tmp_path, "completed", attempt=1)
+    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir: pytest.fail("trained again"))
+    assert job.run_job(cfg, tmp_path, in_sweep=True) == 0.75
+    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir: {"best_val/accuracy": 0.5})
+    assert job.run_job(compose_config(*TINY, "trainer.epochs=2"), tmp_path, in_sweep=True) == 0.5  # config changed
+    assert read_status(tmp_path)["attempt"] == 2
 
 
 def test_objective_is_the_best_value_of_the_configured_metric():
@@ -155,3 +171,9 @@ def test_sweep_configs_compose(overrides):
     else:
         assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.timeout_min > 0
 
+
+
+def test_a_bad_distributed_setting_fails_only_its_job(tmp_path):
+    cfg = compose_config(*TINY, "trainer.distributed=sometimes")
+    assert job.run_job(cfg, tmp_path, in_sweep=True) is None
+    assert read_status(tmp_path)["error"].startswith("ConfigError: trainer.distributed must be one of auto, true, false")

@@ -12,8 +12,11 @@ from omegaconf import OmegaConf
 
 from jaxdl import models
 from jaxdl.config import CONF_DIR
+from jaxdl.data.pipeline import Preprocess
 from jaxdl.errors import ConfigError
 from jaxdl.models import InputSpec
+from jaxdl.parallel import data_mesh
+from jaxdl.steps import TrainState, init_state, make_train_step, split_model
 
 MODEL_CONFIGS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 SMALL = [name for name in MODEL_CONFIGS if not name.endswith("_imagenet")]
@@ -40,13 +43,15 @@ def model_cfg(name: str):
     return OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
 
 
-def small_spec(name: str) -> InputSpec:
-    """Fashion-MNIST-like input at the size the config asks for (28x28 grey unless it says 32)."""
-    return InputSpec(models.input_size(model_cfg(name), (28, 28)), 1, 10)
+def small_spec(name: str, native: int = 28) -> InputSpec:
+    """Fashion-MNIST-like grey input at the size the config asks for, else at `native` pixels."""
+    return InputSpec(models.input_size(model_cfg(name), (native, native)), 1, 10)
 
 
-def build_small(name: str, seed: int = 0) -> nnx.Module:
-    return models.build(model_cfg(name), small_spec(name), seed)
+def build_small(name: str, seed: int = 0, native: int = 28, **overrides) -> nnx.Module:
+    cfg = model_cfg(name)
+    cfg.update({k: v for k, v in overrides.items() if k in cfg})
+    return models.build(cfg, small_spec(name, native), seed)
 
 
 def param_count(model: nnx.Module) -> int:
@@ -75,50 +80,42 @@ def test_imagenet_variant_parameter_count_and_output_shape(name):
 
 @pytest.mark.parametrize("name", SMALL)
 def test_small_variant_forward_shape_and_eval_determinism(name):
-    model = build_small(name)
-    x = images(small_spec(name), 2)
+    spec = small_spec(name, native=16)
+    model = build_small(name, native=16)
     model.eval()
-    first, second = model(x), model(x)
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+    x = images(spec, 2)
+    first, second = forward(state, x), forward(state, x)
     assert first.shape == (2, 10)
     assert bool(jnp.all(jnp.isfinite(first)))
     np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
 
 
-def train_loss_curve(model: nnx.Module, x: jax.Array, y: jax.Array, steps: int, lr: float = 1e-3) -> list[float]:
-    """Losses of `steps` Adam steps on one fixed batch, through the spine's split/merge of the model."""
-    from jaxdl.steps import cross_entropy, split_model
-
+def train_losses(model: nnx.Module, spec: InputSpec, x: jax.Array, y: jax.Array, steps: int) -> tuple[list[float], TrainState]:
+    """Losses of `steps` Adam steps on one fixed batch through the spine's jitted train step."""
+    mesh = data_mesh()
     train_def, _, params, model_state = split_model(model)
-    tx = optax.adam(lr)
-    opt_state = tx.init(params)
-
-    @jax.jit
-    def step(params, model_state, opt_state):
-        def loss_fn(p):
-            m = nnx.merge(train_def, p, model_state)
-            loss = cross_entropy(m(x), y).mean()
-            return loss, nnx.state(m, nnx.Not(nnx.Param))
-
-        (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), model_state, opt_state, loss
-
+    tx = optax.adam(1e-4)
+    state = init_state(params, model_state, tx, mesh)
+    identity = Preprocess(spec.size, (0.0,) * spec.channels, (1.0,) * spec.channels)
+    step = make_train_step(train_def, tx, identity, mesh, seed=0)
     losses = []
     for _ in range(steps):
-        params, model_state, opt_state, loss = step(params, model_state, opt_state)
-        losses.append(float(loss))
-    return losses
+        state, metrics = step(state, x, y)
+        losses.append(float(metrics["loss_sum"]) / int(metrics["count"]))
+    return losses, state
 
 
-# The CNN families, the sequence models and the MLP: one representative config per model class.
-TRAINED = ["alexnet", "vgg11", "resnet18", "resnet50", "squeezenet1_1", "googlenet", "inception_v3",
-           "mlp", "lstm", "gru", "vit", "seq_transformer"]
+# One config per model class whose train step compiles in seconds on a CPU; GoogLeNet, Inception v3
+# and ResNet-50 (20-40 s each) are covered by the forward test above.
+TRAINED = ["alexnet", "vgg11", "resnet18", "squeezenet1_1", "mlp", "lstm", "gru", "vit", "seq_transformer"]
 
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_train_steps_lower_the_loss_on_a_fixed_batch(name):
-    spec = small_spec(name)
-    model = build_small(name)
-    x, y = images(spec, 8, seed=1), jnp.arange(8) % spec.num_classes
-    losses = train_loss_curve(model, x, y, steps=4)
-    assert losses[-1] < losses[0], losses
+    spec = small_spec(name, native=16)  # 16 px keeps the big CNNs cheap; AlexNet and VGG ask for 32
+    model = build_small(name, native=16, dropout=0.0)  # without dropout noise the loss must fall step by step
+    x, y = images(spec, 4, seed=1), jnp.arange(4) % spec.num_classes
+    losses, _ = train_losses(model, spec, x, y, steps=4)
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from jaxdl.compare.records import RunRecord, find_runs
+from jaxdl.compare.records import RunRecord, find_runs, optuna_best
 from jaxdl.compare.report import failures, top_lines, write_reports
 from jaxdl.compare.table import METRICS
 from jaxdl.errors import ConfigError, report_user_errors
@@ -34,9 +34,10 @@ def compare(paths: Sequence[str | Path], out: Path | None = None, sort_by: str |
     records = find_runs(paths)
     sort_by = sort_by or default_sort(records)
     out = out or (Path(paths[0]) if len(paths) == 1 else Path("comparison"))
-    written = write_reports(records, out, sort_by)
+    notes = optuna_best(paths)
+    written = write_reports(records, out, sort_by, notes)
     print(f"{len(records)} runs; top {min(top, len(records))} by {sort_by}:")
-    print("\n".join(top_lines(records, sort_by, top)))
+    print("\n".join(top_lines(records, sort_by, top) + notes))
     for line in failures(records):
         print(f"failed: {line}")
     print("reports: " + ", ".join(str(p) for p in written.values()))

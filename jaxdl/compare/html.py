@@ -12,8 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from jaxdl.compare.records import RunRecord  # noqa: E402
+from jaxdl.compare.records import SEED_KEY, RunRecord  # noqa: E402
 from jaxdl.compare.table import Table, cell, varying_keys  # noqa: E402
 
 CURVES = ("val/accuracy", "val/loss", "train/loss")
@@ -49,16 +50,19 @@ img { max-width: 100%; }
 def curves_png(records: Sequence[RunRecord]) -> bytes:
     """val/accuracy, val/loss and train/loss per epoch, one line per run."""
     keys = varying_keys(records)
+    configs = [tuple(record.overrides.get(k, "") for k in keys if k != SEED_KEY) for record in records]
+    colours = {config: f"C{i % 10}" for i, config in enumerate(dict.fromkeys(configs))}  # seeds share a colour
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 4))
-    for record in records:
+    for record, config in zip(records, configs):
         label = ", ".join(f"{k}={record.overrides.get(k, '')}" for k in keys) or record.name
         for ax, metric in zip(axes, CURVES):
             points = [(r["epoch"], r[metric]) for r in record.curves if metric in r and "epoch" in r]
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=3, label=label, alpha=0.8)
+                ax.plot(*zip(*points), marker="o", markersize=3, label=label, alpha=0.8, color=colours[config])
     for ax, metric in zip(axes, CURVES):
         ax.set_title(metric)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:

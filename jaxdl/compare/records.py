@@ -140,3 +140,14 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
                               "pass the directory jaxdl-train or a sweep wrote")
         records.extend(sorted(found, key=lambda r: _natural_key(r.name)))
     return records
+
+
+def optuna_best(paths: Iterable[str | Path]) -> list[str]:
+    """One line per Optuna sweep among `paths`: the best value and parameters its sweeper recorded."""
+    lines = []
+    for root in map(Path, paths):
+        result = _read_yaml(root / "optimization_results.yaml") or {}
+        if "best_value" in result:
+            params = " ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
+            lines.append(f"Optuna best in {root}: {result['best_value']:.4f} with {params}")
+    return lines

@@ -25,12 +25,13 @@ def failures(records: Sequence[RunRecord]) -> list[str]:
     return [f"{r.name}: {r.error or 'failed'}" for r in records if r.status == "failed"]
 
 
-def write_reports(records: Sequence[RunRecord], out_dir: Path, sort_by: str) -> dict[str, Path]:
-    """comparison.md, comparison.csv and comparison.html in `out_dir`, runs best first by `sort_by`."""
+def write_reports(records: Sequence[RunRecord], out_dir: Path, sort_by: str, notes: Sequence[str] = ()) -> dict[str, Path]:
+    """comparison.md, comparison.csv and comparison.html in `out_dir`, runs best first by `sort_by`;
+    `notes` (e.g. Optuna's best trial) follow the introduction."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ordered = sort_runs(records, sort_by)
     runs, seeds = runs_table(ordered), seeds_table(records)
-    intro = _intro(records)
+    intro = " ".join([_intro(records), *(f"{note}." for note in notes)])
     markdown = [f"# Comparison of {len(records)} runs\n", intro + f" Sorted by {sort_by}.\n", "## Runs\n", to_markdown(runs)]
     if seeds is not None:
         markdown += ["## Configurations over seeds (mean ± std)\n", to_markdown(seeds)]

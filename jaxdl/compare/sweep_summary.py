@@ -17,7 +17,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from jaxdl.compare.app import default_sort
-        from jaxdl.compare.records import find_runs
+        from jaxdl.compare.records import find_runs, optuna_best
         from jaxdl.compare.report import failures, top_lines, write_reports
         from jaxdl.errors import JaxdlError
 
@@ -28,7 +28,7 @@ class SweepSummary(Callback):
             log.warning("no sweep summary: %s", err)
             return
         sort_by = default_sort(records)
-        paths = write_reports(records, sweep_dir, sort_by)
+        paths = write_reports(records, sweep_dir, sort_by, optuna_best([sweep_dir]))
         failed = failures(records)
         log.info("sweep summary: %d runs, %d failed; %s", len(records), len(failed), paths["markdown"])
         for line in top_lines(records, sort_by, 3):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping, Sequence
 
 from jaxdl.data import digits, idx, signals, tfds_source
-from jaxdl.data.base import Dataset, Split, stratified_holdout
+from jaxdl.data.base import Dataset, Split
+from jaxdl.data.select import SELECTION_KEYS, apply_selection
 from jaxdl.errors import DataError, unknown_name
 from jaxdl.registry import call_with_options
 
@@ -51,23 +51,13 @@ def _load_tfds(name: str, tfds_name: str | None = None, **options: Any) -> Datas
 SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load}
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
-PIPELINE_KEYS = ("source", "augment", "resize", "on_device", "train_subset")
+PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
-    """Load the data set a `data` config describes."""
+    """Load the data set a `data` config describes, restricted as its selection keys say."""
     source = cfg.get("source")
     if source not in SOURCES:
         raise unknown_name("data source", str(source), list(SOURCES))
-    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS}
-    dataset = call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
-    subset = cfg.get("train_subset")
-    return dataset if subset is None else with_train_subset(dataset, int(subset), int(cfg.get("split_seed", 0)))
-
-
-def with_train_subset(dataset: Dataset, size: int, seed: int) -> Dataset:
-    """Keep a stratified `size` examples of the training split (quick runs, small-data studies)."""
-    if not 0 < size <= len(dataset.train):
-        raise DataError(f"data.train_subset must be between 1 and the {len(dataset.train)} training examples, got {size}")
-    _, keep = stratified_holdout(dataset.train.labels, size / len(dataset.train), seed)
-    return dataclasses.replace(dataset, train=dataset.train.subset(keep))
+    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS + SELECTION_KEYS}
+    return apply_selection(call_with_options(SOURCES[source], kwargs, f"data source '{source}'"), cfg)

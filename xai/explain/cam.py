@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from xai.explain.inputs import check_targets
-from xai.explain.probe import Preprocess, Probe, resolve_targets
+from xai.explain.probe import Preprocess, Probe, map_chunks, resolve_targets
 
 EPS = 1e-7
 Reshape = Callable[[jax.Array], jax.Array]
@@ -65,7 +65,7 @@ class BaseCAM:
 
     def __init__(self, model: nnx.Module, target_layers: str | Sequence[str], *, preprocess: Preprocess | None = None,
                  relu: bool = True, upsample: bool = True, reshape: Reshape | None = None,
-                 output_index: int | None = None, score: str = "logit", batch_size: int = 64):
+                 output_index: int | None = None, score: str = "logit", batch_size: int = 1024):
         self.probe = Probe(model, target_layers, preprocess, output_index)
         self.relu, self.upsample, self.reshape, self.score = relu, upsample, reshape, score
         self.batch_size = batch_size
@@ -181,14 +181,16 @@ class ScoreCAM(BaseCAM):
 
     def activation_map(self, state, images, targets, act):
         masks = scale_maps(upsample(jnp.moveaxis(act, -1, 1).reshape(-1, *act.shape[1:3]), images.shape[1:3]))
-        masks = masks.reshape(act.shape[0], act.shape[-1], *images.shape[1:3])
+        b, c = act.shape[0], act.shape[-1]
+        masks = masks.reshape(b, c, *images.shape[1:3])
 
-        def channel_scores(args):
-            image, image_masks, target = args
-            masked = image[None] * image_masks[..., None]
-            return jax.nn.softmax(self.probe.fn(state, masked, None)[0])[:, target]
+        def channel_scores(state, args):
+            image, channel = args
+            masked = images[image] * masks[image, channel][..., None]
+            return jnp.take_along_axis(jax.nn.softmax(self.probe.fn(state, masked, None)[0]), targets[image][:, None], 1)[:, 0]
 
-        scores = jax.lax.map(channel_scores, (images, masks, targets), batch_size=max(1, self.batch_size // act.shape[-1]))
+        pairs = (jnp.repeat(jnp.arange(b), c), jnp.tile(jnp.arange(c), b))
+        scores = map_chunks(channel_scores, state, pairs, self.batch_size).reshape(b, c)
         weights = jax.nn.softmax(scores, axis=-1)
         return jnp.einsum("bc,bhwc->bhw", weights, act)
 

@@ -71,7 +71,7 @@ def guided(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
 
     def wrapped(*args):
         closed = jax.make_jaxpr(fn)(*args)
-        (out,) = _eval_guided(closed.jaxpr, closed.consts, *args)
+        (out,) = _eval_guided(closed.jaxpr, closed.consts, *jax.tree.leaves(args))
         return out
 
     return wrapped
@@ -89,8 +89,8 @@ class GuidedBackprop:
         return self._jitted(self.probe.state, images, check_targets(targets, len(images), self.probe.num_classes))
 
     def _gradients(self, state, images, targets):
-        logits_fn = guided(lambda x: self.probe.fn(state, x, None)[0])
-        logits, vjp = jax.vjp(logits_fn, images)
+        logits_fn = guided(lambda x, st: self.probe.fn(st, x, None)[0])
+        logits, vjp = jax.vjp(logits_fn, images, state)  # state as a primal: the model lives in the vjp's trace
         targets = resolve_targets(targets, logits)
         return vjp(jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype))[0]
 

@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from xai.explain.inputs import ExplainError, check_targets
-from xai.explain.probe import Preprocess, Probe, resolve_targets
+from xai.explain.probe import Preprocess, Probe, map_chunks, resolve_targets
 from xai.explain.segmentation import segment_batch
 
 
@@ -122,21 +122,16 @@ class LimeImage:
     def _scores(self, state, images, segments, fudged, samples):
         """The model's scores on every masked image, (B, N, classes), built and evaluated chunk by chunk."""
         b, n, _ = samples.shape
-        total = b * n
-        chunk = min(self.batch_size, total)
-        padded = -(-total // chunk) * chunk
-        image_index = jnp.pad(jnp.repeat(jnp.arange(b), n), (0, padded - total))
-        flat_samples = jnp.pad(samples.reshape(total, -1), ((0, padded - total), (0, 0)))
 
-        def run(args):
+        def run(state, args):
             idx, z = args
             on = jnp.take_along_axis(z, segments[idx].reshape(len(idx), -1), axis=1).reshape(segments[idx].shape)
             masked = jnp.where(on[..., None] > 0, images[idx], fudged[idx])
             logits = self.probe.fn(state, masked, None)[0]
             return jax.nn.softmax(logits) if self.score == "softmax" else logits
 
-        out = jax.lax.map(run, (image_index.reshape(-1, chunk), flat_samples.reshape(-1, chunk, flat_samples.shape[1])))
-        return out.reshape(padded, -1)[:total].reshape(b, n, -1)
+        out = map_chunks(run, state, (jnp.repeat(jnp.arange(b), n), samples.reshape(b * n, -1)), self.batch_size)
+        return out.reshape(b, n, -1)
 
     def _explain(self, state, images, targets, segments, counts, samples, num_features: int):
         fudged = jax.vmap(lambda im, seg: hidden_image(im, seg, num_features, self.hide_color))(images, segments)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xai.explain.inputs import ExplainError, check_targets
-from xai.explain.probe import Probe, resolve_targets
+from xai.explain.probe import Probe, map_chunks, resolve_targets
 
 
 def _probabilities(probe: Probe, state, images):
@@ -88,14 +88,14 @@ class Faithfulness:
         blurred = gaussian_blur(images, sigma)
         masks = _rank_masks(saliency, jnp.linspace(0, 1, self.steps + 1))[..., None]
 
-        def step(mask):
-            deleted = jnp.where(mask, self.substrate, images)
-            inserted = jnp.where(mask, images, blurred)
+        def step(state, mask):
+            deleted = jnp.where(mask[0], self.substrate, images)
+            inserted = jnp.where(mask[0], images, blurred)
             probs = _probabilities(self.probe, state, jnp.concatenate([deleted, inserted]))
             picked = jnp.take_along_axis(probs, jnp.concatenate([targets, targets])[:, None], 1)[:, 0]
-            return picked.reshape(2, -1)
+            return picked.reshape(1, 2, -1)
 
-        curves = jax.lax.map(step, masks)  # (steps + 1, 2, B)
+        curves = map_chunks(step, state, masks, 1)  # (steps + 1, 2, B)
         return curves[:, 0].T, curves[:, 1].T
 
     def road(self, images: Any, saliency: Any, targets: Any = None, key: jax.Array | int = 0) -> dict[str, np.ndarray]:
@@ -113,13 +113,13 @@ class Faithfulness:
         def curve(most_first, key):
             masks = _rank_masks(saliency, self.road_fractions, most_first)
 
-            def step(args):
+            def step(state, args):
                 mask, k = args
-                filled = noisy_linear_imputation(images, mask, k, self.road_noise, self.road_iterations)
+                filled = noisy_linear_imputation(images, mask[0], k[0], self.road_noise, self.road_iterations)
                 probs = _probabilities(self.probe, state, filled)
-                return jnp.take_along_axis(probs, targets[:, None], 1)[:, 0]
+                return jnp.take_along_axis(probs, targets[:, None], 1)[:, 0][None]
 
-            return jax.lax.map(step, (masks, jax.random.split(key, len(masks)))).T
+            return map_chunks(step, state, (masks, jax.random.split(key, len(masks))), 1).T
 
         k1, k2 = jax.random.split(key)
         return curve(True, k1), curve(False, k2)

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from xai.explain.inputs import ExplainError, check_targets
-from xai.explain.probe import Preprocess, Probe, resolve_targets
+from xai.explain.probe import Preprocess, Probe, map_chunks, resolve_targets
 
 
 def patch_masks(height: int, width: int, size: int | tuple[int, int], stride: int | tuple[int, int]) -> np.ndarray:
@@ -37,6 +37,8 @@ class Occlusion:
 
     def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, mask_size: int | None = None,
                  stride: int | None = None, mask_value: float | str = "auto", score: str = "softmax", batch_size: int = 1024):
+        if mask_value != "auto" and not isinstance(mask_value, (int, float)):
+            raise ExplainError(f"occlusion mask_value must be 'auto' (the image's channel means) or a number, got {mask_value!r}")
         self.probe = Probe(model, (), preprocess)
         self.mask_size, self.stride, self.mask_value, self.score = mask_size, stride, mask_value, score
         self.batch_size = batch_size
@@ -55,18 +57,19 @@ class Occlusion:
         return jax.nn.softmax(logits) if self.score == "softmax" else logits
 
     def _maps(self, state, images, targets, masks):
-        targets = resolve_targets(targets, self._scores(state, images))
-        base = jnp.take_along_axis(self._scores(state, images), targets[:, None], 1)[:, 0]
+        unoccluded = self._scores(state, images)
+        targets = resolve_targets(targets, unoccluded)
+        base = jnp.take_along_axis(unoccluded, targets[:, None], 1)[:, 0]
         fill = images.mean(axis=(1, 2), keepdims=True) if self.mask_value == "auto" else jnp.full_like(images[:, :1, :1], float(self.mask_value))
+        b, p = len(images), len(masks)
 
-        def occluded_scores(args):
-            image, value, target = args
-            hidden = jnp.where(masks[..., None], value, image)
-            out = self._scores(state, hidden)
-            return out[:, target]
+        def occluded_scores(state, args):
+            image, patch = args
+            hidden = jnp.where(masks[patch][..., None], fill[image], images[image])
+            return jnp.take_along_axis(self._scores(state, hidden), targets[image][:, None], 1)[:, 0]
 
-        per_patch = max(1, self.batch_size // len(masks))
-        scores = jax.lax.map(occluded_scores, (images, fill, targets), batch_size=per_patch)  # (B, P)
+        pairs = (jnp.repeat(jnp.arange(b), p), jnp.tile(jnp.arange(p), b))
+        scores = map_chunks(occluded_scores, state, pairs, self.batch_size).reshape(b, p)
         drop = base[:, None] - scores
         coverage = jnp.maximum(masks.sum(0), 1)
         return jnp.einsum("bp,phw->bhw", drop, masks.astype(drop.dtype)) / coverage

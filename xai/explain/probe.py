@@ -121,6 +121,7 @@ class Probe:
         graphdef, self.state = nnx.split(model)
         self.fn = Forward(graphdef, taps, preprocess, output_index)
         self.num_classes = num_classes
+        self._shapes: dict[tuple[int, ...], list] = {}  # images.shape -> layer output shapes
         self._logits = jax.jit(lambda state, x: self.fn(state, x, None)[0])
         self._acts = jax.jit(lambda state, x: self.fn(state, x, None))
         self._grads = jax.jit(self._activations_and_grads, static_argnames="score")
@@ -128,11 +129,13 @@ class Probe:
     def check(self, images: Any) -> jax.Array:
         """Validated float images; an image shape the model cannot take is a one-line error."""
         images = check_images(images)
-        try:
-            out = jax.eval_shape(self._logits, self.state, images)
-        except (TypeError, ValueError) as err:
-            raise ExplainError(f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}") from None
-        self.num_classes = self.num_classes or int(out.shape[-1])
+        if images.shape not in self._shapes:  # trace once per batch shape, not once per call
+            try:
+                logits, acts = jax.eval_shape(self._acts, self.state, images)
+            except (TypeError, ValueError) as err:
+                raise ExplainError(f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}") from None
+            self._shapes[images.shape] = acts
+            self.num_classes = self.num_classes or int(logits.shape[-1])
         return images
 
     def calls(self, images: Any) -> list[tuple[str, tuple[int, ...]]]:
@@ -162,18 +165,32 @@ class Probe:
 
     def _activations_and_grads(self, state, images, targets, score: str = "logit"):
         """Pure version of `activations_and_grads`, to be called inside a larger jitted function."""
-        shapes = jax.eval_shape(lambda x: self.fn(state, x, None)[1], images)
-        zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+        zeros = [jnp.zeros(s.shape, s.dtype) for s in self._shapes[images.shape]]  # known from `check`
 
-        def scores(deltas):
+        def scores(deltas, state):  # the state is a primal so the merged model lives in the vjp's trace
             logits, acts = self.fn(state, images, deltas)
             out = {"logit": logits, "softmax": jax.nn.softmax(logits), "log_softmax": jax.nn.log_softmax(logits)}[score]
             return out, (logits, acts)
 
-        _, vjp, (logits, acts) = jax.vjp(scores, zeros, has_aux=True)
+        _, vjp, (logits, acts) = jax.vjp(scores, zeros, state, has_aux=True)
         targets = resolve_targets(targets, logits)
-        (grads,) = vjp(jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype))
+        grads, _ = vjp(jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype))  # state cotangent: dead code
         return logits, acts, grads
+
+
+def map_chunks(fn: Callable[[nnx.State, Any], Any], state: nnx.State, xs: Any, chunk: int) -> Any:
+    """`fn(state, xs[i:i + chunk])` over the leading axis of the pytree `xs`, as one `lax.scan`, concatenated.
+
+    The state rides along as the scan's carry, so a model merged inside `fn` lives in the
+    scan's own trace: modules that update RNG counts while running (nnx.RNN) require that.
+    """
+    n = jax.tree.leaves(xs)[0].shape[0]
+    chunk = max(1, min(chunk, n))
+    padded = -(-n // chunk) * chunk
+    pad = lambda x: jnp.concatenate([x, jnp.repeat(x[:1], padded - n, axis=0)]) if padded > n else x
+    chunks = jax.tree.map(lambda x: pad(x).reshape(padded // chunk, chunk, *x.shape[1:]), xs)
+    _, out = jax.lax.scan(lambda st, x: (st, fn(st, x)), state, chunks)
+    return jax.tree.map(lambda y: y.reshape(padded, *y.shape[2:])[:n], out)
 
 
 def resolve_targets(targets: jax.Array, logits: jax.Array) -> jax.Array:
