@@ -18,10 +18,9 @@ for name in ["resnet18", "lstm", "vit"]:
         calls = Probe(m, names).calls(x[:1])
         print(name, "default layer", layer, "| last calls:", calls[-4:])
         opts = {"reshape": token_grid()} if name == "vit" else {}
-        if name == "vit":
-            blocks = [n for n, s in calls if len(s) == 3]
-            layer = blocks[-2] if len(blocks) > 1 else layer
+        if name == "vit":  # the last block's input: the head reads only the class token after it
+            layer = "blocks.4"
         maps = GradCAM(m, layer, **opts)(x, None)
-        print("  ", name, layer, maps.shape, float(maps.max()), f"{time.time()-t:.1f}s")
+        print("  ", name, layer, maps.shape, "max", float(maps.max()), "std", float(maps.std()), f"{time.time()-t:.1f}s")
     except Exception as e:
         print(name, "FAIL", type(e).__name__, str(e)[:300])
