@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from explain_models import PooledLinear, SmallConvNet, TinyLSTM
+from tests.explain_models import PooledLinear, SmallConvNet, TinyLSTM
 from xai.explain.cam import CAM_METHODS, GradCAM, HiResCAM, token_grid
 from xai.explain.guided import GuidedBackprop, guided
 from xai.explain.inputs import ExplainError
@@ -66,7 +66,7 @@ def test_batched_maps_equal_per_image_maps(name):
 
 def test_occlusion_batched_and_finds_the_informative_region():
     mask = np.zeros((8, 8)); mask[2:4, 5:7] = 1
-    from explain_models import MaskedSum
+    from tests.explain_models import MaskedSum
     occlusion = Occlusion(MaskedSum(mask), mask_size=2, stride=1, mask_value=0.0, score="logit")
     images = np.random.default_rng(3).random((2, 8, 8, 1)).astype(np.float32) + 0.5
     maps = np.asarray(occlusion(images, [0, 0]))

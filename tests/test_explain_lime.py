@@ -3,7 +3,7 @@ import pytest
 from flax import nnx
 from lime.lime_image import LimeImageExplainer
 
-from explain_models import MaskedSum, SmallConvNet
+from tests.explain_models import MaskedSum, SmallConvNet
 from xai.explain.lime import LimeImage, bernoulli_samples, lime_stability
 from xai.explain.probe import predict_fn
 from xai.explain.segmentation import segment

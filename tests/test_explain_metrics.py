@@ -1,7 +1,7 @@
 import numpy as np
 from flax import nnx
 
-from explain_models import MaskedSum, SmallConvNet
+from tests.explain_models import MaskedSum, SmallConvNet
 from xai.explain.cam import GradCAM
 from xai.explain.metrics import Faithfulness, noisy_linear_imputation, random_baseline, sobel_baseline, trapezoid_auc
 from xai.explain.probe import Probe

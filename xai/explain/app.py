@@ -26,7 +26,8 @@ from jaxdl.errors import report_user_errors
 from jaxdl.runs import TrainedRun, load_run
 from xai.explain.inputs import ExplainError, check_images
 from xai.explain.lime import lime_stability
-from xai.explain.methods import build_method, default_target_layer
+from xai.explain.cam import token_grid
+from xai.explain.methods import LAYERED, build_method, default_target_layer
 from xai.explain.metrics import Faithfulness, random_baseline, sobel_baseline
 from xai.explain.probe import Probe
 from xai.explain.report import ReportData, write_report
@@ -96,6 +97,8 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         options = dict(e.options.get(name) or {})
         if name == "lime":
             options["seed"] = int(e.seed)
+        if e.get("token_prefix") is not None and name in LAYERED:  # ViT: drop the class token, tokens to a grid
+            options["reshape"] = token_grid(int(e.token_prefix))
         explainers[name] = build_method(name, run.model, run.preprocess, options, layer)
         maps[name], timings[name] = _timed(explainers[name], images, targets)
         lime_result = explainers[name].result if name == "lime" else lime_result

@@ -71,7 +71,7 @@ def _install_tap(module: nnx.Module, method: str, tap: Callable[[jax.Array], jax
     def tapped(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
         if index is None:
-            return tap(_select(out, None))
+            return tap(out)
         items = list(out)
         items[index] = tap(items[index])
         return type(out)(items)
@@ -93,10 +93,13 @@ class Forward:
         acts: list = [None] * len(self.taps)
         for i, (path, method) in enumerate(self.taps):
             def tap(out, i=i):
+                if calls is not None:  # discovering layers: record every call, arrays or not
+                    calls.append(i)
+                    acts[i] = out
+                    return out
+                out = _select(out, None)
                 out = out if deltas is None else out + deltas[i].astype(out.dtype)
                 acts[i] = out
-                if calls is not None:
-                    calls.append(i)
                 return out
             _install_tap(_module_at(model, path), method, tap, self.output_index)
         x = images if self.preprocess is None else self.preprocess(images)
@@ -141,8 +144,8 @@ class Probe:
     def calls(self, images: Any) -> list[tuple[str, tuple[int, ...]]]:
         """(layer, output shape) of the probed layers the forward pass calls, in the order it first calls them."""
         order: list = []
-        _, acts = jax.eval_shape(lambda state, x: self.fn(state, x, None, order), self.state, self.check(images))
-        return [(self.layers[i], tuple(acts[i].shape)) for i in dict.fromkeys(order)]
+        _, acts = jax.eval_shape(lambda state, x: self.fn(state, x, None, order), self.state, check_images(images))
+        return [(self.layers[i], tuple(getattr(acts[i], "shape", ()))) for i in dict.fromkeys(order)]
 
     def logits(self, images: Any, batch_size: int | None = None) -> jax.Array:
         """Logits of a batch, in chunks of `batch_size` to bound memory."""
