@@ -106,12 +106,13 @@ def make_steps(run: AutoencoderRun) -> tuple[Callable, Callable]:
 def reconstruction_error(reconstruct, state: TrainState, loader: Loader, batch_size: int) -> dict[str, float]:
     """Mean squared error and fraction of active code units over a whole split."""
     sq, active, count = 0.0, 0.0, 0
-    for images, _, valid in loader.eval_batches(batch_size):
+    for images, _, ids in loader.eval_batches(batch_size):
+        keep = ids >= 0  # padding rows are -1
         recon, code = jax.device_get(reconstruct(state.params, state.model_state, images))
-        x = np.asarray(images, np.float32)[:valid] / 255.0
-        sq += float(np.sum(np.mean((recon[:valid] - x) ** 2, axis=(1, 2, 3))))
-        active += float(np.sum(np.mean(code[:valid] > 0, axis=1)))
-        count += valid
+        x = np.asarray(images, np.float32)[keep] / 255.0
+        sq += float(np.sum(np.mean((recon[keep] - x) ** 2, axis=(1, 2, 3))))
+        active += float(np.sum(np.mean(code[keep] > 0, axis=1)))
+        count += int(keep.sum())
     return {"mse": sq / count, "code_active": active / count}
 
 

@@ -15,7 +15,7 @@ from flax import nnx, struct
 from jax.sharding import Mesh
 
 from jaxdl.data.pipeline import Preprocess
-from jaxdl.parallel import batch_sharded, replicated
+from jaxdl.parallel import batch_sharded, put_replicated, replicated
 
 
 class TrainState(struct.PyTreeNode):
@@ -38,7 +38,7 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.GraphDef, nnx.Stat
 
 def init_state(params: nnx.State, model_state: nnx.State, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
     state = TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params))
-    return jax.device_put(state, replicated(mesh))
+    return put_replicated(state, mesh)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
@@ -65,7 +65,8 @@ def make_train_step(
         x = preprocess(images, jax.random.fold_in(augment_key, state.step)).astype(compute_dtype)
 
         def loss_fn(params):
-            model = nnx.merge(train_def, params, state.model_state, copy=True)  # fresh Variables: BatchNorm mutates them here
+            # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count
+            model = nnx.merge(train_def, params, state.model_state, copy=True)
             logits = model(x)
             loss = cross_entropy(logits, labels, label_smoothing).mean()
             return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))

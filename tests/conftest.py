@@ -51,3 +51,10 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     """Run a jaxdl app as a user would, returning its exit code and output."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def compile_cache_env(tmp_path_factory) -> dict:
+    """Environment for app subprocesses sharing one persistent XLA cache, so repeated jobs skip most compiling."""
+    return {"JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("xla_cache")),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from jaxdl.data import digits, idx, tfds_source
+from jaxdl.data import digits, idx, signals, tfds_source
 from jaxdl.data.base import Dataset, Split
 from jaxdl.data.select import SELECTION_KEYS, apply_selection
 from jaxdl.errors import DataError, unknown_name
@@ -48,7 +48,7 @@ def _load_tfds(name: str, tfds_name: str | None = None, **options: Any) -> Datas
     return tfds_source.load(tfds_name or name, **options)
 
 
-SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds}
+SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load}
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
 PIPELINE_KEYS = ("source", "augment", "resize", "on_device")

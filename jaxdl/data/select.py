@@ -1,6 +1,7 @@
 """Carve smaller problems out of a data set: a class subset, a fraction of the labels, extra training data.
 
     data.classes=[5,6,7,8,9]  data.label_fraction=0.01  data.extra_train_dirs=[runs/gan/synthetic]
+    data.train_subset=500   (a stratified number of training examples, for quick runs)
 
 Classes are renumbered 0..k-1 in the order given, so a model trained on classes 5-9
 has a 5-way head. The label fraction is stratified and applies to train and
@@ -22,7 +23,7 @@ from jaxdl.data.base import Dataset, Split, stratified_holdout
 from jaxdl.errors import DataError
 
 # Keys of conf/data/*.yaml handled here, after the source has loaded the full data set.
-SELECTION_KEYS = ("classes", "label_fraction", "label_seed", "extra_train_dirs")
+SELECTION_KEYS = ("classes", "label_fraction", "label_seed", "extra_train_dirs", "train_subset")
 
 
 def select_classes(split: Split, classes: Sequence[int]) -> Split:
@@ -46,6 +47,14 @@ def label_fraction(split: Split, fraction: float, seed: int) -> Split:
     return split.subset(np.sort(np.concatenate([kept, first_of_missing]).astype(np.int64)))
 
 
+def train_subset(split: Split, size: int, seed: int) -> Split:
+    """A stratified `size` examples of the training split (quick runs, small-data studies)."""
+    if not 0 < size <= len(split):
+        raise DataError(f"data.train_subset must be between 1 and the {len(split)} training examples, got {size}")
+    _, keep = stratified_holdout(split.labels, size / len(split), seed)
+    return split.subset(keep)
+
+
 def read_extra_train(dirs: Sequence[str], image_shape: tuple[int, ...]) -> Split | None:
     """The `train-*` IDX pairs of `dirs` concatenated, checked against the data set's image shape."""
     splits = []
@@ -66,6 +75,8 @@ def apply_selection(dataset: Dataset, cfg: Mapping[str, Any]) -> Dataset:
     fraction = float(1.0 if cfg.get("label_fraction") is None else cfg["label_fraction"])
     seed = int(cfg.get("label_seed") or 0)
     extra = read_extra_train(cfg.get("extra_train_dirs") or [], dataset.image_shape)
+    if cfg.get("train_subset") is not None:
+        dataset = dataclasses.replace(dataset, train=train_subset(dataset.train, int(cfg["train_subset"]), seed))
     if classes is None and fraction == 1.0 and extra is None:
         return dataset
     train, val, test, names = dataset.train, dataset.val, dataset.test, dataset.class_names
