@@ -20,7 +20,7 @@ def _find_conf_dir() -> Path:
 
 CONF_DIR = _find_conf_dir()
 
-GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "hparams_search", "compress", "explain")
+GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "hparams_search", "compress", "explain", "gan", "autoencoder")
 
 
 def group_options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:

@@ -6,6 +6,7 @@ import dataclasses
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxdl.data.pipeline import Loader
 from jaxdl.steps import cross_entropy
@@ -44,11 +45,19 @@ class Evaluation:
         return {f"{prefix}/loss": self.loss, f"{prefix}/accuracy": self.accuracy}
 
 
+def _to_host(x: jax.Array) -> np.ndarray:
+    """The whole global array on this host, also when other processes hold parts of it."""
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def evaluate(predict, params, model_state, loader: Loader, batch_size: int) -> Evaluation:
-    """Run `predict` over every example of `loader` once."""
-    logits, labels = [], []
-    for images, batch_labels, valid in loader.eval_batches(batch_size):
+    """Run `predict` over every example of `loader` once; results are in split order on every process."""
+    logits, labels, ids = [], [], []
+    for images, batch_labels, batch_ids in loader.eval_batches(batch_size):
         out = predict(params, model_state, images)
-        logits.append(np.asarray(jax.device_get(out))[:valid])
-        labels.append(np.asarray(jax.device_get(batch_labels))[:valid])
-    return Evaluation(np.concatenate(labels), np.concatenate(logits))
+        keep = batch_ids >= 0
+        logits.append(_to_host(out)[keep])
+        labels.append(_to_host(batch_labels)[keep])
+        ids.append(batch_ids[keep])
+    order = np.argsort(np.concatenate(ids))
+    return Evaluation(np.concatenate(labels)[order], np.concatenate(logits)[order])

@@ -14,7 +14,7 @@ OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")
 
 # Keys of an optimizer config handled here rather than passed to the optax constructor.
-WRAPPER_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm")
+WRAPPER_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm", "backbone_lr_scale")
 
 
 def decay_mask(params: Any) -> Any:

@@ -61,6 +61,8 @@ def load_run(path: str | Path, which: str | int = "best") -> TrainedRun:
     if not config_path.exists():
         raise CheckpointError(f"{run_dir} is not a jaxdl run directory (no config.yaml); pass the directory jaxdl-train wrote")
     cfg = OmegaConf.load(config_path)
+    if cfg.trainer.get("init_from"):  # the checkpoint holds every weight; the pretrained run is not needed
+        cfg.trainer.init_from = None
     experiment = build_experiment(cfg)
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
                            best_metric=cfg.trainer.best_metric, best_mode=cfg.trainer.best_mode)

@@ -15,7 +15,7 @@ from flax import nnx, struct
 from jax.sharding import Mesh
 
 from jaxdl.data.pipeline import Preprocess
-from jaxdl.parallel import batch_sharded, replicated
+from jaxdl.parallel import batch_sharded, put_replicated, replicated
 
 
 class TrainState(struct.PyTreeNode):
@@ -38,7 +38,7 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.GraphDef, nnx.Stat
 
 def init_state(params: nnx.State, model_state: nnx.State, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:
     state = TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params))
-    return jax.device_put(state, replicated(mesh))
+    return put_replicated(state, mesh)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:

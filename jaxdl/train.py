@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jaxdl import models, optim
+from jaxdl import distributed, models, optim, transfer
 from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.config import CONF_DIR, check_group_overrides
 from jaxdl.data import Dataset, load_dataset
@@ -68,7 +68,7 @@ def train_epoch(train_step, state: TrainState, loader: Loader, cfg: Any, epoch: 
     total = {"loss_sum": 0.0, "correct": 0, "count": 0}
     pending = []
     bar = tqdm(total=len(loader) // t.batch_size * t.batch_size, desc=f"epoch {epoch}/{t.epochs}",
-               unit="img", unit_scale=True, leave=False, disable=None if t.progress else True)
+               unit="img", unit_scale=True, leave=False, disable=None if t.progress and jax.process_index() == 0 else True)
     start = time.perf_counter()
     for i, (images, labels) in enumerate(batches, 1):
         state, metrics = train_step(state, images, labels)
@@ -153,7 +153,12 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
     compute_dtype = DTYPES[t.compute_dtype]
     model = models.build(cfg.model, spec, t.seed, compute_dtype)
-    tx = optim.build(cfg.optimizer, steps_per_epoch, t.epochs)
+    if t.get("init_from"):
+        transfer.init_from_run(model, t.init_from, t.get("head"))
+    tx = transfer.partition_optimizer(
+        optim.build(cfg.optimizer, steps_per_epoch, t.epochs), nnx.state(model, nnx.Param),
+        t.get("freeze") or [], t.get("head"), float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
+    )
     train_def, eval_def, params, model_state = split_model(model)
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
@@ -161,10 +166,16 @@ def build_experiment(cfg: DictConfig) -> Experiment:
 
 def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split."""
-    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes
+    for noisy in ("absl", "jax._src.xla_bridge"):  # Orbax logs every file it writes; JAX every missing backend
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    distributed.initialize(cfg.trainer)
+    main = distributed.is_main_process()
+    if main:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    else:
+        distributed.drop_file_logs()
     t = cfg.trainer
     exp = build_experiment(cfg)
     mesh, dataset, state, compute_dtype = exp.mesh, exp.dataset, exp.state, exp.compute_dtype
@@ -180,7 +191,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]
         state, meta = ckpts.restore(latest, state)
         epoch = int(meta["epoch"])
         log.info("resumed from %s at epoch %d (step %d)", ckpts.directory, epoch, latest)
-    metrics_log = MetricsLog(run_dir, resume_step=int(state.step))
+    metrics_log = MetricsLog(run_dir, resume_step=int(state.step), write_files=main)
 
     train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
     predict = make_predict(exp.eval_def, exp.preprocess, mesh, compute_dtype)
@@ -200,12 +211,13 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]
     test = evaluate(predict, state.params, state.model_state, test_loader, t.eval_batch_size)
     summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": exp.num_params}
     metrics_log.write(int(state.step), epoch=t.epochs, **test.metrics("test"))
-    summary.update(write_evaluation(run_dir, test, dataset.test.images, dataset.class_names))
     best_val = [r for r in metrics_log.records if r["step"] == best and t.best_metric in r]
     if best_val:
         summary[f"best_{t.best_metric}"] = best_val[0][t.best_metric]
-    plots.learning_curves(metrics_log.records, run_dir / "curves.png")
-    (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    if main:
+        summary.update(write_evaluation(run_dir, test, dataset.test.images, dataset.class_names))
+        plots.learning_curves(metrics_log.records, run_dir / "curves.png")
+        (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
     metrics_log.close()
     ckpts.close()
     log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s",
@@ -215,14 +227,15 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    """The Hydra task: returns `trainer.objective` so sweepers (grid, Optuna) can optimise it."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    summary = report_user_errors(train_and_evaluate)(cfg, HydraConfig.get().runtime.output_dir)
-    objective = cfg.trainer.get("objective")
-    if objective:
-        key = objective if objective in summary else f"best_{objective}"
-        return summary.get(key)
-    return None
+    from jaxdl.job import run_job
+
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    return report_user_errors(run_job)(cfg, hydra_cfg.runtime.output_dir, in_sweep)
 
 
 @report_user_errors

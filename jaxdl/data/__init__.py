@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-import dataclasses
+from typing import Any, Mapping, Sequence
 
 from jaxdl.data import digits, idx, signals, tfds_source
-from jaxdl.data.base import Dataset, Split, stratified_holdout
+from jaxdl.data.base import Dataset, Split
+from jaxdl.data.select import SELECTION_KEYS, apply_selection
 from jaxdl.errors import DataError, unknown_name
 from jaxdl.registry import call_with_options
 
 __all__ = ["Dataset", "Split", "load_dataset", "SOURCES"]
 
 
-def _load_idx(name: str, dirs, tfds_name: str | None = None, tfds_data_dir: str | None = None, **kwargs) -> Dataset:
+def _load_digits(name: str = "digits", test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0) -> Dataset:
+    return digits.load(test_fraction=test_fraction, val_fraction=val_fraction, split_seed=split_seed)
+
+
+def _load_idx(
+    name: str,
+    dirs: Sequence[str],
+    class_names: Sequence[str] = (),
+    train_prefix: str = "train",
+    test_prefix: str = "t10k",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    tfds_name: str | None = None,
+    tfds_data_dir: str | None = None,
+) -> Dataset:
     """IDX files from the first directory that has them, else the same data set from TFDS."""
-    if idx.find_directory(dirs, kwargs.get("test_prefix", "t10k")) is not None:
-        return idx.load(name, dirs, **kwargs)
+    if not dirs:
+        raise DataError(f"data set '{name}' has no directories to read; set data.dirs=[PATH] to the directory with the IDX files")
+    if idx.find_directory(dirs, test_prefix) is not None:
+        return idx.load(name, dirs, class_names, train_prefix, test_prefix, val_fraction, test_fraction, split_seed)
     if tfds_name and tfds_source.is_prepared(tfds_name, tfds_data_dir):
-        return tfds_source.load(tfds_name, data_dir=tfds_data_dir, split_seed=kwargs.get("split_seed", 0))
-    hint = "apt-get install dataset-fashion-mnist" if "fashion" in name else "download the four IDX files there"
+        return tfds_source.load(tfds_name, data_dir=tfds_data_dir, val_fraction=val_fraction, split_seed=split_seed)
+    hint = "apt-get install dataset-fashion-mnist" if "fashion" in name else "put the four IDX files there"
     tfds_hint = f", or prepare TFDS '{tfds_name}' (tfds build {tfds_name})" if tfds_name else ""
     raise DataError(
         f"data set '{name}' not found: no IDX files in {', '.join(map(str, dirs))}; "
@@ -28,31 +44,20 @@ def _load_idx(name: str, dirs, tfds_name: str | None = None, tfds_data_dir: str 
     )
 
 
-SOURCES = {
-    "digits": lambda name, **kw: digits.load(**kw),
-    "idx": _load_idx,
-    "tfds": lambda name, tfds_name=None, **kw: tfds_source.load(tfds_name or name, **kw),
-    "signals1d": lambda name, **kw: signals.load(**kw),
-}
+def _load_tfds(name: str, tfds_name: str | None = None, **options: Any) -> Dataset:
+    return tfds_source.load(tfds_name or name, **options)
+
+
+SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load}
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
-PIPELINE_KEYS = ("source", "augment", "resize", "on_device", "train_subset")
+PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
 
 
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
-    """Load the data set a `data` config describes."""
+    """Load the data set a `data` config describes, restricted as its selection keys say."""
     source = cfg.get("source")
     if source not in SOURCES:
         raise unknown_name("data source", str(source), list(SOURCES))
-    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS}
-    dataset = call_with_options(SOURCES[source], kwargs, f"data source '{source}'")
-    subset = cfg.get("train_subset")
-    return dataset if subset is None else with_train_subset(dataset, int(subset), int(cfg.get("split_seed", 0)))
-
-
-def with_train_subset(dataset: Dataset, size: int, seed: int) -> Dataset:
-    """Keep a stratified `size` examples of the training split (quick runs, small-data studies)."""
-    if not 0 < size <= len(dataset.train):
-        raise DataError(f"data.train_subset must be between 1 and the {len(dataset.train)} training examples, got {size}")
-    _, keep = stratified_holdout(dataset.train.labels, size / len(dataset.train), seed)
-    return dataclasses.replace(dataset, train=dataset.train.subset(keep))
+    kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS + SELECTION_KEYS}
+    return apply_selection(call_with_options(SOURCES[source], kwargs, f"data source '{source}'"), cfg)

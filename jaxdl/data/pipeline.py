@@ -77,9 +77,20 @@ def epoch_order(num_examples: int, batch_size: int, seed: int, epoch: int) -> np
 
 
 class Loader:
-    """Batches of one split, sharded over the mesh's `data` axis."""
+    """Batches of one split, sharded over the mesh's `data` axis.
+
+    With several processes (multi-host) each process keeps only its shard of the
+    split (every `process_count`-th example), feeds its slice of every global batch
+    from the host, and `jax.make_array_from_process_local_data` assembles the
+    global arrays; one process is the special case of a single shard.
+    """
 
     def __init__(self, split: Split, mesh: Mesh, on_device: bool | None = None):
+        self.num_examples = len(split)
+        self.process_index, self.process_count = jax.process_index(), jax.process_count()
+        if self.process_count > 1:
+            split = split.subset(np.arange(self.process_index, len(split), self.process_count))
+            on_device = False  # each process feeds its own rows; no device holds the whole split
         self.split = split
         self.mesh = mesh
         self.batch_sharding = NamedSharding(mesh, P("data"))
@@ -93,26 +104,30 @@ class Loader:
             self._gather = jax.jit(lambda xs, ys, idx: (xs[idx], ys[idx]), out_shardings=self.batch_sharding)
 
     def __len__(self) -> int:
-        return len(self.split)
+        return self.num_examples
 
     def batch(self, indices: np.ndarray) -> tuple[jax.Array, jax.Array]:
-        """The examples at `indices` as a (images, labels) pair sharded on `data`."""
+        """This process's examples at `indices` as its part of a global (images, labels) batch sharded on `data`."""
         if self.on_device:
             idx = jax.device_put(indices, self.batch_sharding)
             return self._gather(self._images, self._labels, idx)
         images, labels = self.split.images[indices], self.split.labels[indices]
-        return jax.device_put(images, self.batch_sharding), jax.device_put(labels, self.batch_sharding)
+        return (jax.make_array_from_process_local_data(self.batch_sharding, images),
+                jax.make_array_from_process_local_data(self.batch_sharding, labels))
 
     def train_batches(self, batch_size: int, seed: int, epoch: int, start_step: int = 0) -> Iterator[tuple[jax.Array, jax.Array]]:
-        for indices in epoch_order(len(self), batch_size, seed, epoch)[start_step:]:
+        """Global batches of `batch_size`; every process draws the same number from its equal-sized shard."""
+        shard_size = self.num_examples // self.process_count
+        for indices in epoch_order(shard_size, batch_size // self.process_count, seed, epoch)[start_step:]:
             yield self.batch(indices)
 
-    def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, int]]:
-        """Every example once, in order; the last batch is padded and its real size returned."""
-        n = len(self)
-        for start in range(0, n, batch_size):
-            indices = np.arange(start, start + batch_size)
-            valid = min(batch_size, n - start)
-            indices[valid:] = start  # pad with a real example; callers drop the padding
-            images, labels = self.batch(indices.astype(np.int32))
-            yield images, labels, valid
+    def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
+        """Every example once: (images, labels, ids), `ids` the split index of each global row, -1 for padding."""
+        count, local_batch = self.process_count, batch_size // self.process_count
+        shard_sizes = [len(range(p, self.num_examples, count)) for p in range(count)]
+        for start in range(0, shard_sizes[0], local_batch):
+            positions = start + np.arange(local_batch)
+            ids = np.concatenate([np.where(positions < n, p + count * positions, -1) for p, n in enumerate(shard_sizes)])
+            local = np.where(positions < len(self.split), positions, 0).astype(np.int32)  # pad with a real example
+            images, labels = self.batch(local)
+            yield images, labels, ids

@@ -10,7 +10,7 @@ from jaxdl.errors import DataError
 
 def _prepare_hint(name: str, data_dir: str | None) -> str:
     where = f" --data_dir={data_dir}" if data_dir else ""
-    return f"prepare it once with: pip install 'jaxdl[tfds]' && tfds build {name}{where}"
+    return f"prepare it once with: pip install 'jaxdl[tfds]' && tfds build {name}{where} --file_format=array_record"
 
 
 def _read_split(source, image_key: str, label_key: str) -> Split:
@@ -45,7 +45,7 @@ def load(
     splits = [train_split, test_split] + ([val_split] if val_split else [])
     try:
         sources = tfds.data_source(name, split=splits, data_dir=data_dir, download=False)
-    except (AssertionError, FileNotFoundError, ValueError, tfds.core.registered.DatasetNotFoundError) as err:
+    except (AssertionError, FileNotFoundError, ValueError, NotImplementedError, tfds.core.registered.DatasetNotFoundError) as err:
         where = data_dir or builder.data_dir
         raise DataError(f"TFDS data set '{name}' is not prepared in {where}; {_prepare_hint(name, data_dir)}") from err
     train = _read_split(sources[0], image_key, label_key)

@@ -59,9 +59,11 @@ class LeNet5(nnx.Module):
 
 
 @register("lenet5")
-def lenet5(spec: InputSpec, dropout: float = 0.0, dtype: Any = None, rngs: nnx.Rngs = None) -> LeNet5:
-    """Modern LeNet-5: conv 20 5x5, pool, conv 50 5x5, pool, dense 500, dense classes."""
-    return LeNet5(spec, filters=(20, 50), hidden=(500,), activation="relu", pooling="max", dropout=dropout, dtype=dtype, rngs=rngs)
+def lenet5(spec: InputSpec, dropout: float = 0.0, width: float = 1.0, dtype: Any = None, rngs: nnx.Rngs = None) -> LeNet5:
+    """Modern LeNet-5: conv 20 5x5, pool, conv 50 5x5, pool, dense 500, dense classes; `width` scales all three."""
+    filters = (max(1, round(20 * width)), max(1, round(50 * width)))
+    return LeNet5(spec, filters=filters, hidden=(max(1, round(500 * width)),), activation="relu", pooling="max",
+                  dropout=dropout, dtype=dtype, rngs=rngs)
 
 
 @register("lenet5_classic")

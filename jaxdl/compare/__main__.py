@@ -1,0 +1,3 @@
+from jaxdl.compare.app import main
+
+main()

@@ -1,0 +1,48 @@
+import base64
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from jaxdl.config import CONF_DIR
+from jaxdl.train import train_and_evaluate
+from xai.explain import app
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("digits_run")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["trainer.epochs=1", "trainer.progress=false", "trainer.batch_size=64"])
+    train_and_evaluate(cfg, run_dir)
+    return run_dir
+
+
+def test_report_is_written_and_every_image_in_it_exists(trained_run, tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("explain_app", overrides=[
+            f"run_dir={trained_run}", "explain.methods=[gradcam,lime,occlusion]", "explain.images.count=2",
+            "explain.options.lime.num_samples=64", "explain.metrics.steps=4", "explain.metrics.sanity_images=2",
+            "explain.metrics.lime_stability_seeds=[0,1]"])
+    summary = app.explain(cfg, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 2 * 5 + 3  # per image: input, 3 maps, LIME's superpixels; one sanity curve per method
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in images)
+    assert not re.findall(r'src="(?!data:)', page)  # nothing outside the file
+    for method in ("gradcam", "lime", "occlusion"):
+        assert np.load(tmp_path / "maps" / f"{method}.npy").shape == (2, 8, 8)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"gradcam", "lime", "occlusion", "random", "sobel"}
+    assert 0 <= metrics["gradcam"]["deletion_auc"] <= 1 and "lime_r2" in metrics["lime"]
+    assert summary["target_layer"] == "features"
+
+
+def test_app_needs_a_run_dir(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["jaxdl-explain"])
+    with pytest.raises(SystemExit) as info:
+        app.main()
+    assert info.value.code == 2 and "run_dir=PATH" in capsys.readouterr().err

@@ -1,0 +1,179 @@
+"""Sweeps end to end: a grid through submitit_local, an Optuna search, and a sweep with a failing job."""
+
+from __future__ import annotations
+
+import csv
+import os
+import stat
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from jaxdl import job
+from jaxdl.compare.app import main as compare_main
+from jaxdl.compare.records import find_runs
+from jaxdl.run_status import read_status, write_status
+from tests.conftest import compose_config, run_cli
+
+# Seconds per job: one short epoch of a quarter-width LeNet-5 on digits.
+TINY = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "trainer.batch_size=64",
+        "trainer.eval_batch_size=128"]
+
+
+def _sweep(env: dict, sweep_dir, *overrides: str):
+    result = run_cli("-m", "jaxdl.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", *TINY, *overrides, env=env, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result
+
+
+def test_grid_through_submitit_local_and_compare_reports_four_runs(tmp_path, capsys, compile_cache_env):
+    sweep = tmp_path / "grid"
+    _sweep(compile_cache_env, sweep, "hydra/launcher=local", "optimizer.learning_rate=0.003,0.01", "trainer.seed=0,1")
+    assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 4  # a submitit process per job
+    assert [read_status(sweep / str(i))["status"] for i in range(4)] == ["completed"] * 4
+    assert (sweep / "comparison.html").exists()  # the sweep summary written when the sweep ended
+
+    compare_main([str(sweep), "--out", str(tmp_path / "report"), "--top", "2"])
+    printed = capsys.readouterr().out
+    assert "4 runs; top 2 by best val/accuracy" in printed and printed.count("[completed]") == 2
+    rows = list(csv.DictReader((tmp_path / "report" / "comparison.csv").open()))
+    assert len(rows) == 4 and {r["optimizer.learning_rate"] for r in rows} == {"0.003", "0.01"}
+    accuracies = [float(r["best val/accuracy"]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True) and all(0 < a <= 1 for a in accuracies)
+    markdown = (tmp_path / "report" / "comparison.md").read_text()
+    assert "## Configurations over seeds (mean ± std)" in markdown and markdown.count(" ± ") >= 2 * 6
+    page = (tmp_path / "report" / "comparison.html").read_text()
+    assert page.count("<tr") == 1 + 4 + 1 + 2 and "data:image/png;base64," in page and "sortable" in page
+
+
+def test_optuna_search_returns_the_best_trial(tmp_path, compile_cache_env):
+    sweep = tmp_path / "optuna"
+    _sweep(compile_cache_env, sweep, "hparams_search=lenet_optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.n_startup_trials=2",
+           f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}", "trainer.epochs=1")
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    runs = find_runs([sweep])
+    assert len(runs) == 4 and all(r.status == "completed" for r in runs)
+    values = {r.name: read_status(r.path)["objective_value"] for r in runs}
+    winner = max(runs, key=lambda r: values[r.name])
+    assert best["best_value"] == pytest.approx(values[winner.name])
+    assert {k: str(v) for k, v in best["best_params"].items()} == {k: winner.overrides[k] for k in best["best_params"]}
+    # model.width and trainer.batch_size are fixed by TINY on the command line, so Optuna searched the other two
+    assert set(best["best_params"]) == {"optimizer.learning_rate", "optimizer.weight_decay"}
+    assert (tmp_path / "optuna.db").stat().st_size > 0  # the study persisted (needs SQLAlchemy < 2, pinned)
+
+
+def test_a_failing_job_is_recorded_and_the_others_complete(tmp_path, capsys, compile_cache_env):
+    sweep = tmp_path / "failing"
+    overrides = ("optimizer=sgd", "optimizer.learning_rate=0.05,1e9")
+    result = _sweep(compile_cache_env, sweep, *overrides)
+    good, bad = read_status(sweep / "0"), read_status(sweep / "1")
+    assert good["status"] == "completed" and good["objective_value"] > 0.2
+    assert bad["status"] == "failed" and bad["error"].startswith("TrainingDiverged: training loss is")
+    assert "failed job 1: TrainingDiverged" in result.stdout + result.stderr
+    assert "- 1: TrainingDiverged: training loss is" in (sweep / "comparison.md").read_text()
+
+    write_status(sweep / "0", "running", attempt=1)  # as a job killed after its last checkpoint leaves it
+    rerun = _sweep(compile_cache_env, sweep, *overrides)  # the same sweep again, as a requeue runs it
+    assert "resumed from" in rerun.stdout + rerun.stderr
+    assert read_status(sweep / "0") | {"updated": None, "wall_s": None} == {
+        "status": "completed", "updated": None, "wall_s": None, "attempt": 2, "objective": "val/accuracy",
+        "objective_value": good["objective_value"]}
+    assert read_status(sweep / "1")["attempt"] == 2 and read_status(sweep / "1")["status"] == "failed"
+
+    compare_main([str(sweep)])
+    assert "failed: 1: TrainingDiverged" in capsys.readouterr().out
+
+
+def test_run_job_records_any_exception_in_a_sweep_and_raises_outside(tmp_path, monkeypatch):
+    def crash(cfg, run_dir):
+        raise RuntimeError("segfault-like crash\nwith a second line")
+
+    monkeypatch.setattr(job, "train_and_evaluate", crash)
+    cfg = compose_config(*TINY)
+    assert job.run_job(cfg, tmp_path / "a", in_sweep=True) is None
+    assert read_status(tmp_path / "a") | {"updated": None} == {
+        "status": "failed", "updated": None, "attempt": 1, "wall_s": pytest.approx(0, abs=1), "error": "RuntimeError: segfault-like crash"}
+    with pytest.raises(RuntimeError):
+        job.run_job(cfg, tmp_path / "b", in_sweep=False)
+    assert read_status(tmp_path / "b")["status"] == "failed"
+
+
+def test_a_job_completed_with_the_same_config_is_skipped(tmp_path, monkeypatch):
+    cfg = compose_config(*TINY)
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (tmp_path / "results.json").write_text('{"best_val/accuracy": 0.75}')
+    write_status(tmp_path, "completed", attempt=1)
+    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir: pytest.fail("trained again"))
+    assert job.run_job(cfg, tmp_path, in_sweep=True) == 0.75
+    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir: {"best_val/accuracy": 0.5})
+    assert job.run_job(compose_config(*TINY, "trainer.epochs=2"), tmp_path, in_sweep=True) == 0.5  # config changed
+    assert read_status(tmp_path)["attempt"] == 2
+
+
+def test_objective_is_the_best_value_of_the_configured_metric():
+    cfg = compose_config("trainer.objective=val/accuracy")
+    assert job.objective_value(cfg, {"best_val/accuracy": 0.9, "test/accuracy": 0.8}) == 0.9
+    assert job.objective_value(compose_config("trainer.objective=test/accuracy"), {"test/accuracy": 0.8}) == 0.8
+    assert job.objective_value(compose_config("trainer.objective=null"), {"test/accuracy": 0.8}) is None
+
+
+def _fake_slurm_bin(tmp_path):
+    """submitit refuses to build a SLURM executor without `srun` on PATH; a stub is enough to render sbatch."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    return bin_dir
+
+
+def test_slurm_launcher_asks_one_task_per_gpu_and_requeues(tmp_path, monkeypatch):
+    import submitit
+    from hydra import compose, initialize_config_dir
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    from jaxdl.config import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.nodes=2",
+                                           "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    launcher["tasks_per_node"] = OmegaConf.select(cfg, "hydra.launcher.tasks_per_node")
+    assert launcher["tasks_per_node"] == launcher["gpus_per_node"] == 8
+    monkeypatch.setenv("PATH", f"{_fake_slurm_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}")
+    executor = submitit.AutoExecutor(cluster="slurm", folder=tmp_path, slurm_max_num_timeout=launcher["max_num_timeout"])
+    base = set(OmegaConf.structured(BaseQueueConf).keys())  # the mapping the Hydra launcher applies
+    skip = {"_target_", "submitit_folder", "max_num_timeout", "name"}
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in launcher.items() if k not in skip})
+    sbatch = executor._executor._make_submission_file_text("python -m jaxdl.train", "uid")
+    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--partition=gpu", "--requeue",
+                 "--signal=USR2@120", "--time=240"):
+        assert f"#SBATCH {line}" in sbatch, line
+    assert "--gpus-per-task" not in sbatch  # every task sees every GPU of its node
+    assert launcher["max_num_timeout"] > 0  # submitit requeues preempted / timed-out jobs
+
+
+@pytest.mark.parametrize("overrides", [
+    ["hparams_search=lenet_optuna"], ["hparams_search=lenet_grid_seeds"],
+    ["hydra/launcher=local"], ["hydra/launcher=slurm"],
+])
+def test_sweep_configs_compose(overrides):
+    from hydra import compose, initialize_config_dir
+
+    from jaxdl.config import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    assert cfg.trainer.objective == "val/accuracy"
+    if overrides[0].startswith("hparams_search"):
+        assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweeper.params
+    else:
+        assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.timeout_min > 0
+
+
+
+def test_a_bad_distributed_setting_fails_only_its_job(tmp_path):
+    cfg = compose_config(*TINY, "trainer.distributed=sometimes")
+    assert job.run_job(cfg, tmp_path, in_sweep=True) is None
+    assert read_status(tmp_path)["error"].startswith("ConfigError: trainer.distributed must be one of auto, true, false")

@@ -1,0 +1,1 @@
+"""Explain and compress trained jaxdl models."""

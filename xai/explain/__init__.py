@@ -1,0 +1,1 @@
+"""Explanations of trained jaxdl models: CAM family, LIME, SHAP, occlusion, faithfulness metrics, reports."""

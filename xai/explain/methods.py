@@ -1,0 +1,68 @@
+"""Explanation methods by name, each as `explainer(images, targets) -> (B, H, W) maps` with a `probe`.
+
+Options come from the app's config (`explain.options.<method>`); unknown options are
+one-line errors through jaxdl's `call_with_options`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxdl.registry import Registry, call_with_options
+from xai.explain.cam import CAM_METHODS
+from xai.explain.guided import GuidedGradCAM
+from xai.explain.inputs import ExplainError
+from xai.explain.lime import LimeImage, LimeResult
+from xai.explain.occlusion import Occlusion
+from xai.explain.probe import Preprocess, Probe, layer_names
+from xai.explain.shap_partition import PartitionShap
+
+METHODS: Registry[Callable[..., Any]] = Registry("explanation method")
+
+
+class LimeMaps:
+    """LIME as a map explainer; the last call's full result (weights, R^2, segments) stays in `result`."""
+
+    def __init__(self, model: nnx.Module, preprocess: Preprocess | None = None, seed: int = 0, **options: Any):
+        self.lime = call_with_options(LimeImage, options, "explanation method 'lime'", model=model, preprocess=preprocess)
+        self.probe, self.seed = self.lime.probe, seed
+        self.result: LimeResult | None = None
+
+    def __call__(self, images: Any, targets: Any = None) -> np.ndarray:
+        self.result = self.lime(images, targets, key=jax.random.key(self.seed))
+        return self.result.maps
+
+
+for _name, _cls in CAM_METHODS.items():
+    METHODS.register(_name)(_cls)
+METHODS.register("guided_gradcam")(GuidedGradCAM)
+METHODS.register("lime")(LimeMaps)
+METHODS.register("occlusion")(Occlusion)
+METHODS.register("shap")(PartitionShap)
+
+LAYERED = set(CAM_METHODS) | {"guided_gradcam"}
+
+
+def default_target_layer(model: nnx.Module, preprocess: Preprocess | None, images: Any) -> str:
+    """A model's `features` method if it has one (its last spatial block), else the last module with a spatial output."""
+    if callable(getattr(type(model), "features", None)):
+        return "features"
+    calls = Probe(model, layer_names(model), preprocess).calls(images[:1])
+    candidates = [name for name, shape in calls if len(shape) in (3, 4)]
+    if not candidates:
+        raise ExplainError("no layer with a spatial or sequence output found; set explain.target_layer")
+    return candidates[-1]
+
+
+def build_method(name: str, model: nnx.Module, preprocess: Preprocess | None, options: dict,
+                 target_layer: str | list[str] | None = None) -> Any:
+    """The explainer `name` with its config options; CAM methods also get the target layer(s)."""
+    factory = METHODS.get(name)
+    fixed: dict[str, Any] = {"model": model, "preprocess": preprocess}
+    if name in LAYERED:
+        fixed["target_layers"] = target_layer
+    return call_with_options(factory, dict(options), f"explanation method '{name}'", **fixed)

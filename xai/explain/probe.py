@@ -1,0 +1,216 @@
+"""Activations and gradients of any named layer, without model surgery.
+
+A layer is a submodule path (`conv2`, `hidden.0`, `blocks.3`) or a submodule's
+method (`features`). Inside the jitted function the model is merged afresh
+from its (graphdef, state) and the target modules of that throwaway copy get a
+subclass whose call returns `output + delta`: the gradient with respect to the
+zero `delta` is the gradient with respect to the layer's output. The user's
+model object is never touched.
+
+One forward and one backward pass give per-image gradients for per-image
+targets: a vjp with one-hot cotangents on the pre-softmax logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from xai.explain.inputs import ExplainError, check_images, check_targets
+
+Preprocess = Callable[[jax.Array], jax.Array]
+
+
+def layer_names(model: nnx.Module) -> list[str]:
+    """Every submodule path of `model` that can be a target layer, e.g. ['conv1', 'conv2', 'head']."""
+    return [".".join(map(str, path)) for path, _ in nnx.iter_modules(model) if path]
+
+
+def _resolve(model: nnx.Module, layer: str) -> tuple[tuple, str]:
+    """(module path, method name) of a layer name; a bad name lists the valid ones."""
+    parts = layer.split(".")
+    node: Any = model
+    for i, part in enumerate(parts):
+        child = node[int(part)] if part.isdigit() else getattr(node, part, None)
+        if isinstance(child, nnx.Module):
+            node = child
+            continue
+        if i == len(parts) - 1 and callable(child) and isinstance(node, nnx.Module) and hasattr(type(node), part):
+            return tuple(int(p) if p.isdigit() else p for p in parts[:-1]), part
+        break
+    else:
+        return tuple(int(p) if p.isdigit() else p for p in parts), "__call__"
+    raise ExplainError(f"model {type(model).__name__} has no layer '{layer}'; valid layers: {', '.join(layer_names(model))}")
+
+
+def _module_at(model: nnx.Module, path: tuple) -> nnx.Module:
+    for part in path:
+        model = model[part] if isinstance(part, int) else getattr(model, part)
+    return model
+
+
+def _select(output: Any, index: int | None) -> jax.Array:
+    if index is not None:
+        return output[index]
+    if not isinstance(output, jax.Array):
+        raise ExplainError(f"the layer returns a {type(output).__name__}, not an array; pass output_index to pick one element")
+    return output
+
+
+def _install_tap(module: nnx.Module, method: str, tap: Callable[[jax.Array], jax.Array], index: int | None) -> None:
+    """Give this one module instance a subclass whose `method` passes its output through `tap`."""
+    original = getattr(type(module), method)
+
+    @functools.wraps(original)
+    def tapped(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if index is None:
+            return tap(_select(out, None))
+        items = list(out)
+        items[index] = tap(items[index])
+        return type(out)(items)
+
+    module.__class__ = type(f"Tapped{type(module).__name__}", (type(module),), {method: tapped})
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """The pure model function `(state, images, deltas) -> (logits, activations)` for a set of layers."""
+
+    graphdef: nnx.GraphDef
+    taps: tuple[tuple[tuple, str], ...]
+    preprocess: Preprocess | None
+    output_index: int | None
+
+    def __call__(self, state: nnx.State, images: jax.Array, deltas: Sequence[jax.Array] | None, calls: list | None = None):
+        model = nnx.merge(self.graphdef, state)
+        acts: list = [None] * len(self.taps)
+        for i, (path, method) in enumerate(self.taps):
+            def tap(out, i=i):
+                out = out if deltas is None else out + deltas[i].astype(out.dtype)
+                acts[i] = out
+                if calls is not None:
+                    calls.append(i)
+                return out
+            _install_tap(_module_at(model, path), method, tap, self.output_index)
+        x = images if self.preprocess is None else self.preprocess(images)
+        logits = model(x).astype(jnp.float32)
+        missing = [i for i, a in enumerate(acts) if a is None]
+        if missing and calls is None:
+            raise ExplainError(f"layer(s) {missing} were not called in the model's forward pass; pick a layer the model uses")
+        return logits, acts
+
+
+class Probe:
+    """Jitted logits, activations and gradients of named layers of an NNX classifier.
+
+    `preprocess` maps the explained images (float NHWC in [0, 1]) to the model's input,
+    so maps live in the image space the user sees.
+    """
+
+    def __init__(self, model: nnx.Module, layers: str | Sequence[str] = (), preprocess: Preprocess | None = None,
+                 output_index: int | None = None, num_classes: int | None = None):
+        self.layers = (layers,) if isinstance(layers, str) else tuple(layers)
+        taps = tuple(_resolve(model, name) for name in self.layers)
+        graphdef, self.state = nnx.split(model)
+        self.fn = Forward(graphdef, taps, preprocess, output_index)
+        self.num_classes = num_classes
+        self._shapes: dict[tuple[int, ...], list] = {}  # images.shape -> layer output shapes
+        self._logits = jax.jit(lambda state, x: self.fn(state, x, None)[0])
+        self._acts = jax.jit(lambda state, x: self.fn(state, x, None))
+        self._grads = jax.jit(self._activations_and_grads, static_argnames="score")
+
+    def check(self, images: Any) -> jax.Array:
+        """Validated float images; an image shape the model cannot take is a one-line error."""
+        images = check_images(images)
+        if images.shape not in self._shapes:  # trace once per batch shape, not once per call
+            try:
+                logits, acts = jax.eval_shape(self._acts, self.state, images)
+            except (TypeError, ValueError) as err:
+                raise ExplainError(f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}") from None
+            self._shapes[images.shape] = acts
+            self.num_classes = self.num_classes or int(logits.shape[-1])
+        return images
+
+    def calls(self, images: Any) -> list[tuple[str, tuple[int, ...]]]:
+        """(layer, output shape) of the probed layers the forward pass calls, in the order it first calls them."""
+        order: list = []
+        _, acts = jax.eval_shape(lambda state, x: self.fn(state, x, None, order), self.state, self.check(images))
+        return [(self.layers[i], tuple(acts[i].shape)) for i in dict.fromkeys(order)]
+
+    def logits(self, images: Any, batch_size: int | None = None) -> jax.Array:
+        """Logits of a batch, in chunks of `batch_size` to bound memory."""
+        images = self.check(images)
+        if batch_size is None or len(images) <= batch_size:
+            return self._logits(self.state, images)
+        return jnp.concatenate([self._logits(self.state, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+    def activations(self, images: Any) -> tuple[jax.Array, list[jax.Array]]:
+        return self._acts(self.state, self.check(images))
+
+    def activations_and_grads(self, images: Any, targets: Any, score: str = "logit"):
+        """(logits, activations, gradients of each image's target score w.r.t. each layer output).
+
+        A target of -1 (or `targets=None`) means the model's predicted class.
+        """
+        images = self.check(images)
+        targets = check_targets(targets, len(images), self.num_classes)
+        return self._grads(self.state, images, targets, score=score)
+
+    def _activations_and_grads(self, state, images, targets, score: str = "logit"):
+        """Pure version of `activations_and_grads`, to be called inside a larger jitted function."""
+        zeros = [jnp.zeros(s.shape, s.dtype) for s in self._shapes[images.shape]]  # known from `check`
+
+        def scores(deltas, state):  # the state is a primal so the merged model lives in the vjp's trace
+            logits, acts = self.fn(state, images, deltas)
+            out = {"logit": logits, "softmax": jax.nn.softmax(logits), "log_softmax": jax.nn.log_softmax(logits)}[score]
+            return out, (logits, acts)
+
+        _, vjp, (logits, acts) = jax.vjp(scores, zeros, state, has_aux=True)
+        targets = resolve_targets(targets, logits)
+        grads, _ = vjp(jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype))  # state cotangent: dead code
+        return logits, acts, grads
+
+
+def map_chunks(fn: Callable[[nnx.State, Any], Any], state: nnx.State, xs: Any, chunk: int) -> Any:
+    """`fn(state, xs[i:i + chunk])` over the leading axis of the pytree `xs`, as one `lax.scan`, concatenated.
+
+    The state rides along as the scan's carry, so a model merged inside `fn` lives in the
+    scan's own trace: modules that update RNG counts while running (nnx.RNN) require that.
+    """
+    n = jax.tree.leaves(xs)[0].shape[0]
+    chunk = max(1, min(chunk, n))
+    padded = -(-n // chunk) * chunk
+    pad = lambda x: jnp.concatenate([x, jnp.repeat(x[:1], padded - n, axis=0)]) if padded > n else x
+    chunks = jax.tree.map(lambda x: pad(x).reshape(padded // chunk, chunk, *x.shape[1:]), xs)
+    _, out = jax.lax.scan(lambda st, x: (st, fn(st, x)), state, chunks)
+    return jax.tree.map(lambda y: y.reshape(padded, *y.shape[2:])[:n], out)
+
+
+def resolve_targets(targets: jax.Array, logits: jax.Array) -> jax.Array:
+    """Targets with -1 replaced by the predicted class (traceable)."""
+    return jnp.where(targets < 0, jnp.argmax(logits, -1), targets)
+
+
+def predict_fn(probe: Probe, batch_size: int = 1024, softmax: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """A NumPy `images -> probabilities` function for the reference packages (lime, shap).
+
+    Batches are padded to a power of two (at most `batch_size`), so the ragged batch sizes
+    those packages send compile a handful of times, not once per size.
+    """
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        n = len(images)
+        padded = min(1 << max(n - 1, 0).bit_length(), batch_size) if n <= batch_size else -(-n // batch_size) * batch_size
+        images = np.concatenate([images, np.repeat(images[:1], padded - n, axis=0)])
+        logits = probe.logits(images, batch_size)[:n]
+        return np.asarray(jax.nn.softmax(logits) if softmax else logits)
+
+    return predict
