@@ -19,3 +19,4 @@ only gru && run gru experiment=fashion_mnist_gru trainer.epochs=1 +data.train_su
 only squeezenet1_1 && run squeezenet1_1 experiment=fashion_mnist_squeezenet trainer.epochs=2 +data.train_subset=10000 data.val_fraction=0.02
 only vit && run vit experiment=fashion_mnist_vit trainer.epochs=2 +data.train_subset=10000 data.val_fraction=0.02
 only alexnet && run alexnet experiment=fashion_mnist_alexnet trainer.epochs=1 +data.train_subset=5000 data.val_fraction=0.02
+only resnet18 && run resnet18 experiment=fashion_mnist_resnet18 trainer.epochs=1 +data.train_subset=3000 data.val_fraction=0.02
