@@ -79,16 +79,34 @@ def test_imagenet_variant_parameter_count_and_output_shape(name):
 
 
 @pytest.mark.parametrize("name", SMALL)
-def test_small_variant_forward_shape_and_eval_determinism(name):
-    spec = small_spec(name, native=16)
-    model = build_small(name, native=16)
+def test_small_variant_output_shape(name):
+    """Abstractly (no compute): every config builds and maps a 28x28 batch to class logits."""
+    spec = small_spec(name)
+    model = nnx.eval_shape(lambda: build_small(name))
+    graphdef, state = nnx.split(model)
+    out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, jax.ShapeDtypeStruct((2, *spec.size, 1), jnp.float32))
+    assert out.shape == (2, 10)
+
+
+def eval_twice(model: nnx.Module, spec: InputSpec) -> tuple[jax.Array, jax.Array]:
+    """Two jitted eval-mode forward passes of the same batch."""
     model.eval()
     graphdef, state = nnx.split(model)
     forward = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
     x = images(spec, 2)
-    first, second = forward(state, x), forward(state, x)
-    assert first.shape == (2, 10)
-    assert bool(jnp.all(jnp.isfinite(first)))
+    return forward(state, x), forward(state, x)
+
+
+# The Inception CNNs' train steps take 20-40 s to compile on a CPU: they run forward only
+# (ResNet-50's bottleneck blocks are covered by the abstract tests and ResNet-18's training).
+FORWARD_ONLY = ["googlenet", "inception_v3"]
+
+
+@pytest.mark.parametrize("name", FORWARD_ONLY)
+def test_large_small_variants_run_deterministically_in_eval_mode(name):
+    spec = small_spec(name, native=16)
+    first, second = eval_twice(build_small(name, native=16), spec)
+    assert first.shape == (2, 10) and bool(jnp.all(jnp.isfinite(first)))
     np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
 
 
@@ -107,15 +125,18 @@ def train_losses(model: nnx.Module, spec: InputSpec, x: jax.Array, y: jax.Array,
     return losses, state
 
 
-# One config per model class whose train step compiles in seconds on a CPU; GoogLeNet, Inception v3
-# and ResNet-50 (20-40 s each) are covered by the forward test above.
-TRAINED = ["alexnet", "vgg11", "resnet18", "squeezenet1_1", "mlp", "lstm", "gru", "vit", "seq_transformer"]
+# One config per remaining model class (VGG shares AlexNet's plain conv + dense head, the LSTM the
+# GRU's RecurrentClassifier, the sequence Transformer ViT's encoder; those run in the other tests).
+TRAINED = ["alexnet", "resnet18", "squeezenet1_1", "mlp", "gru", "vit"]
 
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_train_steps_lower_the_loss_on_a_fixed_batch(name):
     spec = small_spec(name, native=16)  # 16 px keeps the big CNNs cheap; AlexNet and VGG ask for 32
-    model = build_small(name, native=16, dropout=0.0)  # without dropout noise the loss must fall step by step
+    # without dropout noise the loss must fall step by step; two Transformer blocks compile faster than six
+    model = build_small(name, native=16, dropout=0.0, depth=2)
     x, y = images(spec, 4, seed=1), jnp.arange(4) % spec.num_classes
     losses, _ = train_losses(model, spec, x, y, steps=4)
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+    first, second = eval_twice(build_small(name, native=16), spec)  # as configured, dropout included
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
