@@ -1,8 +1,9 @@
 """Training throughput of LeNet-5 (modern) at batch 128: jaxdl vs a naive Flax NNX loop vs PyTorch.
 
-All three train the same architecture with Adam on the same Fashion-MNIST batches, in
-one process, in interleaved rounds so that machine load affects them alike. Reports
-samples/s per round and the median ratios.
+All three train the same architecture with Adam on Fashion-MNIST batches of 128. Each
+measurement runs in a fresh worker process (JAX's and PyTorch's thread pools would
+otherwise compete inside one process), and the peers alternate round by round so that
+machine load affects them alike. Reports samples/s per round and the median ratios.
 
     python experiments/bench_throughput.py --steps 200 --rounds 3
 """
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -20,15 +24,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from hydra import compose, initialize_config_dir
 
 from jaxdl import models, optim
+from jaxdl.config import CONF_DIR
 from jaxdl.data import load_dataset
-from jaxdl.data.pipeline import Loader
+from jaxdl.data.pipeline import Loader, epoch_order
 from jaxdl.parallel import data_mesh
 from jaxdl.steps import cross_entropy, init_state, make_train_step, split_model
 from jaxdl.train import make_preprocess
-from hydra import compose, initialize_config_dir
-from jaxdl.config import CONF_DIR
 
 BATCH = 128
 
@@ -44,7 +48,7 @@ def jaxdl_runner(cfg, data, steps):
     state = init_state(params, rest, tx, mesh)
     step = make_train_step(train_def, tx, preprocess, mesh, seed=0)
     loader = Loader(data.train, mesh)
-    order = [idx for epoch in range(1, 100) for idx in __import__("jaxdl.data.pipeline", fromlist=["x"]).epoch_order(len(data.train), BATCH, 0, epoch)]
+    order = [idx for epoch in range(1, 100) for idx in epoch_order(len(data.train), BATCH, 0, epoch)]
 
     def run(n):
         nonlocal state
@@ -118,32 +122,50 @@ def timed(run, steps):
     return steps * BATCH / (time.perf_counter() - start), loss
 
 
+RUNNERS = ("jaxdl", "naive_nnx", "pytorch")
+
+
+def worker(name: str, steps: int) -> dict:
+    """Warm up one peer, then time `steps` training steps of it."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["data=fashion_mnist", "model=lenet5", "optimizer=adam"])
+    data = load_dataset(cfg.data)
+    extra = {}
+    if name == "pytorch":
+        run, extra["torch"], extra["torch_threads"] = torch_runner(data)
+    else:
+        run = (jaxdl_runner if name == "jaxdl" else naive_nnx_runner)(cfg, data, steps)
+    run(20)  # compile and warm up
+    rate, loss = timed(run, steps)
+    return {"rate": rate, "loss": loss, **extra}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--worker", choices=RUNNERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.steps)))
+        return
 
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["data=fashion_mnist", "model=lenet5", "optimizer=adam"])
-    data = load_dataset(cfg.data)
-    torch_run, torch_version, torch_threads = torch_runner(data)
-    runners = {"jaxdl": jaxdl_runner(cfg, data, args.steps), "naive_nnx": naive_nnx_runner(cfg, data, args.steps), "pytorch": torch_run}
-    for run in runners.values():  # compile and warm up
-        run(10)
-    rates = {name: [] for name in runners}
+    rates, extra = {name: [] for name in RUNNERS}, {}
     for r in range(args.rounds):
-        for name, run in runners.items():
-            rate, loss = timed(run, args.steps)
-            rates[name].append(rate)
-            print(f"round {r + 1}: {name:10s} {rate:8.0f} samples/s (loss {loss:.3f})", flush=True)
+        for name in RUNNERS:
+            out = subprocess.run([sys.executable, __file__, "--worker", name, "--steps", str(args.steps)],
+                                 capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            rates[name].append(result.pop("rate"))
+            extra.update({k: v for k, v in result.items() if k != "loss"})
+            print(f"round {r + 1}: {name:10s} {rates[name][-1]:8.0f} samples/s (loss {result['loss']:.3f})", flush=True)
     median = {name: statistics.median(v) for name, v in rates.items()}
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0].platform}",
-        "jax": jax.__version__, "torch": torch_version, "torch_threads": torch_threads,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, JAX on {jax.devices()[0].platform}",
+        "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""), **extra,
         "batch": BATCH, "steps_per_round": args.steps, "rounds": args.rounds,
-        "median_samples_per_s": median,
+        "samples_per_s": rates, "median_samples_per_s": median,
         "ratio_jaxdl_vs_pytorch": median["jaxdl"] / median["pytorch"],
         "ratio_naive_nnx_vs_pytorch": median["naive_nnx"] / median["pytorch"],
     }
