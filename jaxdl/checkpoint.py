@@ -84,6 +84,14 @@ class RunCheckpoints:
             return self.latest_step()
         return (min if self.best_mode == "min" else max)(scored, key=lambda sv: sv[1])[0]
 
+    def select_step(self, which: str | int = "best") -> int:
+        """The step `which` names ('best', 'last' or a step number), or a clear error if it has none."""
+        step = self.best_step() if which == "best" else self.latest_step() if which == "last" else int(which)
+        if step is None or step not in self.manager.all_steps():
+            raise CheckpointError(f"no checkpoint {'' if step is None else step} in {self.directory}; "
+                                  f"train first or pick one of {list(self.manager.all_steps())}")
+        return step
+
     def _metrics(self) -> dict[int, dict]:
         return {s: (self.manager.metrics(s) or {}) for s in self.manager.all_steps()}
 

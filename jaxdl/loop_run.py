@@ -62,14 +62,9 @@ def mean_metrics(pending: list[dict]) -> dict[str, float]:
 def restore_checkpoint(run_dir: Path, cfg: DictConfig, like: Any, best_metric: str, best_mode: str,
                        which: str | int = "best") -> tuple[Any, int]:
     """(state, step) of a finished run's best, last or given checkpoint."""
-    from jaxdl.errors import CheckpointError
-
     ckpts = RunCheckpoints(Path(run_dir) / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
                            best_metric=best_metric, best_mode=best_mode)
-    step = ckpts.best_step() if which == "best" else ckpts.latest_step() if which == "last" else int(which)
-    if step is None or step not in ckpts.manager.all_steps():
-        raise CheckpointError(f"no checkpoint {'' if step is None else step} in {ckpts.directory}; "
-                              f"train first or pick one of {list(ckpts.manager.all_steps())}")
+    step = ckpts.select_step(which)
     state, _ = ckpts.restore(step, like)
     ckpts.close()
     return state, step

@@ -82,10 +82,7 @@ def load_run(path: str | Path, which: str | int = "best") -> TrainedRun:
     experiment = build_experiment(cfg)
     ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
                            best_metric=cfg.trainer.best_metric, best_mode=cfg.trainer.best_mode)
-    if step is None:
-        step = ckpts.best_step() if which == "best" else ckpts.latest_step() if which == "last" else int(which)
-    if step is None or step not in ckpts.manager.all_steps():
-        raise CheckpointError(f"no checkpoint {'' if step is None else step} in {ckpts.directory}; train first or pick one of {list(ckpts.manager.all_steps())}")
+    step = ckpts.select_step(which if step is None else step)
     state, _ = ckpts.restore(step, experiment.state)
     ckpts.close()
     experiment.state = state

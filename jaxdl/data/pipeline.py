@@ -115,10 +115,10 @@ class Loader:
         return (jax.make_array_from_process_local_data(self.batch_sharding, images),
                 jax.make_array_from_process_local_data(self.batch_sharding, labels))
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int, start_step: int = 0) -> Iterator[tuple[jax.Array, jax.Array]]:
+    def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[jax.Array, jax.Array]]:
         """Global batches of `batch_size`; every process draws the same number from its equal-sized shard."""
         shard_size = self.num_examples // self.process_count
-        for indices in epoch_order(shard_size, batch_size // self.process_count, seed, epoch)[start_step:]:
+        for indices in epoch_order(shard_size, batch_size // self.process_count, seed, epoch):
             yield self.batch(indices)
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
