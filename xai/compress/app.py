@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import jax
 import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,6 +55,9 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
 
     forwards = {"original": jitted_forward(run.model, run.preprocess), recipe["name"]: jitted_forward(loaded.model, loaded.preprocess)}
     times = latencies(forwards, run.dataset.test.images, list(cfg.latency.batch_sizes), int(cfg.latency.repeats))
+    if jax.default_backend() != "cpu":  # accuracy does not depend on where it is computed: use the accelerator
+        forwards = {"original": jitted_forward(run.model, run.preprocess, jax.devices()[0]),
+                    recipe["name"]: jitted_forward(loaded.model, loaded.preprocess, jax.devices()[0])}
     test = run.dataset.test
     original = _measure("original (float32)", forwards["original"], run.experiment.model, original_dir, test, times["original"])
     result = _measure(recipe["name"], forwards[recipe["name"]], loaded.experiment.model, checkpoint_dir, test, times[recipe["name"]])

@@ -47,11 +47,14 @@ def parameter_counts(float_model: nnx.Module) -> tuple[int, int]:
     return sum(x.size for x in leaves), sum(int(np.count_nonzero(np.asarray(x))) for x in leaves)
 
 
-def jitted_forward(model: nnx.Module, preprocess):
-    """A jitted CPU `images -> logits` of a model in eval mode (raw images in, as stored in the data set)."""
+def jitted_forward(model: nnx.Module, preprocess, device: jax.Device | None = None):
+    """A jitted `images -> logits` of a model in eval mode (raw images in, as stored in the data set).
+
+    On the CPU unless `device` says otherwise: the report's latencies are about CPU inference.
+    """
     model.eval()
     graphdef, state = nnx.split(model)
-    state = jax.device_put(state, jax.devices("cpu")[0])  # the report is about CPU inference
+    state = jax.device_put(state, device or jax.devices("cpu")[0])
     forward = jax.jit(lambda state, images: nnx.merge(graphdef, state)(preprocess(images)))
     return lambda images: forward(state, images)
 
