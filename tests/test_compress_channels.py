@@ -80,6 +80,10 @@ def test_model_config_channels_rebuilds_the_pruned_shape():
         models.build({"name": "lenet5", "channels": {"conv9": 3}}, SPEC, 0)
     aligned = select_channels(models.build({"name": "lenet5"}, SPEC, 0), groups_of("lenet5", model), 0.5, multiple=8)
     assert {name: len(kept) for name, kept in aligned.items()} == {"conv1": 8, "conv2": 24, "hidden/0": 248}
+    kept_conv1 = select_channels(model, groups_of("lenet5", model), 0.5, skip=["conv1"], multiple=8)
+    assert sorted(kept_conv1) == ["conv2", "hidden/0"]
+    with pytest.raises(ConfigError, match=r"skip names unknown channel groups \['conv0'\].*'conv1'"):
+        select_channels(model, groups_of("lenet5", model), 0.5, skip=["conv0"])
     with pytest.raises(ConfigError, match="criterion 'bn' needs a batch norm"):
         select_channels(model, groups_of("lenet5", model), 0.5, "bn")
 

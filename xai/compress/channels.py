@@ -188,6 +188,10 @@ def select_channels(model: nnx.Module, groups: Sequence[ChannelGroup], fraction:
     convolution kernels are much faster on channel counts like 8, 16, 24 than on 10 or 25."""
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"channel pruning fraction must be in [0, 1), got {fraction}")
+    unknown = sorted(set(skip) - {g.name for g in groups})
+    if unknown:
+        raise ConfigError(f"compress.channels.skip names unknown channel groups {unknown}; "
+                          f"this model's groups are {sorted(g.name for g in groups)}")
     plan = {}
     for group in groups:
         if group.name in skip:
