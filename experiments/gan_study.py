@@ -43,7 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out.absolute()
     classifier = out / "classifier"
-    clf = run("jaxdl.train", ["experiment=fashion_mnist_lenet5", "trainer.epochs=1"], classifier)
+    # the feature space of the recorded Fréchet distances: the experiment file's recipe as it was then
+    clf = run("jaxdl.train", ["experiment=fashion_mnist_lenet5", "trainer.epochs=1", "model.dropout=0.3",
+                              "data.val_fraction=0.1"], classifier)
     quality = [f"quality.classifier={classifier}", "quality.layer=hidden/0"]
     full_gan = out / "cdcgan_full"
     run("jaxdl.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.gan_epochs}", *quality], full_gan)
