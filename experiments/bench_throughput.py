@@ -4,8 +4,8 @@ All three train the same architecture with Adam on Fashion-MNIST batches (128 by
 Each measurement runs in a fresh worker process (JAX's and PyTorch's thread pools would
 otherwise compete inside one process), and the peers alternate round by round so that
 machine load affects them alike. Reports samples/s per round, the median ratios and, on a
-GPU, the model FLOPs utilisation (XLA's FLOP count of jaxdl's compiled train step over the
-card's dense bf16 peak). PyTorch runs on the GPU when JAX does.
+GPU, the model FLOPs utilisation (XLA:CPU's FLOP count of jaxdl's train step over the card's
+dense bf16 peak). PyTorch runs on the GPU when JAX does.
 
     python experiments/bench_throughput.py --steps 200 --rounds 3
     python experiments/bench_throughput.py --steps 2000 --rounds 3 --batch 128 --bf16   # GPU
