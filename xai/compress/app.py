@@ -53,11 +53,14 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
     checkpoint_dir = save_compressed(out_dir / "checkpoint", model, compressed_cfg, recipe, source)
     loaded = load_compressed(checkpoint_dir)  # measure what was written, as a user will load it
 
-    forwards = {"original": jitted_forward(run.model, run.preprocess), recipe["name"]: jitted_forward(loaded.model, loaded.preprocess)}
+    def forwards_on(device=None):  # both models, on the CPU unless told otherwise
+        return {"original": jitted_forward(run.model, run.preprocess, device),
+                recipe["name"]: jitted_forward(loaded.model, loaded.preprocess, device)}
+
+    forwards = forwards_on()
     times = latencies(forwards, run.dataset.test.images, list(cfg.latency.batch_sizes), int(cfg.latency.repeats))
     if jax.default_backend() != "cpu":  # accuracy does not depend on where it is computed: use the accelerator
-        forwards = {"original": jitted_forward(run.model, run.preprocess, jax.devices()[0]),
-                    recipe["name"]: jitted_forward(loaded.model, loaded.preprocess, jax.devices()[0])}
+        forwards = forwards_on(jax.devices()[0])
     test = run.dataset.test
     original = _measure("original (float32)", forwards["original"], run.experiment.model, original_dir, test, times["original"])
     result = _measure(recipe["name"], forwards[recipe["name"]], loaded.experiment.model, checkpoint_dir, test, times[recipe["name"]])
