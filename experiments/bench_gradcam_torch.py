@@ -2,8 +2,8 @@
 
     python experiments/bench_gradcam_torch.py --run-dir PATH [--batch 256]
 
-PATH is a trained (or compressed) small-variant ResNet-18 run. Its weights, dequantized to
-float32 if the checkpoint is quantized, fill a float32 jaxdl model and a PyTorch mirror of it
+PATH is a trained (or compressed) small-variant ResNet-18 run. Its weights, dequantized if
+the checkpoint is quantized, fill a float32 jaxdl model and a PyTorch mirror of it
 written here (same layer names, NCHW, OIHW kernels), so both frameworks run the same float32
 function: their logits are compared first. Maps of the last block (`stages.3.1`) for the
 predicted classes are compared per image by Pearson correlation, at the layer's resolution
@@ -28,13 +28,13 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import qwix
 import torch
 from flax import nnx
 from torch import nn
 
 from jaxdl import models
 from jaxdl.runs import TrainedRun, load_run
+from xai.compress.quantize import dequantized
 from xai.explain.cam import GradCAM
 from xai.explain.inputs import check_images
 
@@ -89,19 +89,8 @@ class TorchResNet18(nn.Module):
 
 
 def float32_model(run: TrainedRun) -> nnx.Module:
-    """The run's architecture in float32 with its weights; int8 weights become qvalue * scale computed in float32
-    (qwix dequantizes in the scale's dtype, bfloat16 here, which would round the weights)."""
-    model = models.build(run.cfg.model, run.experiment.spec, run.cfg.trainer.seed, dtype=jnp.float32)
-    stored = dict(nnx.to_flat_state(nnx.state(run.model)))
-    flat = []
-    for path, var in nnx.to_flat_state(nnx.state(model)):
-        if (*path, "array", "qvalue") in stored:
-            qvalue, scale = stored[(*path, "array", "qvalue")][...], stored[(*path, "array", "scale")][...]
-            value = qwix.dequantize(qwix.QArray(qvalue, scale.astype(jnp.float32)))
-        else:
-            value = stored[path][...]
-        flat.append((path, var.replace(jnp.asarray(value, jnp.float32))))
-    nnx.update(model, nnx.from_flat_state(flat))
+    """The run's architecture computing in float32, with its weights (quantized ones dequantized)."""
+    model = dequantized(run.model, models.build(run.cfg.model, run.experiment.spec, run.cfg.trainer.seed, dtype=jnp.float32))
     model.eval()
     return model
 
