@@ -20,3 +20,4 @@ only squeezenet1_1 && run squeezenet1_1 experiment=fashion_mnist_squeezenet trai
 only vit && run vit experiment=fashion_mnist_vit trainer.epochs=2 +data.train_subset=10000 data.val_fraction=0.02
 only alexnet && run alexnet experiment=fashion_mnist_alexnet trainer.epochs=1 +data.train_subset=5000 data.val_fraction=0.02
 only resnet18 && run resnet18 experiment=fashion_mnist_resnet18 trainer.epochs=1 +data.train_subset=3000 data.val_fraction=0.02
+only googlenet && run googlenet experiment=fashion_mnist_googlenet trainer.epochs=1 +data.train_subset=12800 data.val_fraction=0.02
