@@ -26,7 +26,7 @@ from lime.lime_image import LimeImageExplainer
 
 from jaxdl import models
 from jaxdl.runs import load_run
-from jaxdl.train import make_preprocess
+from jaxdl.data.pipeline import make_preprocess
 from xai.explain.inputs import check_images
 from xai.explain.lime import LimeImage
 from xai.explain.probe import predict_fn

@@ -35,7 +35,7 @@ from jaxdl.data import load_dataset
 from jaxdl.data.pipeline import Loader, epoch_order
 from jaxdl.parallel import data_mesh
 from jaxdl.steps import cross_entropy, init_state, make_train_step, split_model
-from jaxdl.train import make_preprocess
+from jaxdl.data.pipeline import make_preprocess
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendor datasheets, SXM parts.
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}

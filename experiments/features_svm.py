@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdl.features import FeatureOptions, extract_and_classify, subsample, svm_accuracy
+from jaxdl.apps.features import FeatureOptions, extract_and_classify, subsample, svm_accuracy
 from jaxdl.runs import load_run
 
 
 def train_autoencoder(name: str, out: Path, epochs: int) -> Path:
     run_dir = out / f"autoencoder_{name}"
     if not (run_dir / "results.json").exists():
-        cmd = [sys.executable, "-m", "jaxdl.autoencoder", "data=fashion_mnist", f"autoencoder={name}",
+        cmd = [sys.executable, "-m", "jaxdl.apps.autoencoder", "data=fashion_mnist", f"autoencoder={name}",
                f"trainer.epochs={epochs}", "trainer.progress=false", f"hydra.run.dir={run_dir}"]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)

@@ -48,10 +48,10 @@ def main() -> None:
                               "data.val_fraction=0.1"], classifier)
     quality = [f"quality.classifier={classifier}", "quality.layer=hidden/0"]
     full_gan = out / "cdcgan_full"
-    run("jaxdl.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.gan_epochs}", *quality], full_gan)
+    run("jaxdl.apps.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.gan_epochs}", *quality], full_gan)
     subset = [f"data.label_fraction={args.fraction}"]
     small_gan = out / "cdcgan_subset"
-    run("jaxdl.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.small_gan_epochs}",
+    run("jaxdl.apps.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.small_gan_epochs}",
                       *subset, *quality], small_gan)
     common = ["data=fashion_mnist", "model=lenet5", "optimizer=adam", f"trainer.epochs={args.classifier_epochs}", *subset]
     real = run("jaxdl.train", common, out / "small_real")
@@ -60,7 +60,7 @@ def main() -> None:
                           (full_gan, "cDCGAN trained on all 54,000 labelled images: leaks labels, an upper bound")):
         synthetic = out / f"synthetic_{gan_dir.name}"
         if not (synthetic / "meta.json").exists():
-            subprocess.run([sys.executable, "-m", "jaxdl.gan_sample", f"run_dir={gan_dir}", f"n={args.synthetic}",
+            subprocess.run([sys.executable, "-m", "jaxdl.apps.gan_sample", f"run_dir={gan_dir}", f"n={args.synthetic}",
                             "test_n=0", f"out={synthetic}"], check=True)
         augmented = run("jaxdl.train", [*common, f"data.extra_train_dirs=[{synthetic}]"], out / f"small_real_plus_{gan_dir.name}")
         rows.append((f"real + {args.synthetic} synthetic ({what})", augmented))

@@ -1,30 +1,61 @@
-"""Orbax checkpoints of a run: keep the last N and the best by a validation metric; resume is automatic.
+"""Orbax checkpoints of a run: the last N and the best by a validation metric, each verified on load.
 
-Orbax writes each step to a temporary directory and renames it when complete, so
-a run killed mid-save leaves the previous checkpoint intact.
+Orbax writes each step to a temporary directory and renames it when complete, so a
+run killed mid-save leaves the previous checkpoint intact. Each step also stores its
+epoch metrics (which pick the best step: we keep that choice ourselves rather than
+through Orbax's `best_fn`, so the metrics are never silently dropped) and a SHA-256
+per array, so a flipped bit or a truncated file is caught on load instead of being
+trained on or reported.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
+import logging
+import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
-from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from jaxdl.errors import CheckpointError
+from jaxdl.trees import keys_from_data, keys_to_data, path_name
+
+log = logging.getLogger("jaxdl")
+BEST_MODES = ("max", "min")
+
+
+def as_numpy(x: Any) -> np.ndarray:
+    """Host copy of an array, also of one replicated over several processes."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_data(0)
+    return np.asarray(jax.device_get(x))
+
+
+def checksums(tree: Any) -> dict[str, str]:
+    """{leaf name: SHA-256 of its bytes} of a tree of arrays."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {path_name(path): hashlib.sha256(np.ascontiguousarray(as_numpy(leaf)).tobytes()).hexdigest() for path, leaf in flat}
+
+
+def verify(tree: Any, expected: dict[str, str], where: Path) -> None:
+    """Refuse arrays whose bytes differ from those written (a flipped bit, a garbled file)."""
+    actual = checksums(tree)
+    bad = [name for name, digest in actual.items() if name in expected and expected[name] != digest]
+    if bad:
+        raise CheckpointError(f"checkpoint {where} is damaged: {len(bad)} array(s) differ from what was written "
+                              f"(first: {bad[0]})")
 
 
 def _describe(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Flat {path: (shape, dtype)} of a pytree of arrays or array metadata."""
+    """Flat {name: (shape, dtype)} of a pytree of arrays or array metadata."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {_path_name(path): (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in flat}
-
-
-def _path_name(path: tuple) -> str:
-    """'params/conv1/kernel/value' for both a live pytree and Orbax's saved metadata tree."""
-    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+    return {path_name(path): (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in flat}
 
 
 def check_compatible(saved: Any, expected: Any, where: Path) -> None:
@@ -41,76 +72,180 @@ def check_compatible(saved: Any, expected: Any, where: Path) -> None:
         )
 
 
-def _is_key(x: Any) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
 
 
-def keys_to_data(tree: Any) -> Any:
-    """Typed PRNG keys (e.g. NNX dropout streams) as their uint32 data, which Orbax can store."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err` (or what caused it) is 'no space left on device'."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
-def keys_from_data(tree: Any, like: Any) -> Any:
-    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref)) if _is_key(ref) else x, tree, like)
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def write_verified_tree(directory: Path, tree: Any) -> None:
+    """A standalone tree of arrays with its checksums (exported models)."""
+    tree = keys_to_data(tree)
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(Path(directory).absolute(), tree, force=True)
+    (Path(directory) / "checksums.json").write_text(json.dumps(checksums(tree), indent=1))
+
+
+def read_verified_tree(directory: Path, like: Any) -> Any:
+    """Inverse of `write_verified_tree` into the structure of `like`, verified."""
+    directory = Path(directory).absolute()
+    raw_like = keys_to_data(like)
+    try:
+        with ocp.StandardCheckpointer() as ckpt:
+            check_compatible(ckpt.metadata(directory).item_metadata.tree, raw_like, directory)
+            tree = ckpt.restore(directory, _abstract(raw_like))
+        expected = json.loads((directory / "checksums.json").read_text())
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever TensorStore raises, the file is damaged
+        raise CheckpointError(f"weights {directory} are unreadable ({_first_line(err)}); the artifact is damaged") from err
+    verify(tree, expected, directory)
+    return keys_from_data(tree, like)
 
 
 class RunCheckpoints:
-    """The `checkpoints/` directory of one run."""
+    """The `checkpoints/` directory of one run: save, pick best/last, restore verified, retain."""
 
     def __init__(self, directory: Path, keep_last: int = 2, best_metric: str = "val/accuracy", best_mode: str = "max"):
         self.directory = Path(directory).absolute()
+        self.keep_last = max(int(keep_last), 1)
         self.best_metric = best_metric
         self.best_mode = best_mode
-        policy = pp.AnyPreservationPolicy([
-            pp.LatestN(keep_last),
-            pp.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min", n=1),
-        ])
-        options = ocp.CheckpointManagerOptions(preservation_policy=policy, enable_async_checkpointing=False, create=True)
-        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=True)
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler(),
+                    "checksums": ocp.JsonCheckpointHandler()}
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        steps = self.all_steps()
+        return steps[-1] if steps else None
 
     def save(self, step: int, state: Any, meta: dict, metrics: dict[str, float]) -> None:
-        args = ocp.args.Composite(state=ocp.args.StandardSave(keys_to_data(state)), meta=ocp.args.JsonSave(meta))
-        self.manager.save(step, args=args, metrics={k: float(v) for k, v in metrics.items()})
-        self.manager.wait_until_finished()
+        """Write `step` with its metrics and checksums, then drop steps neither among the last N nor the best."""
+        raw = keys_to_data(state)
+        meta = {**meta, "metrics": {k: float(v) for k, v in metrics.items()}}
+        args = ocp.args.Composite(state=ocp.args.StandardSave(raw), meta=ocp.args.JsonSave(meta),
+                                  checksums=ocp.args.JsonSave(checksums(raw)))
+        try:
+            self.manager.save(step, args=args, force=True)
+            self.manager.wait_until_finished()
+        except Exception as err:  # noqa: BLE001
+            self._remove_partial()
+            kept = [s for s in self.all_steps() if s != step]
+            where = f"step {kept[-1]} is still the last good one" if kept else "no earlier checkpoint exists"
+            if is_disk_full(err):
+                raise CheckpointError(f"no space left on device writing checkpoint {step} in {self.directory}; "
+                                      f"{where}; free space and run the same command to resume") from err
+            raise CheckpointError(f"writing checkpoint {step} in {self.directory} failed ({_first_line(err)}); {where}") from err
+        self._retain()
+
+    def _remove_partial(self) -> None:
+        """Orbax's temporary step directories of an interrupted save."""
+        for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _retain(self) -> None:
+        keep = set(self.all_steps()[-self.keep_last:])
+        best = self.best_step()
+        if best is not None:
+            keep.add(best)
+        for step in self.all_steps():
+            if step not in keep and jax.process_index() == 0:
+                self.manager.delete(step)
+        self.manager.reload()
+
+    def meta(self, step: int) -> dict:
+        """A step's stored epoch and metrics ({} when unreadable)."""
+        path = self.directory / str(step) / "meta" / "metadata"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
 
     def best_step(self) -> int | None:
-        """The kept step with the best validation metric."""
-        scored = [(s, m[self.best_metric]) for s, m in self._metrics().items() if self.best_metric in m]
-        if not scored:
-            return self.latest_step()
-        return (min if self.best_mode == "min" else max)(scored, key=lambda sv: sv[1])[0]
+        """The kept step with the best `best_metric` (ties: the earliest); None if no step has it."""
+        scored = []
+        for step in self.all_steps():
+            value = self.meta(step).get("metrics", {}).get(self.best_metric)
+            if value is not None and math.isfinite(value):
+                scored.append((-value if self.best_mode == "max" else value, step))
+        return min(scored)[1] if scored else None
 
     def select_step(self, which: str | int = "best") -> int:
         """The step `which` names ('best', 'last' or a step number), or a clear error if it has none."""
-        step = self.best_step() if which == "best" else self.latest_step() if which == "last" else int(which)
-        if step is None or step not in self.manager.all_steps():
+        if which == "best":
+            step = self.best_step()
+            step = self.latest_step() if step is None else step  # runs of apps without a validation metric
+        elif which == "last":
+            step = self.latest_step()
+        else:
+            step = int(which)
+        if step is None or step not in self.all_steps():
             raise CheckpointError(f"no checkpoint {'' if step is None else step} in {self.directory}; "
-                                  f"train first or pick one of {list(self.manager.all_steps())}")
+                                  f"train first or pick one of {self.all_steps()}")
         return step
 
-    def _metrics(self) -> dict[int, dict]:
-        return {s: (self.manager.metrics(s) or {}) for s in self.manager.all_steps()}
-
     def restore(self, step: int, like: Any) -> tuple[Any, dict]:
-        """Restore `step` into the structure, shapes and shardings of `like`."""
+        """Restore `step` into the structure, shapes and shardings of `like`, verified against its checksums."""
+        where = self.directory / str(step)
+        raw_like = keys_to_data(like)
         try:
             saved = self.manager.item_metadata(step)["state"]
-        except Exception as err:  # noqa: BLE001 - any unreadable metadata is a damaged checkpoint
-            raise CheckpointError(f"checkpoint {self.directory / str(step)} is unreadable: {err}") from err
-        if saved is None:
-            raise CheckpointError(f"checkpoint {self.directory / str(step)} has no model state; it is damaged or not a jaxdl checkpoint")
-        raw_like = keys_to_data(like)
-        check_compatible(saved, raw_like, self.directory / str(step))
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, raw_like)
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-        )
+            if saved is None:
+                raise CheckpointError(f"checkpoint {where} has no model state; it is damaged or not a jaxdl checkpoint")
+            check_compatible(saved, raw_like, where)
+            restored = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_abstract(raw_like)), meta=ocp.args.JsonRestore(),
+                checksums=ocp.args.JsonRestore()))
+        except CheckpointError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
+            raise CheckpointError(f"checkpoint {where} is damaged ({_first_line(err)})") from err
+        verify(restored["state"], dict(restored["checksums"] or {}), where)
         return keys_from_data(restored["state"], like), dict(restored["meta"])
+
+    def restore_part(self, step: int, like: dict[str, Any]) -> dict[str, Any]:
+        """Only the top-level entries of the state named in `like` (e.g. params and model_state), verified."""
+        where = self.directory / str(step)
+        raw_like = keys_to_data(like)
+        try:
+            abstract = _abstract(raw_like)
+            tree = ocp.PyTreeCheckpointer().restore(where / "state", args=ocp.args.PyTreeRestore(
+                item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True))
+            expected = dict(self.manager.restore(step, args=ocp.args.Composite(checksums=ocp.args.JsonRestore()))["checksums"] or {})
+        except Exception as err:  # noqa: BLE001
+            if isinstance(err, CheckpointError):
+                raise
+            raise CheckpointError(f"checkpoint {where} is damaged or does not fit the model ({_first_line(err)})") from err
+        verify(tree, expected, where)
+        return keys_from_data(tree, like)
+
+    def restore_latest_good(self, like: Any) -> tuple[Any, dict, int] | None:
+        """The newest checkpoint that loads and verifies; damaged newer ones are reported and skipped."""
+        for step in reversed(self.all_steps()):
+            try:
+                state, meta = self.restore(step, like)
+                return state, meta, step
+            except CheckpointError as err:
+                if "does not match the model" in str(err):
+                    raise
+                log.warning("%s; trying the previous checkpoint", err)
+        return None
 
     def close(self) -> None:
         self.manager.close()
-

@@ -13,6 +13,7 @@ from typing import Callable, TypeVar
 F = TypeVar("F", bound=Callable)
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 class JaxdlError(Exception):
@@ -31,6 +32,10 @@ class CheckpointError(JaxdlError):
     """A checkpoint is missing, damaged or does not match the model."""
 
 
+class RunRefused(JaxdlError):
+    """A run directory is locked by another process, or holds a run this command must not touch."""
+
+
 class TrainingDiverged(JaxdlError):
     """The loss became NaN or infinite."""
 
@@ -41,7 +46,7 @@ def unknown_name(kind: str, name: str, valid: list[str]) -> ConfigError:
 
 
 def report_user_errors(fn: F) -> F:
-    """Turn a `JaxdlError` escaping `fn` into one `error:` line and exit code 2."""
+    """Turn a `JaxdlError` escaping `fn` into one `error:` line and exit code 2; Ctrl-C into one line too."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -50,5 +55,8 @@ def report_user_errors(fn: F) -> F:
         except JaxdlError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print("interrupted; checkpoints written so far are kept: run the same command to resume", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]

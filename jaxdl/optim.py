@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping
 
 import jax
@@ -12,9 +13,12 @@ from jaxdl.registry import Registry, call_with_options
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULES: Registry = Registry("schedule")
+# Wrappers around the whole optimiser, each enabled by the optimizer config key of its name and
+# registered by a plugin: `(tx, options, steps_per_epoch, epochs) -> tx` (xai.compress: `pruning`).
+WRAPPERS: Registry = Registry("optimizer wrapper")
 
 # Keys of an optimizer config handled here rather than passed to the optax constructor.
-WRAPPER_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm", "backbone_lr_scale", "pruning")
+OWN_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm", "backbone_lr_scale")
 
 
 def decay_mask(params: Any) -> Any:
@@ -77,7 +81,7 @@ def _one_cycle(lr: float, total_steps: int, warmup_steps: int = 0, pct_start: fl
 
 
 def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-    """Clip -> weight decay -> optimiser with its schedule, as the config says; `pruning` wraps it in masks."""
+    """Clip -> weight decay -> optimiser with its schedule, as the config says; registered wrappers (pruning) around it."""
     cfg = dict(cfg)
     name = str(cfg.get("name"))
     factory = OPTIMIZERS.get(name)
@@ -91,7 +95,10 @@ def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.Gr
         lr=float(cfg["learning_rate"]), total_steps=steps_per_epoch * epochs,
         warmup_steps=int(warmup_epochs * steps_per_epoch),
     )
-    options = {k: v for k, v in cfg.items() if k not in WRAPPER_KEYS}
+    takes = inspect.signature(factory).parameters
+    unset_wrappers = [k for k, v in cfg.items() if not v and k not in OWN_KEYS and k not in takes]  # e.g. pruning: null
+    wrappers = {k: v for k, v in cfg.items() if v and k not in OWN_KEYS and k not in takes and k in WRAPPERS}
+    options = {k: v for k, v in cfg.items() if k not in OWN_KEYS and k not in wrappers and k not in unset_wrappers}
     chain = []
     if cfg.get("grad_clip_norm"):
         chain.append(optax.clip_by_global_norm(float(cfg["grad_clip_norm"])))
@@ -102,8 +109,6 @@ def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.Gr
         chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
     chain.append(call_with_options(factory, options, f"optimizer '{name}'", learning_rate=lr))
     tx = optax.chain(*chain)
-    if cfg.get("pruning"):
-        from xai.compress.pruning import magnitude_pruning, spec_from_config
-
-        tx = magnitude_pruning(tx, spec_from_config(cfg["pruning"], steps_per_epoch, epochs))
+    for key, value in wrappers.items():
+        tx = WRAPPERS.get(key)(tx, value, steps_per_epoch, epochs)
     return tx

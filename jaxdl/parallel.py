@@ -9,6 +9,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from jaxdl.errors import ConfigError
+from jaxdl.trees import is_key, key_from_data
 
 
 def data_mesh() -> Mesh:
@@ -27,8 +28,8 @@ def put_replicated(tree: Any, mesh: Mesh) -> Any:
         return jax.device_put(tree, sharding)
 
     def put(x):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        if is_key(x):
+            return key_from_data(put(jax.random.key_data(x)), x)
         return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
     return jax.tree.map(put, tree)
@@ -38,10 +39,10 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+def check_batch_size(batch_size: int, mesh: Mesh, key: str = "trainer.batch_size") -> None:
     devices = mesh.devices.size
     if batch_size % devices:
         raise ConfigError(
-            f"trainer.batch_size={batch_size} must be divisible by the {devices} devices of the mesh; "
+            f"{key}={batch_size} must be divisible by the {devices} devices of the mesh; "
             f"use a multiple of {devices}"
         )

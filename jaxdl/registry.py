@@ -1,4 +1,6 @@
-"""Name -> factory registries: models, data sources and optimisers are looked up by name."""
+"""Name -> factory registries: models, data sources, optimisers and extension points are looked up by name.
+
+A name not found is looked for once more after loading the installed plugins (jaxdl/plugins.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import inspect
 from typing import Callable, Generic, TypeVar
 
 from jaxdl.errors import ConfigError, unknown_name
+from jaxdl.plugins import load_plugins
 
 T = TypeVar("T", bound=Callable)
 
@@ -28,7 +31,7 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        if name not in self._entries:
+        if name not in self:
             raise unknown_name(self.kind, name, self.names())
         return self._entries[name]
 
@@ -36,6 +39,8 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
+        if name not in self._entries:
+            load_plugins()  # a plugin (e.g. xai.compress) may provide it
         return name in self._entries
 
 

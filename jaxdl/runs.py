@@ -1,6 +1,8 @@
-"""Load a trained run back: its config, data, and the model with a checkpoint's weights.
+"""A trained run with its training side: the model artifact plus, on demand, its data set and experiment.
 
-This is how the explanation and compression apps (and notebooks) get a trained model:
+Tools that only need the model use `jaxdl.load_model`; this is for those that also need
+the run's data (evaluation on its test split, explanations of its images, calibration)
+or want to train on (fine-tuning a compressed model):
 
     run = load_run("runs/digits-lenet5/2026-11-25_15-20-00")
     logits = run.model(run.preprocess(run.dataset.test.images[:8]))
@@ -9,83 +11,78 @@ This is how the explanation and compression apps (and notebooks) get a trained m
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
+from jaxdl.artifacts import LoadedModel, load_model
 from jaxdl.checkpoint import RunCheckpoints
+from jaxdl.data import Dataset, load_dataset
+from jaxdl.data.pipeline import Preprocess
 from jaxdl.errors import CheckpointError
-from jaxdl.train import Experiment, build_experiment
+from jaxdl.trainer import Experiment, build_experiment
 
 
 @dataclasses.dataclass
 class TrainedRun:
-    """A run directory's experiment with the weights of one of its checkpoints, model in eval mode."""
+    """A loaded model (`model`: what the artifact holds, in eval mode) and the run it came from."""
 
-    run_dir: Path
-    step: int
-    experiment: Experiment
-
-    @property
-    def cfg(self) -> DictConfig:
-        return self.experiment.cfg
+    loaded: LoadedModel
 
     @property
     def model(self) -> nnx.Module:
-        return self.experiment.model
+        return self.loaded.model
 
     @property
-    def dataset(self):
-        return self.experiment.dataset
+    def preprocess(self) -> Preprocess:
+        return self.loaded.preprocess
 
     @property
-    def preprocess(self):
-        return self.experiment.preprocess
+    def step(self) -> int | None:
+        return self.loaded.step
 
+    @property
+    def run_dir(self) -> Path:
+        return self.loaded.path
 
-def resolve_run_dir(path: str | Path) -> tuple[Path, int | None]:
-    """Accept a run directory, its `checkpoints/` directory or one `checkpoints/<step>` directory."""
-    path = Path(path).expanduser().absolute()
-    if path.name.isdigit() and path.parent.name == "checkpoints":
-        return path.parent.parent, int(path.name)
-    if path.name == "checkpoints":
-        return path.parent, None
-    return path, None
+    @property
+    def cfg(self) -> DictConfig:
+        if self.loaded.cfg is None:
+            raise CheckpointError(f"{self.loaded.path} holds a model without a training config; "
+                                  "it can be used for inference, explanation and fine-tuning only")
+        return self.loaded.cfg
 
+    @functools.cached_property
+    def dataset(self) -> Dataset:
+        """The run's data set, read when first asked for."""
+        return load_dataset(self.cfg.data)
 
-def run_config(path: str | Path) -> DictConfig:
-    """The config a run directory (or a compressed checkpoint) was trained with."""
-    from xai.compress.storage import find_compressed
-
-    compressed = find_compressed(path)
-    run_dir = compressed if compressed is not None else resolve_run_dir(path)[0]
-    if not (run_dir / "config.yaml").exists():
-        raise CheckpointError(f"{run_dir} is not a jaxdl run directory (no config.yaml); pass the directory jaxdl-train wrote")
-    return OmegaConf.load(run_dir / "config.yaml")
+    @functools.cached_property
+    def experiment(self) -> Experiment:
+        """The run's training experiment: a run directory's whole training state (optimiser included) at
+        this step, or, for other artifacts, a fresh optimiser around the model's float weights."""
+        cfg = OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
+        cfg.trainer.init_from = None  # the artifact holds every weight; the pretrained source is not needed
+        experiment = build_experiment(cfg, self.dataset)
+        checkpoints = self.run_dir / "checkpoints"
+        if "float_model" in self.loaded.extras or self.step is None or not checkpoints.is_dir():
+            float_model = self.loaded.extras.get("float_model", self.model)
+            experiment = experiment.with_model(float_model)
+            float_model.eval()
+            return experiment
+        t = cfg.trainer
+        ckpts = RunCheckpoints(checkpoints, t.keep_checkpoints, t.best_metric, t.best_mode)
+        try:
+            experiment.state, _ = ckpts.restore(self.step, experiment.state)
+        finally:
+            ckpts.close()
+        nnx.update(experiment.model, experiment.state.params, experiment.state.model_state)
+        experiment.model.eval()
+        return experiment
 
 
 def load_run(path: str | Path, which: str | int = "best") -> TrainedRun:
-    """The model of a run directory with its best (or last, or a given step's) checkpoint restored.
-
-    A compressed checkpoint (written by jaxdl-compress) loads as its compressed model."""
-    from xai.compress.storage import find_compressed
-
-    if find_compressed(path) is not None:
-        from xai.compress.loading import load_compressed
-
-        return load_compressed(path)
-    run_dir, step = resolve_run_dir(path)
-    cfg = run_config(run_dir)
-    if cfg.trainer.get("init_from"):  # the checkpoint holds every weight; the pretrained run is not needed
-        cfg.trainer.init_from = None
-    experiment = build_experiment(cfg)
-    ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
-                           best_metric=cfg.trainer.best_metric, best_mode=cfg.trainer.best_mode)
-    step = ckpts.select_step(which if step is None else step)
-    state, _ = ckpts.restore(step, experiment.state)
-    ckpts.close()
-    experiment.state = state
-    nnx.update(experiment.model, state.params, state.model_state)
-    experiment.model.eval()
-    return TrainedRun(run_dir, step, experiment)
+    """The run at `path` (a run directory, a step directory or a compressed checkpoint) with its `which` checkpoint."""
+    return TrainedRun(load_model(path, which))

@@ -3,13 +3,14 @@
     jaxdl-train data.classes=[5,6,7,8,9] trainer.init_from=runs/pretrained \
         trainer.freeze=[conv1] optimizer.backbone_lr_scale=0.1
 
-Layers are named by their attribute path in the model (`conv1`, `hidden/0`, `head`);
+Layers are named by their dotted path in the model (`conv1`, `hidden.0`, `head`);
 a name covers every parameter below it. The head (`trainer.head`) is never copied:
 the new model's own, freshly initialised head has the new number of classes.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,54 +18,48 @@ import jax
 import optax
 from flax import nnx
 
+from jaxdl.artifacts import LoadedModel, load_model
 from jaxdl.errors import CheckpointError, ConfigError
+from jaxdl.trees import in_layer, layer_path, map_named, named_leaves, path_name
+
+log = logging.getLogger("jaxdl")
 
 FROZEN, HEAD, BACKBONE = "frozen", "head", "backbone"
 
 
-def param_name(path: tuple) -> str:
-    """'hidden/0/kernel' for a key path into an `nnx.State` of parameters."""
-    keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-    return "/".join(keys[:-1] if keys and keys[-1] == "value" else keys)
-
-
-def named_params(params: nnx.State) -> dict[str, jax.Array]:
-    return {param_name(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-
-
 def layer_names(params: nnx.State) -> list[str]:
-    """Every layer that holds parameters, e.g. ['conv1', 'conv2', 'head', 'hidden/0']."""
-    return sorted({name.rsplit("/", 1)[0] for name in named_params(params)})
+    """Every layer that holds parameters, e.g. ['conv1', 'conv2', 'head', 'hidden.0']."""
+    return sorted({name.rsplit(".", 1)[0] for name in named_leaves(params)})
 
 
-def in_layer(name: str, layer: str | None) -> bool:
-    layer = (layer or "").replace(".", "/").strip("/")
-    return bool(layer) and (name == layer or name.startswith(layer + "/"))
+def load_source(path: str | Path) -> LoadedModel:
+    """The model `trainer.init_from` names: a run, an exported/imported model or a compressed checkpoint."""
+    return load_model(path)
 
 
-def init_from_run(model: nnx.Module, run_dir: str | Path, head: str | None) -> None:
-    """Copy every parameter except the head's from the best checkpoint of `run_dir` into `model`."""
-    from jaxdl.runs import load_run  # runs builds experiments, which call this module
-
-    source = named_params(load_run(run_dir).experiment.state.params)
-    target = nnx.state(model, nnx.Param)
+def copy_weights(model: nnx.Module, source: LoadedModel, head: str | None, freeze: Sequence[str] = ()) -> None:
+    """Copy every parameter and batch statistic except the head's from `source` into `model`, and say so."""
+    donor = source.extras.get("float_model", source.model)  # a quantized source trains from its float twin
+    have = named_leaves(nnx.state(donor))
+    target = nnx.state(model)
     problems = []
-    for name, leaf in named_params(target).items():
-        if in_layer(name, head):
+    for name, leaf in named_leaves(target).items():
+        if in_layer(name, head) or not hasattr(leaf, "shape") or name.endswith((".count", ".key")):
             continue
-        if name not in source:
-            problems.append(f"{name} is not in the checkpoint")
-        elif source[name].shape != leaf.shape:
-            problems.append(f"{name}: checkpoint {source[name].shape} vs model {leaf.shape}")
+        if name not in have:
+            problems.append(f"{name} is not in the source")
+        elif have[name].shape != leaf.shape:
+            problems.append(f"{name}: source {have[name].shape} vs model {leaf.shape}")
     if problems:
         raise CheckpointError(
-            f"trainer.init_from={run_dir} does not fit this model ({'; '.join(problems[:3])}); "
+            f"trainer.init_from={source.path} does not fit this model ({'; '.join(problems[:3])}); "
             f"use the same model, and set trainer.head to the layer that differs (now '{head}')"
         )
-    copied = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: leaf if in_layer(param_name(path), head) else source[param_name(path)], target
-    )
+    copied = map_named(lambda name, leaf: leaf if in_layer(name, head) or name not in have else have[name], target)
     nnx.update(model, copied)
+    log.info("init_from %s (step %s): copied %d arrays; head '%s' freshly initialised; frozen: %s",
+             source.path, source.step, sum(1 for n in named_leaves(target) if n in have and not in_layer(n, head)),
+             layer_path(head), ", ".join(layer_path(f) for f in freeze) or "none")
 
 
 def param_labels(params: nnx.State, freeze: Sequence[str], head: str | None) -> Any:
@@ -75,7 +70,7 @@ def param_labels(params: nnx.State, freeze: Sequence[str], head: str | None) -> 
         raise ConfigError(f"trainer.freeze names unknown layers {unknown}; this model's layers: {', '.join(names)}")
 
     def label(path, _):
-        name = param_name(path)
+        name = path_name(path)
         if any(in_layer(name, layer) for layer in freeze):
             return FROZEN
         return HEAD if in_layer(name, head) else BACKBONE
@@ -89,7 +84,7 @@ def partition_optimizer(tx: optax.GradientTransformation, params: nnx.State, fre
 
     Without frozen layers or a scale the optimiser is returned unchanged (and so is its checkpoint layout).
     """
-    freeze = [str(layer) for layer in freeze or []]
+    freeze = [layer_path(layer) for layer in freeze or []]
     if backbone_lr_scale < 0:
         raise ConfigError(f"optimizer.backbone_lr_scale must be >= 0, got {backbone_lr_scale}")
     if not freeze and backbone_lr_scale == 1.0:

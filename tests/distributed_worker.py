@@ -31,7 +31,7 @@ def main(out: Path, role: str, coordinator: str | None) -> None:
     from jaxdl.data.pipeline import Loader, epoch_order
     from jaxdl.evaluate import evaluate
     from jaxdl.steps import make_predict, make_train_step
-    from jaxdl.train import build_experiment, train_and_evaluate
+    from jaxdl.trainer import build_experiment, train_and_evaluate
     from tests.conftest import compose_config
 
     reference = role == "reference"

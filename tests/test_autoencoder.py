@@ -7,9 +7,9 @@ import json
 import numpy as np
 from hydra import compose, initialize_config_dir
 
-from jaxdl.autoencoder import is_autoencoder_run, load_autoencoder_run, train_autoencoder
+from jaxdl.apps.autoencoder import is_autoencoder_run, load_autoencoder_run, train_autoencoder
 from jaxdl.config import CONF_DIR
-from jaxdl.features import LayerFeatures
+from jaxdl.apps.features import LayerFeatures
 
 
 def test_sparse_autoencoder_learns_and_its_encoder_is_a_feature_extractor(tmp_path):

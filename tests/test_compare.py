@@ -9,9 +9,9 @@ import re
 import pytest
 import yaml
 
-from jaxdl.compare.app import main as compare_main
-from jaxdl.compare.records import find_runs
-from jaxdl.compare.table import seeds_table, sort_runs
+from jaxdl.apps.compare.app import main as compare_main
+from jaxdl.apps.compare.records import find_runs
+from jaxdl.apps.compare.table import seeds_table, sort_runs
 from jaxdl.run_status import write_status
 
 

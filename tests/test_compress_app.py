@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from tests.compress_util import digits_config
 from jaxdl.config import CONF_DIR, group_options
 from jaxdl.runs import load_run
-from jaxdl.train import train_and_evaluate
+from jaxdl.trainer import train_and_evaluate
 from xai.compress import app
 from xai.compress.pipeline import check_recipe
 from xai.compress.quantize import rules_from_config
@@ -59,7 +59,7 @@ def test_compress_writes_checkpoint_and_honest_report(compressed):
     assert set(small["latency_ms"]) == {"1", "32"} and report["ratios"]["speedup_batch32"] > 0
     assert "| ratio |" in (out / "report.md").read_text()
     loaded = load_run(out)  # the output directory loads like a run
-    assert dict(loaded.cfg.model.channels) == {"conv1": 8, "conv2": 24, "hidden/0": 248}
+    assert dict(loaded.cfg.model.channels) == {"conv1": 8, "conv2": 24, "hidden.0": 248}
     images = loaded.dataset.test.images[:100]
     accuracy = np.mean(np.asarray(loaded.model(loaded.preprocess(images))).argmax(-1) == loaded.dataset.test.labels[:100])
     assert accuracy == pytest.approx(small["accuracy"], abs=0.15)

@@ -73,15 +73,15 @@ def test_residual_group_pruned_consistently_and_exactly_by_bn_scale():
 
 
 def test_model_config_channels_rebuilds_the_pruned_shape():
-    model = models.build({"name": "lenet5", "channels": {"conv1": 10, "conv2": 25, "hidden/0": 250}}, SPEC, 0)
-    assert widths(model, groups_of("lenet5", model)) == {"conv1": 10, "conv2": 25, "hidden/0": 250}
+    model = models.build({"name": "lenet5", "channels": {"conv1": 10, "conv2": 25, "hidden.0": 250}}, SPEC, 0)
+    assert widths(model, groups_of("lenet5", model)) == {"conv1": 10, "conv2": 25, "hidden.0": 250}
     assert model(jnp.zeros((1, 28, 28, 1))).shape == (1, 10)
     with pytest.raises(ConfigError, match="unknown channel groups"):
         models.build({"name": "lenet5", "channels": {"conv9": 3}}, SPEC, 0)
     aligned = select_channels(models.build({"name": "lenet5"}, SPEC, 0), groups_of("lenet5", model), 0.5, multiple=8)
-    assert {name: len(kept) for name, kept in aligned.items()} == {"conv1": 8, "conv2": 24, "hidden/0": 248}
+    assert {name: len(kept) for name, kept in aligned.items()} == {"conv1": 8, "conv2": 24, "hidden.0": 248}
     kept_conv1 = select_channels(model, groups_of("lenet5", model), 0.5, skip=["conv1"], multiple=8)
-    assert sorted(kept_conv1) == ["conv2", "hidden/0"]
+    assert sorted(kept_conv1) == ["conv2", "hidden.0"]
     with pytest.raises(ConfigError, match=r"skip names unknown channel groups \['conv0'\].*'conv1'"):
         select_channels(model, groups_of("lenet5", model), 0.5, skip=["conv0"])
     with pytest.raises(ConfigError, match="criterion 'bn' needs a batch norm"):

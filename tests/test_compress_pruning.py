@@ -69,7 +69,7 @@ def test_config_errors_are_one_line():
 def test_pruned_zeros_survive_checkpoint_and_resume(tmp_path):
     from tests.compress_util import digits_config
     from jaxdl.runs import load_run
-    from jaxdl.train import train_and_evaluate
+    from jaxdl.trainer import train_and_evaluate
 
     pruning = "optimizer.pruning={sparsity:0.7,schedule:one_shot}"
     train_and_evaluate(digits_config(pruning, "trainer.epochs=1"), tmp_path)

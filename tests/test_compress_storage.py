@@ -12,7 +12,7 @@ from tests.compress_util import digits_config
 from jaxdl import models
 from jaxdl.errors import CheckpointError
 from jaxdl.runs import load_run
-from jaxdl.train import build_experiment
+from jaxdl.trainer import build_experiment
 from xai.compress.pruning import PruningSpec, prune_now
 from xai.compress.quantize import dequantized, post_training, rules_from_config
 from xai.compress.storage import decode, encode, pack_int4, save_compressed, unpack_int4
@@ -60,7 +60,7 @@ def quantized_export(tmp_path_factory):
     nnx.update(model, prune_now(params, PruningSpec(0.8)))
     x = exp.preprocess(exp.dataset.test.images[:64])
     quantized = post_training(model, rules_from_config(INT8_STATIC["quantize"]["rules"]), x)
-    directory = save_compressed(tmp_path_factory.mktemp("export") / "checkpoint", quantized, cfg, INT8_STATIC, {"step": 7})
+    directory = save_compressed(tmp_path_factory.mktemp("export") / "checkpoint", quantized, cfg, INT8_STATIC, exp.card(), {"step": 7})
     return directory, quantized, exp.dataset.test.images[:64]
 
 

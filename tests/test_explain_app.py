@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from jaxdl.config import CONF_DIR
-from jaxdl.train import train_and_evaluate
+from jaxdl.trainer import train_and_evaluate
 from xai.explain import app
 
 

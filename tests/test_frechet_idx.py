@@ -9,7 +9,7 @@ from jaxdl.data import idx, load_dataset
 from jaxdl.data.base import Split
 from jaxdl.data.idx_writer import write_idx, write_pair
 from jaxdl.errors import DataError
-from jaxdl.frechet import frechet_distance
+from jaxdl.apps.frechet import frechet_distance
 from tests.conftest import compose_config
 
 

@@ -13,8 +13,8 @@ from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.config import CONF_DIR, group_options
 from jaxdl.data import load_dataset
 from jaxdl.errors import ConfigError
-from jaxdl.gan import build_gan_experiment, train_gan
-from jaxdl.gan_sample import SampleOptions, main as sample_main, write_samples
+from jaxdl.apps.gan import build_gan_experiment, train_gan
+from jaxdl.apps.gan_sample import SampleOptions, main as sample_main, write_samples
 from tests.conftest import compose_config
 
 

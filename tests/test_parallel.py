@@ -13,7 +13,7 @@ SCRIPT = textwrap.dedent("""
     from jaxdl.data import load_dataset
     from jaxdl.data.pipeline import Loader
     from jaxdl.steps import init_state, make_train_step, split_model
-    from jaxdl.train import make_preprocess
+    from jaxdl.data.pipeline import make_preprocess
     from tests.conftest import compose_config
 
     assert jax.device_count() == 4, jax.devices()
@@ -51,7 +51,7 @@ def test_four_device_step_equals_one_device_step():
 
 
 def test_training_app_runs_on_four_devices(tmp_path):
-    result = run_cli("-m", "jaxdl.train", "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
+    result = run_cli("-m", "jaxdl.apps.train", "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
                      env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 device(s)" in result.stdout + result.stderr

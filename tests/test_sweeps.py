@@ -11,8 +11,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from jaxdl import job
-from jaxdl.compare.app import main as compare_main
-from jaxdl.compare.records import find_runs
+from jaxdl.apps.compare.app import main as compare_main
+from jaxdl.apps.compare.records import find_runs
 from jaxdl.run_status import read_status, write_status
 from tests.conftest import compose_config, run_cli
 
@@ -22,7 +22,7 @@ TINY = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "train
 
 
 def _sweep(env: dict, sweep_dir, *overrides: str):
-    result = run_cli("-m", "jaxdl.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", *TINY, *overrides, env=env, timeout=600)
+    result = run_cli("-m", "jaxdl.apps.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", *TINY, *overrides, env=env, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return result
 
@@ -146,7 +146,7 @@ def test_slurm_launcher_asks_one_task_per_gpu_and_requeues(tmp_path, monkeypatch
     base = set(OmegaConf.structured(BaseQueueConf).keys())  # the mapping the Hydra launcher applies
     skip = {"_target_", "submitit_folder", "max_num_timeout", "name"}
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in launcher.items() if k not in skip})
-    sbatch = executor._executor._make_submission_file_text("python -m jaxdl.train", "uid")
+    sbatch = executor._executor._make_submission_file_text("python -m jaxdl.apps.train", "uid")
     for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--partition=gpu", "--requeue",
                  "--signal=USR2@120", "--time=240"):
         assert f"#SBATCH {line}" in sbatch, line

@@ -13,7 +13,7 @@ import pytest
 from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.errors import CheckpointError, ConfigError, TrainingDiverged
 from jaxdl.runs import load_run
-from jaxdl.train import train_and_evaluate
+from jaxdl.trainer import train_and_evaluate
 from tests.conftest import REPO, compose_config, quick_overrides, run_cli
 
 DETERMINISTIC_KEYS = ("epoch", "step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy")
@@ -69,7 +69,7 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
 
 
 def test_sigkill_and_resume_ends_with_the_uninterrupted_metrics(tmp_path):
-    args = ["-m", "jaxdl.train", "trainer.epochs=4", "trainer.batch_size=8", "trainer.progress=false", "trainer.keep_checkpoints=5"]
+    args = ["-m", "jaxdl.apps.train", "trainer.epochs=4", "trainer.batch_size=8", "trainer.progress=false", "trainer.keep_checkpoints=5"]
     reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert reference.returncode == 0, reference.stderr[-2000:]
 
@@ -118,7 +118,7 @@ def test_batch_size_larger_than_the_data_is_refused(tmp_path):
     ("data.dirs=[/nonexistent/mnist]", "error: data set 'idx' not found: no IDX files in /nonexistent/mnist"),
 ])
 def test_bad_input_is_one_line_and_a_nonzero_exit(override, expected, tmp_path):
-    args = ["-m", "jaxdl.train", override, f"hydra.run.dir={tmp_path}"]
+    args = ["-m", "jaxdl.apps.train", override, f"hydra.run.dir={tmp_path}"]
     if override.startswith("data.dirs"):
         args.insert(2, "data=idx")
     result = run_cli(*args)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from jaxdl.errors import CheckpointError, ConfigError
-from jaxdl.features import LayerFeatures, main as features_main, svm_accuracy
+from jaxdl.apps.features import LayerFeatures, main as features_main, svm_accuracy
 from jaxdl.runs import load_run
-from jaxdl.train import build_experiment, train_and_evaluate
-from jaxdl.transfer import named_params
+from jaxdl.trainer import build_experiment, train_and_evaluate
+from jaxdl.trees import named_leaves
 from tests.conftest import compose_config, quick_overrides
 
 
@@ -28,22 +28,22 @@ def finetune_overrides(pretrained, *extra):
 
 
 def test_head_is_replaced_and_backbone_copied(pretrained):
-    source = named_params(load_run(pretrained).experiment.state.params)
+    source = named_leaves(load_run(pretrained).experiment.state.params)
     exp = build_experiment(compose_config(*finetune_overrides(pretrained)))
-    target = named_params(exp.state.params)
-    assert target["head/kernel"].shape == (500, 3) and source["head/kernel"].shape == (500, 5)
-    for name in ("conv1/kernel", "conv2/bias", "hidden/0/kernel"):
+    target = named_leaves(exp.state.params)
+    assert target["head.kernel"].shape == (500, 3) and source["head.kernel"].shape == (500, 5)
+    for name in ("conv1.kernel", "conv2.bias", "hidden.0.kernel"):
         np.testing.assert_array_equal(np.asarray(target[name]), np.asarray(source[name]))
 
 
 def test_frozen_layers_stay_bit_identical_and_the_rest_trains(pretrained, tmp_path):
     overrides = finetune_overrides(pretrained, "trainer.freeze=[conv1,hidden.0]", "optimizer.backbone_lr_scale=0.1")
     summary = train_and_evaluate(compose_config(*overrides), tmp_path)
-    before = named_params(load_run(pretrained).experiment.state.params)
-    after = named_params(load_run(tmp_path).experiment.state.params)
-    for name in ("conv1/kernel", "conv1/bias", "hidden/0/kernel", "hidden/0/bias"):
+    before = named_leaves(load_run(pretrained).experiment.state.params)
+    after = named_leaves(load_run(tmp_path).experiment.state.params)
+    for name in ("conv1.kernel", "conv1.bias", "hidden.0.kernel", "hidden.0.bias"):
         assert np.array_equal(np.asarray(after[name]), np.asarray(before[name])), name
-    assert not np.array_equal(np.asarray(after["conv2/kernel"]), np.asarray(before["conv2/kernel"]))
+    assert not np.array_equal(np.asarray(after["conv2.kernel"]), np.asarray(before["conv2.kernel"]))
     assert summary["test/accuracy"] > 0.8  # 3 classes
 
 
@@ -56,7 +56,7 @@ def test_bad_transfer_settings_are_one_line_errors(pretrained):
 
 def test_penultimate_features_give_an_accurate_svm(pretrained):
     run = load_run(pretrained)
-    features = LayerFeatures(run.model, run.preprocess, "hidden/0")
+    features = LayerFeatures(run.model, run.preprocess, "hidden.0")
     train_x, test_x = features(run.dataset.train.images), features(run.dataset.test.images)
     assert train_x.shape == (len(run.dataset.train), 500)
     assert svm_accuracy(train_x, run.dataset.train.labels, test_x, run.dataset.test.labels) > 0.9

@@ -8,7 +8,7 @@ Larger ones are gathered on the host and put on the mesh batch by batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +67,15 @@ class Preprocess:
             flip = jax.random.bernoulli(flip_rng, 0.5, (n, 1, 1, 1))
             x = jnp.where(flip, x[:, :, ::-1, :], x)
         return x
+
+
+def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std) -> Preprocess:
+    """The `Preprocess` a data config asks for, with the training set's channel statistics."""
+    augment = data_cfg.get("augment") or {}
+    return Preprocess(
+        size=tuple(size), mean=tuple(mean), std=tuple(std), resize=data_cfg.get("resize", "auto"),
+        crop_padding=int(augment.get("crop_padding", 0)), hflip=bool(augment.get("hflip", False)),
+    )
 
 
 def epoch_order(num_examples: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
@@ -13,9 +14,13 @@ from jaxdl.registry import Registry, call_with_options
 MODELS: Registry[Callable[..., nnx.Module]] = Registry("model")
 register = MODELS.register
 
-# Keys of conf/model/*.yaml that are not constructor options: the input, and the channel
-# widths of a structurally pruned model (`channels: {conv1: 10, ...}`, written by jaxdl-compress).
-INPUT_KEYS = ("name", "input_size", "channels")
+# Keys of conf/model/*.yaml that are not constructor options but change a built model, each
+# applied by the adapter a plugin registers for it: `(model, model name, value) -> model`
+# (xai.compress registers `channels`, the widths of a structurally pruned model).
+ADAPTERS: Registry[Callable[[nnx.Module, str, Any], nnx.Module]] = Registry("model config key")
+
+# Keys of conf/model/*.yaml that describe the input rather than the network.
+INPUT_KEYS = ("name", "input_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,14 +42,16 @@ def input_size(cfg: Mapping[str, Any], native: tuple[int, int]) -> tuple[int, in
 
 def build(cfg: Mapping[str, Any], spec: InputSpec, seed: int, dtype: Any = jnp.float32) -> nnx.Module:
     """Instantiate the registered model `cfg['name']` with the remaining keys as options."""
-    factory = MODELS.get(str(cfg.get("name")))
-    options = {k: v for k, v in cfg.items() if k not in INPUT_KEYS}
+    name = str(cfg.get("name"))
+    factory = MODELS.get(name)
+    takes = inspect.signature(factory).parameters
+    extra = {k: v for k, v in cfg.items() if k not in takes and k not in INPUT_KEYS}
+    adapted = {k: v for k, v in extra.items() if v and k in ADAPTERS}
+    options = {k: v for k, v in cfg.items() if k not in INPUT_KEYS and k not in adapted and not (k in extra and not v)}
     model = call_with_options(
-        factory, options, f"model '{cfg.get('name')}'",
+        factory, options, f"model '{name}'",
         spec=spec, dtype=dtype, rngs=nnx.Rngs(params=seed, dropout=seed + 1),
     )
-    if cfg.get("channels"):
-        from xai.compress.channels import shrink_to
-
-        model = shrink_to(model, str(cfg.get("name")), cfg["channels"])
+    for key, value in adapted.items():
+        model = ADAPTERS.get(key)(model, name, value)
     return model

@@ -10,6 +10,7 @@ the explanation app), `original/` (the float model in the same format, the size 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -38,7 +39,6 @@ def _measure(name: str, forward, float_model, directory: Path, split, latency: t
 
 def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Compress `cfg.run_dir` with recipe `cfg.compress`, write checkpoint and report to `out_dir`."""
-    logging.getLogger("absl").setLevel(logging.WARNING)
     if not cfg.get("run_dir"):
         raise ConfigError("run_dir is required: jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8")
     out_dir = Path(out_dir)
@@ -49,8 +49,11 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
     calibration = run.preprocess(jnp.asarray(run.dataset.train.images[: int(cfg.calibration_examples)]))
     compressed_cfg, model = compress(run, recipe, out_dir, calibration)
 
-    original_dir = save_compressed(out_dir / "original", run.model, run.cfg, {"name": "original"}, source)
-    checkpoint_dir = save_compressed(out_dir / "checkpoint", model, compressed_cfg, recipe, source)
+    card = run.loaded.card
+    original_dir = save_compressed(out_dir / "original", run.model, run.cfg, {"name": "original"}, card, source)
+    compressed_card = dataclasses.replace(card, model=OmegaConf.to_container(compressed_cfg.model, resolve=True),
+                                          provenance={**card.provenance, "compressed_with": recipe["name"], "source": source})
+    checkpoint_dir = save_compressed(out_dir / "checkpoint", model, compressed_cfg, recipe, compressed_card, source)
     loaded = load_compressed(checkpoint_dir)  # measure what was written, as a user will load it
 
     def forwards_on(device=None):  # both models, on the CPU unless told otherwise
@@ -63,7 +66,7 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
         forwards = forwards_on(jax.devices()[0])
     test = run.dataset.test
     original = _measure("original (float32)", forwards["original"], run.experiment.model, original_dir, test, times["original"])
-    result = _measure(recipe["name"], forwards[recipe["name"]], loaded.experiment.model, checkpoint_dir, test, times[recipe["name"]])
+    result = _measure(recipe["name"], forwards[recipe["name"]], loaded.extras["float_model"], checkpoint_dir, test, times[recipe["name"]])
     report = write_report(out_dir, recipe, source, original, result)
     r = report["ratios"]
     log.info("%s: accuracy %.4f -> %.4f, gzip size %.3fx, batch-256 speedup %.2fx; report in %s",

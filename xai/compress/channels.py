@@ -21,11 +21,12 @@ from flax import nnx
 
 from jaxdl.errors import ConfigError
 from jaxdl.registry import Registry
+from jaxdl.trees import layer_path, module_at as find_module
 
 
 @dataclasses.dataclass(frozen=True)
 class ChannelGroup:
-    """Channels kept or removed together. Paths are module paths such as 'conv1' or 'hidden/0'."""
+    """Channels kept or removed together. Paths are dotted module paths such as 'conv1' or 'hidden.0'."""
 
     producers: tuple[str, ...]
     norms: tuple[str, ...] = ()
@@ -49,7 +50,7 @@ def _chain(paths: Sequence[str]) -> list[ChannelGroup]:
 @CHANNEL_RULES.register("lenet5_classic")
 def _lenet(model: nnx.Module) -> list[ChannelGroup]:
     """conv1 -> conv2 -> (flatten) -> hidden dense layers -> head; the head's outputs are the classes."""
-    return _chain(["conv1", "conv2", *(f"hidden/{i}" for i in range(len(model.hidden))), "head"])
+    return _chain(["conv1", "conv2", *(f"hidden.{i}" for i in range(len(model.hidden))), "head"])
 
 
 @CHANNEL_RULES.register("resnet18")
@@ -60,27 +61,25 @@ def _resnet(model: nnx.Module) -> list[ChannelGroup]:
     stream is one group: every block output, projection shortcut and the stem that add into it
     keep the same channels, read by the next blocks' first convs, projections and the head."""
     groups = []
-    producers, norms, consumers = ["stem/0/conv"], ["stem/0/norm"], []
+    producers, norms, consumers = ["stem.0.conv"], ["stem.0.norm"], []
     for i, stage in enumerate(model.stages):
         for j, block in enumerate(stage):
-            prefix = f"stages/{i}/{j}"
-            convs = [f"{prefix}/{name}" for name in ("conv1", "conv2", "conv3") if hasattr(block, name)]
-            consumers.append(f"{convs[0]}/conv")
+            prefix = f"stages.{i}.{j}"
+            convs = [f"{prefix}.{name}" for name in ("conv1", "conv2", "conv3") if hasattr(block, name)]
+            consumers.append(f"{convs[0]}.conv")
             if block.shortcut is not None:  # a projection ends the incoming stream and starts a new one
-                groups.append(ChannelGroup(tuple(producers), tuple(norms), (*consumers, f"{prefix}/shortcut/conv")))
-                producers, norms, consumers = [f"{prefix}/shortcut/conv"], [f"{prefix}/shortcut/norm"], []
-            groups += [ChannelGroup((f"{a}/conv",), (f"{a}/norm",), (f"{b}/conv",)) for a, b in zip(convs, convs[1:])]
-            producers.append(f"{convs[-1]}/conv")
-            norms.append(f"{convs[-1]}/norm")
+                groups.append(ChannelGroup(tuple(producers), tuple(norms), (*consumers, f"{prefix}.shortcut.conv")))
+                producers, norms, consumers = [f"{prefix}.shortcut.conv"], [f"{prefix}.shortcut.norm"], []
+            groups += [ChannelGroup((f"{a}.conv",), (f"{a}.norm",), (f"{b}.conv",)) for a, b in zip(convs, convs[1:])]
+            producers.append(f"{convs[-1]}.conv")
+            norms.append(f"{convs[-1]}.norm")
     return [*groups, ChannelGroup(tuple(producers), tuple(norms), (*consumers, "head"))]
 
 
 def module_at(model: nnx.Module, path: str) -> nnx.Module:
-    node = model
-    for part in path.split("/"):
-        node = node[int(part)] if part.isdigit() else getattr(node, part, None)
-        if node is None:
-            raise ConfigError(f"the model has no module '{path}'; check the channel-pruning rule of this model")
+    node = find_module(model, path)
+    if node is None:
+        raise ConfigError(f"the model has no module '{path}'; check the channel-pruning rule of this model")
     return node
 
 
@@ -211,6 +210,7 @@ def widths(model: nnx.Module, groups: Sequence[ChannelGroup]) -> dict[str, int]:
 def shrink_to(model: nnx.Module, model_name: str, channels: Mapping[str, int]) -> nnx.Module:
     """A freshly built model cut to the stored widths (weights are loaded afterwards)."""
     groups = groups_of(model_name, model)
+    channels = {layer_path(name): n for name, n in channels.items()}  # configs of earlier versions used slashes
     known = {g.name for g in groups}
     unknown = sorted(set(channels) - known)
     if unknown:

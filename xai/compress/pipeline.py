@@ -18,7 +18,7 @@ from omegaconf import DictConfig, open_dict
 
 from jaxdl.errors import ConfigError
 from jaxdl.runs import TrainedRun
-from jaxdl.train import build_experiment, train_and_evaluate
+from jaxdl.trainer import build_experiment, train_and_evaluate
 from xai.compress.channels import apply_plan, groups_of, select_channels, widths
 from xai.compress.pruning import prune_now, sparsity_of, spec_from_config
 from xai.compress.quantize import post_training, quantization_aware, rules_from_config

@@ -81,7 +81,8 @@ class PruningSpec:
         if leaf.ndim < self.min_rank:
             return None
         for pattern, value in self.overrides:
-            if re.fullmatch(pattern, name) or re.fullmatch(pattern, name.rsplit("/", 1)[0]):
+            pattern = pattern.replace("/", r"\.")  # patterns of earlier versions named layers with slashes
+            if re.fullmatch(pattern, name) or re.fullmatch(pattern, name.rsplit(".", 1)[0]):
                 return float(value)
         return self.sparsity if self.scope == "layer" else POOLED
 

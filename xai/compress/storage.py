@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,7 +27,9 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
+from jaxdl.artifacts import ModelCard
 from jaxdl.errors import CheckpointError
+from jaxdl.trees import is_key, key_from_data, keys_to_data
 
 FORMAT = "jaxdl-compressed"
 VERSION = 1
@@ -95,14 +96,12 @@ def _digest(stored: Mapping[str, np.ndarray]) -> str:
 
 def _plain(value: Any) -> np.ndarray:
     """A host array; typed PRNG keys (NNX RNG streams) become their uint32 data."""
-    if hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-        value = jax.random.key_data(value)
-    return np.asarray(jax.device_get(value))
+    return np.asarray(jax.device_get(keys_to_data(value)))
 
 
 def save_compressed(directory: str | Path, model: nnx.Module, cfg: DictConfig, recipe: Mapping[str, Any],
-                    source: Mapping[str, Any] | None = None) -> Path:
-    """Write `model`'s full state (quantized or float) in the compressed format; returns the directory."""
+                    card: ModelCard, source: Mapping[str, Any] | None = None) -> Path:
+    """Write `model`'s full state (quantized or float) in the compressed format with its model card; returns the directory."""
     directory = Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     entries, arrays = [], {}
@@ -114,12 +113,12 @@ def save_compressed(directory: str | Path, model: nnx.Module, cfg: DictConfig, r
         entries.append({"path": "/".join(map(str, path)), "key": key, "shape": list(value.shape),
                         "dtype": "int4" if _is_int4(value) else value.dtype.name, "encoding": encoding,
                         "sparse": sparse, "sha256": _digest(stored)})
-    logging.getLogger("absl").setLevel(logging.WARNING)
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / "arrays", arrays, force=True)
     (directory / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (directory / "recipe.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(dict(recipe))))
     manifest = {"format": FORMAT, "version": VERSION, "source": dict(source or {}), "tensors": entries}
+    card.write(directory)
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return directory
 
@@ -151,7 +150,6 @@ def read_manifest(directory: Path) -> dict:
 
 def read_tensors(directory: Path, manifest: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """{path: decoded tensor}, after checking every stored array against its SHA-256."""
-    logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         with ocp.StandardCheckpointer() as checkpointer:
             arrays = checkpointer.restore(directory / "arrays")
@@ -180,8 +178,8 @@ def load_state_into(model: nnx.Module, tensors: Mapping[str, np.ndarray], where:
         expected = _plain(current).shape
         if expected != value.shape:
             raise CheckpointError(f"compressed checkpoint {where}: '{name}' has shape {value.shape}, the model expects {expected}")
-        if jax.dtypes.issubdtype(current.dtype, jax.dtypes.prng_key):
-            new = jax.random.wrap_key_data(value, impl=jax.random.key_impl(current))
+        if is_key(current):
+            new = key_from_data(value, current)
         else:
             new = jax.numpy.asarray(value, dtype=current.dtype)
         updated.append((path, var.replace(new)))

@@ -12,7 +12,6 @@ of test images and `results.json` with the test error.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Callable
@@ -24,15 +23,15 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from jaxdl import optim
 from jaxdl.apps import hydra_app
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader, Preprocess
 from jaxdl.errors import ConfigError
-from jaxdl.image_grid import save_grid
-from jaxdl.loop_run import LoopRun, load_config, mean_metrics, restore_checkpoint
+from jaxdl.apps.image_grid import save_grid
+from jaxdl.artifacts import run_config
+from jaxdl.rundir import RunDirectory, mean_metrics, restore_finished
 from jaxdl.models import InputSpec
 from jaxdl.models.autoencoder import build_autoencoder
 from jaxdl.parallel import batch_sharded, check_batch_size, data_mesh, replicated
@@ -126,7 +125,7 @@ def save_reconstructions(reconstruct, state: TrainState, images: np.ndarray, pat
 def train_autoencoder(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     t = cfg.trainer
     exp = build_autoencoder_run(cfg)
-    run = LoopRun(cfg, run_dir, exp.state, *BEST)
+    run = RunDirectory(cfg, run_dir, exp.state, *BEST)
     state = run.state
     train_step, reconstruct = make_steps(exp)
     on_device = cfg.data.get("on_device")
@@ -135,8 +134,7 @@ def train_autoencoder(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
              f"{sum(x.size for x in jax.tree.leaves(state.params)):,}")
     for epoch in range(run.epoch + 1, t.epochs + 1):
         pending = []
-        for images, _ in tqdm(train.train_batches(t.batch_size, t.seed, epoch), total=len(train) // t.batch_size,
-                              desc=f"epoch {epoch}/{t.epochs}", leave=False, disable=None if t.progress else True):
+        for images, _ in run.progress(train.train_batches(t.batch_size, t.seed, epoch), len(train) // t.batch_size, epoch):
             state, metrics = train_step(state, images)
             pending.append(metrics)
         record = {f"train/{k}": v for k, v in mean_metrics(pending).items()}
@@ -145,13 +143,13 @@ def train_autoencoder(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         run.end_epoch(int(state.step), epoch, state, record)
         log.info("epoch %d/%d  train mse %.5f  code L1 %.4f | val mse %.5f  active code units %.2f",
                  epoch, t.epochs, record["train/mse"], record["train/code_l1"], record["val/mse"], record["val/code_active"])
-    best = run.ckpts.best_step()
-    if best is not None and best != int(state.step):
+    best = run.ckpts.select_step("best")
+    if best != int(state.step):
         state, _ = run.ckpts.restore(best, state)
     summary = {f"test/{k}": v for k, v in reconstruction_error(reconstruct, state, test, t.eval_batch_size).items()}
     summary["best_step"] = best
     save_reconstructions(reconstruct, state, exp.dataset.test.images, run.dir / "reconstructions.png")
-    (run.dir / "results.json").write_text(json.dumps(summary, indent=2))
+    run.write_results(summary)
     run.close()
     log.info("test reconstruction mse %.5f; run directory %s", summary["test/mse"], run.dir)
     return summary
@@ -159,14 +157,13 @@ def train_autoencoder(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
 
 def is_autoencoder_run(run_dir: str | Path) -> bool:
     path = Path(run_dir) / "config.yaml"
-    return path.exists() and "autoencoder" in load_config(Path(run_dir), "jaxdl-autoencoder")
+    return path.exists() and "autoencoder" in run_config(Path(run_dir))
 
 
 def load_autoencoder_run(run_dir: str | Path, which: str | int = "best") -> AutoencoderRun:
     """A `jaxdl-autoencoder` run with its best checkpoint loaded into `model` (eval mode)."""
-    cfg = load_config(Path(run_dir), "jaxdl-autoencoder")
-    run = build_autoencoder_run(cfg)
-    run.state, _ = restore_checkpoint(Path(run_dir), cfg, run.state, *BEST, which=which)
+    run = build_autoencoder_run(run_config(Path(run_dir)))
+    run.state, _ = restore_finished(run_dir, run.state, *BEST, which=which)
     nnx.update(run.model, run.state.params, run.state.model_state)
     run.model.eval()
     return run

@@ -14,7 +14,6 @@ that classifier's feature space.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -26,15 +25,14 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from jaxdl import optim
 from jaxdl.apps import hydra_app
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader
 from jaxdl.errors import ConfigError, DataError
-from jaxdl.image_grid import save_grid, to_uint8
-from jaxdl.loop_run import LoopRun, mean_metrics
+from jaxdl.apps.image_grid import save_grid, to_uint8
+from jaxdl.rundir import RunDirectory, mean_metrics
 from jaxdl.models import InputSpec
 from jaxdl.models.dcgan import GAN, build_gan
 from jaxdl.parallel import batch_sharded, check_batch_size, data_mesh, replicated
@@ -177,7 +175,7 @@ def quality_space(cfg: DictConfig, dataset: Dataset):
     q = cfg.get("quality") or {}
     if not q.get("classifier"):
         return None
-    from jaxdl.frechet import FeatureSpace
+    from jaxdl.apps.frechet import FeatureSpace
 
     space = FeatureSpace(q.classifier, q.layer)
     space.set_reference(dataset.test.images[: q.num_samples])
@@ -188,7 +186,7 @@ def train_gan(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     """Train, write a sample grid and (optionally) the Fréchet distance each epoch, checkpoint, resume."""
     t = cfg.trainer
     exp = build_gan_experiment(cfg)
-    run = LoopRun(cfg, run_dir, exp.state, *checkpoint_rank(cfg))
+    run = RunDirectory(cfg, run_dir, exp.state, *checkpoint_rank(cfg))
     space = quality_space(cfg, exp.dataset)
     state = run.state
     d_step, g_step = make_gan_steps(exp)
@@ -201,8 +199,7 @@ def train_gan(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     summary: dict[str, Any] = {}
     for epoch in range(run.epoch + 1, t.epochs + 1):
         pending = []
-        for images, labels in tqdm(loader.train_batches(t.batch_size, t.seed, epoch), total=len(loader) // t.batch_size,
-                                   desc=f"epoch {epoch}/{t.epochs}", leave=False, disable=None if t.progress else True):
+        for images, labels in run.progress(loader.train_batches(t.batch_size, t.seed, epoch), len(loader) // t.batch_size, epoch):
             state, d_metrics = d_step(state, images, labels)
             state, g_metrics = g_step(state, labels)
             pending.append({**d_metrics, **g_metrics})
@@ -219,7 +216,7 @@ def train_gan(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     fids = [r["quality/fid"] for r in run.metrics.records if "quality/fid" in r]
     if fids:
         summary["best_quality/fid"] = min(fids)
-    (run.dir / "results.json").write_text(json.dumps(summary, indent=2))
+    run.write_results(summary)
     run.close()
     log.info("run directory %s", run.dir)
     return summary

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from jaxdl.compare import html
-from jaxdl.compare.records import RunRecord
-from jaxdl.compare.table import (cell, common_overrides, runs_table, seeds_table, sort_runs, to_csv, to_markdown,
+from jaxdl.apps.compare import html
+from jaxdl.apps.compare.records import RunRecord
+from jaxdl.apps.compare.table import (cell, common_overrides, runs_table, seeds_table, sort_runs, to_csv, to_markdown,
                                  varying_keys)
 
 REPORT_NAMES = {"markdown": "comparison.md", "csv": "comparison.csv", "html": "comparison.html"}

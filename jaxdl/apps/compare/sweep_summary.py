@@ -16,9 +16,9 @@ class SweepSummary(Callback):
     """comparison.{md,csv,html} in `hydra.sweep.dir`; each failed job and its error in the log."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from jaxdl.compare.app import default_sort
-        from jaxdl.compare.records import find_runs, optuna_best
-        from jaxdl.compare.report import failures, top_lines, write_reports
+        from jaxdl.apps.compare.app import default_sort
+        from jaxdl.apps.compare.records import find_runs, optuna_best
+        from jaxdl.apps.compare.report import failures, top_lines, write_reports
         from jaxdl.errors import JaxdlError
 
         sweep_dir = Path(str(config.hydra.sweep.dir))

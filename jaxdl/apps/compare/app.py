@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from jaxdl.compare.records import RunRecord, find_runs, optuna_best
-from jaxdl.compare.report import failures, top_lines, write_reports
-from jaxdl.compare.table import METRICS
+from jaxdl.apps.compare.records import RunRecord, find_runs, optuna_best
+from jaxdl.apps.compare.report import failures, top_lines, write_reports
+from jaxdl.apps.compare.table import METRICS
 from jaxdl.errors import ConfigError, report_user_errors
 
 SORT_CHOICES = (*METRICS, "wall_s")

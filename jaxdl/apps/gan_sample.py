@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 from omegaconf import MISSING
 
-from jaxdl.cli import parse_options
+from jaxdl.apps.cli import parse_options
 from jaxdl.data.base import Split
 from jaxdl.data.idx_writer import write_pair
 from jaxdl.errors import ConfigError, report_user_errors
-from jaxdl.gan import GANExperiment, GANState, build_gan_experiment, checkpoint_rank, make_generate
-from jaxdl.image_grid import save_grid
-from jaxdl.loop_run import load_config, restore_checkpoint
+from jaxdl.apps.gan import GANExperiment, GANState, build_gan_experiment, checkpoint_rank, make_generate
+from jaxdl.apps.image_grid import save_grid
+from jaxdl.artifacts import run_config
+from jaxdl.rundir import restore_finished
 
 
 @dataclasses.dataclass
@@ -46,11 +47,11 @@ def sample_split(exp: GANExperiment, state: GANState, n: int, seed: int) -> Spli
 def write_samples(options: SampleOptions) -> Path:
     if options.n <= 0:
         raise ConfigError(f"n must be a positive number of images, got {options.n}")
-    cfg = load_config(Path(options.run_dir), "jaxdl-gan")
+    cfg = run_config(Path(options.run_dir))
     exp = build_gan_experiment(cfg)
     if not exp.conditional:
         raise ConfigError(f"{options.run_dir} is an unconditional GAN ({cfg.gan.name}); labelled samples need gan=cdcgan")
-    state, _ = restore_checkpoint(Path(options.run_dir), cfg, exp.state, *checkpoint_rank(cfg), which=options.which)
+    state, _ = restore_finished(options.run_dir, exp.state, *checkpoint_rank(cfg), which=options.which)
     out = Path(options.out or Path(options.run_dir) / "synthetic")
     test_n = options.n // 5 if options.test_n is None else options.test_n
     train = sample_split(exp, state, options.n, options.seed)

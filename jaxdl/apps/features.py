@@ -1,8 +1,8 @@
 """Activations of any named layer of a trained model, and a scikit-learn SVM trained on them.
 
-    jaxdl-features run_dir=runs/fashion_mnist-lenet5/2026-... layer=hidden/0
+    jaxdl-features run_dir=runs/fashion_mnist-lenet5/2026-... layer=hidden.0
 
-Layers are named by their attribute path (`conv2`, `hidden/0`, `encoder`); the
+Layers are named by their dotted path (`conv2`, `hidden.0`, `encoder`); the
 activation is the layer's output, flattened per example.
 """
 
@@ -19,24 +19,15 @@ import numpy as np
 from flax import nnx
 from omegaconf import MISSING
 
-from jaxdl.cli import parse_options
+from jaxdl.apps.cli import parse_options
 from jaxdl.errors import ConfigError, report_user_errors
-
-
-def module_names(model: nnx.Module) -> list[str]:
-    """Every named submodule, e.g. ['conv1', 'conv2', 'head', 'hidden', 'hidden/0']."""
-    return sorted("/".join(map(str, path)) for path, _ in nnx.iter_modules(model) if path)
+from jaxdl.trees import module_at, module_names
 
 
 def find_layer(model: nnx.Module, name: str) -> nnx.Module:
-    layer: Any = model
-    for part in name.replace(".", "/").strip("/").split("/"):
-        try:
-            layer = layer[int(part)] if part.isdigit() else getattr(layer, part)
-        except (AttributeError, IndexError, TypeError):
-            layer = None
-        if not isinstance(layer, nnx.Module):
-            raise ConfigError(f"the model has no layer '{name}'; its layers: {', '.join(module_names(model))}")
+    layer = module_at(model, name)
+    if layer is None:
+        raise ConfigError(f"the model has no layer '{name}'; its layers: {', '.join(module_names(model))}")
     return layer
 
 
@@ -84,7 +75,7 @@ class LayerFeatures:
 
 def load_model_run(run_dir: str) -> tuple[nnx.Module, Callable, Any]:
     """(model, preprocess, data set) of a classifier run or an autoencoder run, best checkpoint."""
-    from jaxdl.autoencoder import is_autoencoder_run, load_autoencoder_run
+    from jaxdl.apps.autoencoder import is_autoencoder_run, load_autoencoder_run
     from jaxdl.runs import load_run
 
     run = load_autoencoder_run(run_dir) if is_autoencoder_run(run_dir) else load_run(run_dir)
@@ -113,7 +104,7 @@ def subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
 @dataclasses.dataclass
 class FeatureOptions:
     run_dir: str = MISSING        # a jaxdl-train or jaxdl-autoencoder run directory
-    layer: str = MISSING          # e.g. hidden/0, conv2, encoder
+    layer: str = MISSING          # e.g. hidden.0, conv2, encoder
     max_train: int = 5000         # SVM training examples (subsampled from the train split)
     kernel: str = "rbf"
     c: float = 1.0

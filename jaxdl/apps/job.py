@@ -19,9 +19,9 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import distributed
-from jaxdl.errors import JaxdlError
+from jaxdl.errors import JaxdlError, RunRefused
 from jaxdl.run_status import read_status, write_status
-from jaxdl.train import train_and_evaluate
+from jaxdl.trainer import train_and_evaluate
 
 log = logging.getLogger("jaxdl")
 
@@ -63,12 +63,11 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
         if done is not None:
             log.info("%s already completed with this config; skipping it", run_dir)
             return objective_value(cfg, done)
-        if main:
-            write_status(run_dir, "running", attempt=attempt, wall_s=earlier_wall)
-        summary = train_and_evaluate(cfg, run_dir)
+        mark_running = (lambda: write_status(run_dir, "running", attempt=attempt, wall_s=earlier_wall)) if main else None
+        summary = train_and_evaluate(cfg, run_dir, on_open=mark_running)
     except Exception as err:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
         error = _one_line(err)
-        if main:
+        if main and not isinstance(err, RunRefused):  # a refused run must leave the directory's files untouched
             write_status(run_dir, "failed", attempt=attempt, wall_s=earlier_wall + time.perf_counter() - start, error=error)
         if not in_sweep:
             raise

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import linalg
 
-from jaxdl.features import LayerFeatures
+from jaxdl.apps.features import LayerFeatures
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

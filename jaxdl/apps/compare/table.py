@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxdl.compare.records import SEED_KEY, RunRecord
+from jaxdl.apps.compare.records import SEED_KEY, RunRecord
 
 METRICS = ("best val/accuracy", "best val/loss", "final val/accuracy", "final train/loss", "test/accuracy", "test/loss")
 

@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from jaxdl.compare.records import SEED_KEY, RunRecord  # noqa: E402
-from jaxdl.compare.table import Table, cell, varying_keys  # noqa: E402
+from jaxdl.apps.compare.records import SEED_KEY, RunRecord  # noqa: E402
+from jaxdl.apps.compare.table import Table, cell, varying_keys  # noqa: E402
 
 CURVES = ("val/accuracy", "val/loss", "train/loss")
 

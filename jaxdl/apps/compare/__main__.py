@@ -1,0 +1,3 @@
+from jaxdl.apps.compare.app import main
+
+main()

@@ -1,3 +1,0 @@
-from jaxdl.compare.app import main
-
-main()

@@ -1,0 +1,224 @@
+"""Training a classifier: build the experiment a config describes, train, validate, checkpoint, test.
+
+    summary = train_and_evaluate(cfg, "runs/my-run")     # what `jaxdl-train` does (jaxdl/apps/train.py)
+
+Re-running in the same run directory resumes from its last good checkpoint (jaxdl/rundir.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+from omegaconf import DictConfig, open_dict
+from tqdm import tqdm
+
+from jaxdl import distributed, models, optim, plots, transfer
+from jaxdl.artifacts import DTYPES, card_from_config
+from jaxdl.data import Dataset, load_dataset
+from jaxdl.data.pipeline import Loader, Preprocess, make_preprocess
+from jaxdl.errors import ConfigError
+from jaxdl.evaluate import Evaluation, evaluate
+from jaxdl.parallel import check_batch_size, data_mesh
+from jaxdl.rundir import RunDirectory, check_best
+from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
+
+log = logging.getLogger("jaxdl")
+
+# What the classifier records each epoch (`trainer.best_metric` must be one of them).
+EPOCH_METRICS = ("train/loss", "train/accuracy", "train/samples_per_s", "time/epoch_s", "val/loss", "val/accuracy")
+
+
+def train_epoch(train_step, state: TrainState, loader: Loader, cfg: Any, epoch: int, run: RunDirectory,
+                num_classes: int) -> tuple[TrainState, dict[str, float]]:
+    """One pass over the training split; returns the new state and the epoch's train metrics."""
+    t = cfg.trainer
+    batches = loader.train_batches(t.batch_size, t.seed, epoch)
+    total = {"loss_sum": 0.0, "correct": 0, "count": 0}
+    pending = []
+    bar = tqdm(total=len(loader) // t.batch_size * t.batch_size, desc=f"epoch {epoch}/{t.epochs}",
+               unit="img", unit_scale=True, leave=False, disable=None if t.progress and jax.process_index() == 0 else True)
+    start = time.perf_counter()
+    for i, (images, labels) in enumerate(batches, 1):
+        state, metrics = train_step(state, images, labels)
+        pending.append(metrics)
+        bar.update(t.batch_size)
+        if i % t.log_every == 0:
+            _accumulate(total, pending)
+            run.check_loss(total["loss_sum"] / total["count"], int(state.step), epoch, num_classes)
+            bar.set_postfix(loss=f"{total['loss_sum'] / total['count']:.4f}", acc=f"{total['correct'] / total['count']:.4f}")
+    _accumulate(total, pending)
+    seconds = time.perf_counter() - start
+    bar.close()
+    count = max(total["count"], 1)
+    run.check_loss(total["loss_sum"] / count, int(state.step), epoch, num_classes)
+    return state, {
+        "train/loss": total["loss_sum"] / count,
+        "train/accuracy": total["correct"] / count,
+        "train/samples_per_s": count / seconds,
+        "time/epoch_s": seconds,
+    }
+
+
+def _accumulate(total: dict, pending: list) -> None:
+    """Fold device-side step metrics into host totals (one device sync for many steps)."""
+    for metrics in jax.device_get(pending):
+        for key in total:
+            total[key] += metrics[key].item()
+    pending.clear()
+
+
+def write_evaluation(run_dir: Path, evaluation: Evaluation, images: np.ndarray, class_names) -> dict:
+    """Confusion matrix (CSV + PNG), per-class accuracy and the misclassified grid under `eval/`."""
+    out = run_dir / "eval"
+    out.mkdir(exist_ok=True)
+    n = len(class_names)
+    matrix = evaluation.confusion_matrix(n)
+    header = "true\\predicted," + ",".join(class_names)
+    rows = [f"{name}," + ",".join(map(str, row)) for name, row in zip(class_names, matrix)]
+    (out / "confusion_matrix.csv").write_text("\n".join([header, *rows]) + "\n")
+    plots.confusion_matrix(matrix, class_names, out / "confusion_matrix.png")
+    per_class = evaluation.per_class_accuracy(n)
+    (out / "per_class_accuracy.csv").write_text(
+        "class,accuracy\n" + "".join(f"{c},{a:.6f}\n" for c, a in zip(class_names, per_class))
+    )
+    plots.misclassified_grid(images, evaluation.labels, evaluation.predictions, class_names, out / "misclassified.png")
+    return {f"test/accuracy/{c}": float(a) for c, a in zip(class_names, per_class)}
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything a config builds before training: data, input pipeline, model, optimiser, initial state."""
+
+    cfg: DictConfig
+    mesh: Mesh
+    dataset: Dataset
+    spec: models.InputSpec
+    preprocess: Preprocess
+    model: nnx.Module
+    tx: optax.GradientTransformation
+    train_def: nnx.GraphDef
+    eval_def: nnx.GraphDef
+    state: TrainState
+    compute_dtype: Any
+
+    @property
+    def num_params(self) -> int:
+        return sum(x.size for x in jax.tree.leaves(self.state.params))
+
+    def card(self, **provenance: Any):
+        """The model card of this experiment's model (what `jaxdl.load_model` needs besides weights)."""
+        return card_from_config(self.cfg, self.spec, self.preprocess, self.dataset.class_names,
+                                str(self.dataset.train.images.dtype), source="jaxdl-train", **provenance)
+
+    def with_model(self, model: nnx.Module) -> "Experiment":
+        """The same experiment training `model` instead (a pruned, rebuilt or quantization-aware one).
+
+        The state gets its own copies of the arrays: training donates them, and `model` may share
+        them with another model (an `nnx.clone` shares arrays) that must stay usable."""
+        train_def, eval_def, params, model_state = split_model(model)
+        params, model_state = jax.tree.map(lambda x: x.copy(), (params, model_state))
+        state = init_state(params, model_state, self.tx, self.mesh)
+        return dataclasses.replace(self, model=model, train_def=train_def, eval_def=eval_def, state=state)
+
+
+def check_trainer(t: Any) -> None:
+    """One-line errors for trainer settings that would crash later or train nothing."""
+    if t.compute_dtype not in DTYPES:
+        raise ConfigError(f"trainer.compute_dtype must be one of {', '.join(DTYPES)}, got '{t.compute_dtype}'")
+    for key in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints", "log_every"):
+        value = t.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"trainer.{key} must be a positive whole number, got {value!r}")
+
+
+def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experiment:
+    """Build data, model and optimiser from a composed config (`dataset`: one already loaded from `cfg.data`)."""
+    t = cfg.trainer
+    check_trainer(t)
+    check_best(t.best_metric, t.best_mode, EPOCH_METRICS)
+    mesh = data_mesh()
+    check_batch_size(t.batch_size, mesh)
+    check_batch_size(t.eval_batch_size, mesh, "trainer.eval_batch_size")
+    dataset = dataset or load_dataset(cfg.data)
+    spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
+    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats())
+    steps_per_epoch = len(dataset.train) // t.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
+    compute_dtype = DTYPES[t.compute_dtype]
+    source = transfer.load_source(t.init_from) if t.get("init_from") else None
+    if source is not None and source.card.model.get("channels"):  # a pruned source has fewer channels: build its shape
+        with open_dict(cfg):
+            cfg.model.channels = source.card.model["channels"]
+    model = models.build(cfg.model, spec, t.seed, compute_dtype)
+    if source is not None:
+        transfer.copy_weights(model, source, t.get("head"), t.get("freeze") or [])
+    tx = transfer.partition_optimizer(
+        optim.build(cfg.optimizer, steps_per_epoch, t.epochs), nnx.state(model, nnx.Param),
+        t.get("freeze") or [], t.get("head"), float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
+    )
+    train_def, eval_def, params, model_state = split_model(model)
+    state = init_state(params, model_state, tx, mesh)
+    return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: str | Path, experiment: Experiment | None = None,
+                       on_open: Callable[[], Any] | None = None) -> dict[str, float]:
+    """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split.
+
+    A prebuilt `experiment` (e.g. a pruned model to fine-tune) is trained instead of building one
+    from `cfg`; it is left holding the best checkpoint's state. `on_open` runs once the run
+    directory has passed its checks (the job marks itself running there)."""
+    distributed.initialize(cfg.trainer)
+    t = cfg.trainer
+    exp = experiment or build_experiment(cfg)
+    run = RunDirectory(cfg, run_dir, exp.state, t.best_metric, t.best_mode, card=exp.card(), on_open=on_open)
+    try:
+        return _train(exp, run)
+    finally:
+        run.close()
+
+
+def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
+    cfg, t = exp.cfg, exp.cfg.trainer
+    mesh, dataset, state, compute_dtype = exp.mesh, exp.dataset, run.state, exp.compute_dtype
+    on_device = cfg.data.get("on_device")
+    train_loader, val_loader, test_loader = (Loader(s, mesh, on_device) for s in (dataset.train, dataset.val, dataset.test))
+    log.info("%s on %s: %s parameters, %d train / %d val / %d test examples, %d device(s)",
+             cfg.model.name, dataset.name, f"{exp.num_params:,}", len(dataset.train), len(dataset.val), len(dataset.test), mesh.size)
+    train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
+    predict = make_predict(exp.eval_def, exp.preprocess, mesh, compute_dtype)
+    for epoch in range(run.epoch + 1, t.epochs + 1):
+        state, record = train_epoch(train_step, state, train_loader, cfg, epoch, run, dataset.num_classes)
+        record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
+        run.end_epoch(int(state.step), epoch, state, record)
+        log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s",
+                 epoch, t.epochs, record["train/loss"], record["train/accuracy"], record["val/loss"],
+                 record["val/accuracy"], record["train/samples_per_s"])
+
+    best = run.ckpts.select_step("best")
+    if best != int(state.step):
+        state, _ = run.ckpts.restore(best, state)
+    exp.state = state
+    test = evaluate(predict, state.params, state.model_state, test_loader, t.eval_batch_size)
+    summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": exp.num_params}
+    run.metrics.write(int(state.step), epoch=t.epochs, **test.metrics("test"))
+    best_val = [r for r in run.metrics.records if r["step"] == best and t.best_metric in r]
+    if best_val:
+        summary[f"best_{t.best_metric}"] = best_val[0][t.best_metric]
+    if run.main:
+        summary.update(write_evaluation(run.dir, test, dataset.test.images, dataset.class_names))
+        plots.learning_curves(run.metrics.records, run.dir / "curves.png")
+        run.write_results(summary)
+    log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s",
+             test.accuracy, test.loss, best, run.dir)
+    return summary
