@@ -40,3 +40,18 @@ def check_group_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> Non
         for choice in value.split(","):  # multirun: model=a,b
             if choice not in valid:
                 raise unknown_name(key, choice, valid)
+
+
+def record_hydra(directory: str | Path) -> None:
+    """Hydra's copy of the job's config, overrides and Hydra settings in `<directory>/.hydra/`, written by
+    jaxdl (not by Hydra at job start) so that it appears only once the run directory is the job's."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    out = Path(directory) / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))))
+    (out / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)})))

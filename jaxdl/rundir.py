@@ -9,7 +9,8 @@ Opening a run directory, in this order, writes nothing until every check has pas
    is refused unless `trainer.overwrite=true`, which removes the old run's files first;
 3. the resume: the newest checkpoint that loads, matches the model and verifies is restored
    (damaged newer ones are reported and skipped);
-4. only then `config.yaml`, `model.json`, `status.json` and the metrics log are written.
+4. only then `config.yaml`, `model.json`, `.hydra/`, `status.json`, the metrics log and the
+   log file (`run.log`, jaxdl/logs.py) are written.
 
 Metrics: one record per epoch, records past the restored step and earlier test records dropped.
 """
@@ -31,9 +32,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jaxdl import distributed
+from jaxdl import distributed, logs
 from jaxdl.artifacts import ModelCard, run_config
 from jaxdl.checkpoint import BEST_MODES, RunCheckpoints
+from jaxdl.config import record_hydra
 from jaxdl.errors import ConfigError, RunRefused, TrainingDiverged
 from jaxdl.run_log import MetricsLog
 
@@ -162,7 +164,9 @@ class RunDirectory:
             self.lock.release()
             raise
         # Every check passed: from here on the directory is this run's.
+        logs.write_to(self.dir, jax.process_index())
         if self.main:
+            record_hydra(self.dir)
             (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
             if card is not None:
                 card.write(self.dir)

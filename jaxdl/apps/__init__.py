@@ -8,6 +8,7 @@ or `log_level` asks for it) and turns user errors into one line and exit code 2.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -15,7 +16,9 @@ import hydra
 from omegaconf import DictConfig
 
 from jaxdl.config import CONF_DIR, check_group_overrides
-from jaxdl.errors import report_user_errors
+from jaxdl.errors import ConfigError, report_user_errors
+from jaxdl.logs import hold_file_lines
+from jaxdl.parallel import use_cpu_devices
 
 # Libraries that log every file they write (Orbax via absl) or every backend they probe (JAX).
 NOISY_LOGGERS = ("absl", "jax._src.xla_bridge", "jax._src.distributed", "orbax", "tensorflow", "numba")
@@ -23,10 +26,32 @@ NOISY_LOGGERS = ("absl", "jax._src.xla_bridge", "jax._src.distributed", "orbax",
 
 def configure_logging(cfg: DictConfig) -> None:
     """Quiet third-party loggers unless the user asked for detail (`hydra.verbose=true` or `log_level=DEBUG`)."""
-    level = str(cfg.get("log_level") or (cfg.get("trainer") or {}).get("log_level") or "WARNING").upper()
+    level = str(cfg.get("log_level") or (cfg.get("trainer") or {}).get("log_level") or "ERROR").upper()
     for name in NOISY_LOGGERS:
         if not logging.getLogger(name).isEnabledFor(logging.DEBUG):  # hydra.verbose sets DEBUG: leave it
             logging.getLogger(name).setLevel(level)
+
+
+def set_cpu_devices(cfg: DictConfig) -> None:
+    """One XLA device per CPU core for a single-process run (`trainer.cpu_devices`, default auto)."""
+    t = cfg.get("trainer") or {}
+    if str(t.get("distributed", "false")) != "false" and (t.get("coordinator_address") or os.environ.get("SLURM_NTASKS", "1") != "1"):
+        return  # one process per device already
+    batch_sizes = tuple(int(b) for b in (t.get("batch_size"), t.get("eval_batch_size")) if isinstance(b, int))
+    count = use_cpu_devices(t.get("cpu_devices", "auto"), batch_sizes)
+    if count is not None and count > 1:
+        logging.getLogger("jaxdl").info("CPU: %d XLA devices, one per core (trainer.cpu_devices=%s)", count, t.get("cpu_devices", "auto"))
+
+
+def require_path(argv: list[str], key: str, usage: str) -> None:
+    """`key=PATH` must be on the command line and exist, checked before Hydra creates any output directory."""
+    if any(a.startswith(("-h", "--help", "--cfg", "--info", "hydra.")) and "=" not in a for a in argv):
+        return
+    given = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
+    if not given or not given[-1]:
+        raise ConfigError(f"{key} is required: {usage}")
+    if not os.path.exists(os.path.expanduser(given[-1])):
+        raise ConfigError(f"{key}={given[-1]} does not exist; {usage}")
 
 
 def hydra_app(config_name: str, run: Callable[[DictConfig, str], Any], check: Callable[[list[str]], None] | None = None
@@ -39,7 +64,9 @@ def hydra_app(config_name: str, run: Callable[[DictConfig, str], Any], check: Ca
     def hydra_main(cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
 
+        hold_file_lines()  # the run's log file is written once its directory is the app's (jaxdl/logs.py)
         configure_logging(cfg)
+        report_user_errors(set_cpu_devices)(cfg)
         return report_user_errors(run)(cfg, HydraConfig.get().runtime.output_dir)
 
     @report_user_errors

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import distributed
+from jaxdl.config import record_hydra
 from jaxdl.errors import JaxdlError, RunRefused
 from jaxdl.run_status import read_status, write_status
 from jaxdl.trainer import train_and_evaluate
@@ -68,6 +69,7 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
     except Exception as err:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
         error = _one_line(err)
         if main and not isinstance(err, RunRefused):  # a refused run must leave the directory's files untouched
+            record_hydra(run_dir)  # a sweep's comparison lists the failed job with its overrides
             write_status(run_dir, "failed", attempt=attempt, wall_s=earlier_wall + time.perf_counter() - start, error=error)
         if not in_sweep:
             raise

@@ -42,6 +42,20 @@ class Dataset:
     test: Split
     class_names: tuple[str, ...]
 
+    def __post_init__(self):
+        if len(self.class_names) < 2:
+            raise DataError(f"data set '{self.name}' has {len(self.class_names)} class(es); a classifier needs at least 2")
+        for split_name in ("train", "val", "test"):
+            split = getattr(self, split_name)
+            if split_name != "val" and not len(split):
+                raise DataError(f"the {split_name} split of '{self.name}' is empty; check the data source and its fractions")
+            bad = split.labels[(split.labels < 0) | (split.labels >= len(self.class_names))]
+            if bad.size:
+                raise DataError(f"the {split_name} split of '{self.name}' has label {int(bad[0])}, outside 0..{len(self.class_names) - 1} "
+                                f"({len(self.class_names)} classes); fix the labels or the class names")
+            if split.images.dtype == np.float32 and not np.isfinite(split.images).all():
+                raise DataError(f"the {split_name} split of '{self.name}' holds NaN or infinite values; clean the inputs")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

@@ -94,6 +94,11 @@ def load(
     else:  # a test-only directory (e.g. the MNIST test set): carve every split from it
         train, test = carve(test, test_fraction, split_seed)
     train, val = carve(train, val_fraction, split_seed + 1)
-    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
-    names = tuple(class_names) if class_names else tuple(str(c) for c in range(num_classes))
+    if not len(train) or not len(test):
+        raise DataError(f"the IDX files in {directory} hold no examples; point data.dirs at a directory with data")
+    present = np.unique(np.concatenate([train.labels, val.labels, test.labels]))
+    if not class_names and present.max() + 1 != len(present):
+        raise DataError(f"the labels in {directory} are not 0..K-1 (found {present.size} distinct values up to "
+                        f"{int(present.max())}); relabel them, or name the classes with data.class_names")
+    names = tuple(class_names) if class_names else tuple(str(c) for c in range(len(present)))
     return Dataset(name, train, val, test, names)

@@ -45,7 +45,7 @@ def load(
     splits = [train_split, test_split] + ([val_split] if val_split else [])
     try:
         sources = tfds.data_source(name, split=splits, data_dir=data_dir, download=False)
-    except (AssertionError, FileNotFoundError, ValueError, NotImplementedError, tfds.core.registered.DatasetNotFoundError) as err:
+    except (AssertionError, FileNotFoundError, KeyError, ValueError, NotImplementedError, tfds.core.registered.DatasetNotFoundError) as err:
         where = data_dir or builder.data_dir
         raise DataError(f"TFDS data set '{name}' is not prepared in {where}; {_prepare_hint(name, data_dir)}") from err
     train = _read_split(sources[0], image_key, label_key)

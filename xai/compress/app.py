@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 import jax
 import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
 from jaxdl.config import CONF_DIR, check_group_overrides
-from jaxdl.errors import ConfigError, report_user_errors
+from jaxdl import logs
+from jaxdl.apps import hydra_app, require_path
+from jaxdl.artifacts import resolve_run_dir
+from jaxdl.errors import ConfigError
+from jaxdl.run_status import read_status
 from jaxdl.runs import load_run
 from xai.compress.loading import load_compressed
 from xai.compress.pipeline import compress
@@ -40,9 +42,14 @@ def _measure(name: str, forward, float_model, directory: Path, split, latency: t
 def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
     """Compress `cfg.run_dir` with recipe `cfg.compress`, write checkpoint and report to `out_dir`."""
     if not cfg.get("run_dir"):
-        raise ConfigError("run_dir is required: jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8")
+        raise ConfigError(f"run_dir is required: {USAGE}")
+    status = read_status(resolve_run_dir(cfg.run_dir)[0]).get("status")
+    if status not in (None, "completed") and not cfg.get("allow_unfinished"):
+        raise ConfigError(f"{cfg.run_dir} is a {status} run, not a completed one; finish it (run its command again) "
+                          "or pass allow_unfinished=true to compress it as it is")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    logs.write_to(out_dir)
     recipe = OmegaConf.to_container(cfg.compress, resolve=True)
     run = load_run(cfg.run_dir, cfg.which)
     source = {"run_dir": str(run.run_dir), "step": run.step}
@@ -84,20 +91,8 @@ def compress_run(run_dir: str | Path, recipe: str = "int8", *overrides: str) -> 
     return compress_and_report(cfg, Path(run_dir) / "compress" / cfg.compress.name)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compress_app")
-def _hydra_main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    report_user_errors(compress_and_report)(cfg, HydraConfig.get().runtime.output_dir)
-
-
-@report_user_errors
-def main() -> None:
-    args = sys.argv[1:]
-    check_group_overrides(args)
-    if not any(a.startswith("run_dir=") for a in args) and not any(a.startswith(("-h", "--help", "--cfg", "--info")) for a in args):
-        raise ConfigError("run_dir is required: jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8")
-    _hydra_main()
+USAGE = "jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8"
+main = hydra_app("compress_app", compress_and_report, check=lambda argv: require_path(argv, "run_dir", USAGE))
 
 
 if __name__ == "__main__":
