@@ -10,12 +10,15 @@ trained on or reported.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import hashlib
 import json
 import logging
 import math
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxdl.errors import CheckpointError
-from jaxdl.trees import keys_from_data, keys_to_data, path_name
+from jaxdl.trees import keys_from_data, keys_to_data, map_named, named_leaves, path_name
 
 log = logging.getLogger("jaxdl")
 BEST_MODES = ("max", "min")
@@ -70,6 +73,19 @@ def check_compatible(saved: Any, expected: Any, where: Path) -> None:
             f"checkpoint {where} does not match the model ({'; '.join(problems)}); "
             "use the config it was trained with or a fresh run directory"
         )
+
+
+@contextlib.contextmanager
+def _quiet_async_failures():
+    """A failed TensorStore read leaves coroutines whose errors Python prints as 'Exception ignored' tracebacks
+    when they are collected; the failure is already reported in one line, so collect them silently here."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: log.debug("ignored after a failed read: %s", unraisable.exc_value)
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook = previous
 
 
 def _first_line(err: BaseException) -> str:
@@ -209,9 +225,10 @@ class RunCheckpoints:
             if saved is None:
                 raise CheckpointError(f"checkpoint {where} has no model state; it is damaged or not a jaxdl checkpoint")
             check_compatible(saved, raw_like, where)
-            restored = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_abstract(raw_like)), meta=ocp.args.JsonRestore(),
-                checksums=ocp.args.JsonRestore()))
+            with _quiet_async_failures():
+                restored = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(_abstract(raw_like)), meta=ocp.args.JsonRestore(),
+                    checksums=ocp.args.JsonRestore()))
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
@@ -220,31 +237,46 @@ class RunCheckpoints:
         return keys_from_data(restored["state"], like), dict(restored["meta"])
 
     def restore_part(self, step: int, like: dict[str, Any]) -> dict[str, Any]:
-        """Only the top-level entries of the state named in `like` (e.g. params and model_state), verified."""
+        """Only the top-level entries of the state named in `like` (e.g. params and model_state), without
+        knowing the rest (the optimiser): the whole step is read as stored and verified, then subset."""
         where = self.directory / str(step)
         raw_like = keys_to_data(like)
         try:
-            abstract = _abstract(raw_like)
-            tree = ocp.PyTreeCheckpointer().restore(where / "state", args=ocp.args.PyTreeRestore(
-                item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract), partial_restore=True))
-            expected = dict(self.manager.restore(step, args=ocp.args.Composite(checksums=ocp.args.JsonRestore()))["checksums"] or {})
-        except Exception as err:  # noqa: BLE001
-            if isinstance(err, CheckpointError):
-                raise
-            raise CheckpointError(f"checkpoint {where} is damaged or does not fit the model ({_first_line(err)})") from err
-        verify(tree, expected, where)
-        return keys_from_data(tree, like)
+            saved = self.manager.item_metadata(step)["state"]
+            if saved is None:
+                raise CheckpointError(f"checkpoint {where} has no model state; it is damaged or not a jaxdl checkpoint")
+            saved_part = {key: saved[key] for key in raw_like if key in saved}
+            check_compatible(saved_part, raw_like, where)
+            stored = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved)  # host arrays, as written
+            with _quiet_async_failures():
+                restored = self.manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore()))
+        except CheckpointError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
+            raise CheckpointError(f"checkpoint {where} is damaged ({_first_line(err)})") from err
+        verify(restored["state"], dict(restored["checksums"] or {}), where)
+        by_name = named_leaves({key: restored["state"][key] for key in raw_like})
+        return keys_from_data(map_named(lambda name, _: by_name[name], raw_like), like)
 
     def restore_latest_good(self, like: Any) -> tuple[Any, dict, int] | None:
-        """The newest checkpoint that loads and verifies; damaged newer ones are reported and skipped."""
+        """The newest checkpoint that loads and verifies. Damaged newer ones are reported and moved aside to
+        `damaged_checkpoints/` beside `checkpoints/` (kept for inspection, out of the way of the resumed run)."""
         for step in reversed(self.all_steps()):
             try:
                 state, meta = self.restore(step, like)
-                return state, meta, step
             except CheckpointError as err:
                 if "does not match the model" in str(err):
                     raise
-                log.warning("%s; trying the previous checkpoint", err)
+                aside = self.directory.parent / "damaged_checkpoints" / str(step)
+                log.warning("%s; moved to %s, trying the previous checkpoint", err, aside)
+                if jax.process_index() == 0:
+                    aside.parent.mkdir(exist_ok=True)
+                    shutil.rmtree(aside, ignore_errors=True)
+                    (self.directory / str(step)).rename(aside)
+                self.manager.reload()
+                continue
+            return state, meta, step
         return None
 
     def close(self) -> None:
