@@ -32,8 +32,9 @@ class CheckpointError(JaxdlError):
     """A checkpoint is missing, damaged or does not match the model."""
 
 
-class RunRefused(JaxdlError):
-    """A run directory is locked by another process, or holds a run this command must not touch."""
+class RunRefused(CheckpointError):
+    """A run directory this command must not touch: locked by another process, holding an earlier run,
+    or with checkpoints that do not fit the configured model."""
 
 
 class TrainingDiverged(JaxdlError):

@@ -36,7 +36,7 @@ from jaxdl import distributed, logs
 from jaxdl.artifacts import ModelCard, run_config
 from jaxdl.checkpoint import BEST_MODES, RunCheckpoints
 from jaxdl.config import record_hydra
-from jaxdl.errors import ConfigError, RunRefused, TrainingDiverged
+from jaxdl.errors import CheckpointError, ConfigError, RunRefused, TrainingDiverged
 from jaxdl.run_log import MetricsLog
 
 log = logging.getLogger("jaxdl")
@@ -160,6 +160,12 @@ class RunDirectory:
                 self.state, meta, step = restored
                 self.epoch = int(meta["epoch"])
                 log.info("resumed from %s at epoch %d (step %d)", self.ckpts.directory, self.epoch, step)
+        except RunRefused:
+            self.lock.release()
+            raise
+        except CheckpointError as err:  # the checkpoints do not fit this config: a refused resume
+            self.lock.release()
+            raise RunRefused(str(err)) from err
         except BaseException:
             self.lock.release()
             raise
