@@ -23,9 +23,11 @@ def compress_config(*overrides: str):
 @pytest.mark.parametrize("recipe", group_options("compress"))
 def test_every_recipe_composes_and_is_valid(recipe):
     cfg = compress_config(f"compress={recipe}", "run_dir=/nowhere")
-    check_recipe(cfg.compress)
+    check_recipe(cfg.compress)  # raises on an unknown stage or option
+    assert cfg.compress.name == recipe
+    assert any(cfg.compress.get(stage) for stage in ("channels", "prune", "quantize")), "a recipe that compresses nothing"
     if cfg.compress.quantize:
-        rules_from_config(cfg.compress.quantize.rules)
+        assert len(rules_from_config(cfg.compress.quantize.rules)) == len(cfg.compress.quantize.rules)
 
 
 def test_cli_without_run_dir_is_a_one_line_error(monkeypatch, capsys):

@@ -97,3 +97,14 @@ def test_wrong_version_and_damaged_files_are_refused(quantized_export, tmp_path)
     data_files[-1].write_bytes(bytes(blob))
     with pytest.raises(CheckpointError, match="is damaged"):
         load_run(directory)
+
+
+def test_the_installed_qwix_is_one_the_private_api_use_was_tested_with():
+    from importlib.metadata import version
+
+    from xai.compress.quantize import QWIX_TESTED
+
+    installed = version("qwix")
+    assert installed in QWIX_TESTED, (
+        f"qwix {installed} is not among the releases xai/compress/quantize.py was tested with {QWIX_TESTED}: "
+        "it imports qwix._src modules; re-run the compression tests with it and add it to QWIX_TESTED")

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import pytest
 
+from omegaconf import OmegaConf
+
 from jaxdl.config import CONF_DIR, group_options
+from jaxdl.data import SOURCES
+from jaxdl.models import MODELS
+from jaxdl.optim import OPTIMIZERS
 from tests.conftest import compose_config
 
 SELECTABLE = [(group, name) for group in ("data", "model", "optimizer", "trainer") for name in group_options(group)]
 
 
 @pytest.mark.parametrize("group,name", SELECTABLE)
-def test_every_group_option_composes(group, name):
+def test_every_group_option_composes_to_its_own_file(group, name):
     cfg = compose_config(f"{group}={name}")
-    assert cfg[group].get("name", name) is not None
+    own = OmegaConf.load(CONF_DIR / group / f"{name}.yaml")
+    composed = OmegaConf.to_container(cfg[group], resolve=False)
+    for key, value in OmegaConf.to_container(own, resolve=False).items():
+        assert composed[key] == value, f"{group}={name}: {key} is {composed[key]!r}, its file says {value!r}"
+    registries = {"model": MODELS, "optimizer": OPTIMIZERS, "data": SOURCES}
+    if group in registries:  # the option selects something that exists
+        assert (cfg[group].source if group == "data" else cfg[group].name) in registries[group]
 
 
 @pytest.mark.parametrize("name", group_options("experiment"))

@@ -89,10 +89,14 @@ def load(
     if directory is None:
         raise DataError(f"no IDX files for '{name}' in {', '.join(map(str, dirs))}")
     test = read_pair(directory, test_prefix)
+    if not len(test):
+        raise DataError(f"the IDX files in {directory} hold no examples; point data.dirs at a directory with data")
     if has_pair(directory, train_prefix) and train_prefix != test_prefix:
         train = read_pair(directory, train_prefix)
     else:  # a test-only directory (e.g. the MNIST test set): carve every split from it
         train, test = carve(test, test_fraction, split_seed)
+    if not len(train):
+        raise DataError(f"the IDX files in {directory} hold no examples; point data.dirs at a directory with data")
     train, val = carve(train, val_fraction, split_seed + 1)
     if not len(train) or not len(test):
         raise DataError(f"the IDX files in {directory} hold no examples; point data.dirs at a directory with data")

@@ -21,11 +21,15 @@ import jax
 import jax.numpy as jnp
 import qwix
 from flax import nnx
-from qwix._src.core import conv_general
+from qwix._src.core import conv_general  # private: only the versions in QWIX_TESTED (pyproject pins them)
 from qwix._src.providers import ptq
 from qwix._src.utils import flax_util
 
 from jaxdl.errors import ConfigError
+
+# The qwix releases whose private modules above this code was tested with; tests/test_compress_storage.py
+# fails with a clear message on any other, and pyproject.toml admits only these.
+QWIX_TESTED = ("0.1.8",)
 
 QTYPES = {"int8": jnp.int8, "int4": jnp.int4}
 RULE_KEYS = ("module_path", "weights", "activations", "static", "op_names")
