@@ -7,6 +7,7 @@ attempt in the same directory resumes from its checkpoint and updates the file.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> dict[str, A
     path = Path(run_dir) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError as err:  # a full disk: keep the old file whole, leave no half-written one behind
+        tmp.unlink(missing_ok=True)
+        logging.getLogger("jaxdl").error("could not write %s (%s)", path, err)
     return record

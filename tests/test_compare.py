@@ -128,3 +128,18 @@ def test_optuna_best_trial_is_reported(sweep, tmp_path, capsys):
     compare_main([str(sweep), "--out", str(tmp_path / "out")])
     line = f"Optuna best in {sweep}: 1.0000 with optimizer.learning_rate=0.1"
     assert line in capsys.readouterr().out and line in (tmp_path / "out" / "comparison.md").read_text()
+
+
+def test_damaged_run_files_are_reported_not_tracebacks(tmp_path):
+    from jaxdl.apps.compare.records import find_runs
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "config.yaml").write_text("[1, 2]\n")  # not a mapping
+    (run / "status.json").write_text("[]")  # a list
+    (run / "results.json").write_text("{truncated")
+    (run / "metrics.jsonl").write_text('[1, 2]\n{"step": 1, "epoch": 1, "val/accuracy": "high", "train/loss": 0.5}\n')
+    (record,) = find_runs([run])
+    assert record.status == "unknown" and record.curves == [{"step": 1, "epoch": 1, "train/loss": 0.5}]
+    assert "status.json holds a list" in record.error and "results.json is not valid JSON" in record.error
+    assert "best val/accuracy" not in record.metrics and record.metrics["final train/loss"] == 0.5

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import yaml
 
 from jaxdl.errors import ConfigError
-from jaxdl.run_status import STATUS_FILE, read_status
+from jaxdl.run_status import STATUS_FILE
 
 # Directories inside a run that never hold another run.
 _RUN_INTERNALS = {"checkpoints", "tb", "eval", ".hydra", ".submitit"}
@@ -54,15 +54,37 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, numeric fields only; lines cut short by a killed job, or not
+    objects, are skipped."""
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut short by a killed job
+            continue
+        if isinstance(record, dict):  # only numeric values are metrics
+            records.append({k: v for k, v in record.items() if _number(v) is not None})
     return records
+
+
+def _read_json_object(path: Path) -> tuple[dict, str]:
+    """(the JSON object in `path` or {}, a note on why it could not be used)."""
+    if not path.exists():
+        return {}, ""
+    try:
+        value = json.loads(path.read_text(errors="replace"))
+    except json.JSONDecodeError:
+        return {}, f"{path.name} is not valid JSON"
+    return (value, "") if isinstance(value, dict) else ({}, f"{path.name} holds a {type(value).__name__}, not an object")
+
+
+def _number(value: Any) -> float | None:
+    """A finite-or-not float from a metric value; None for strings, lists and the like."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 def _task_overrides(run_dir: Path) -> dict[str, str]:
@@ -82,32 +104,34 @@ def summary_metrics(curves: list[dict], results: dict) -> dict[str, float]:
     if curves:
         last = curves[-1]
         for key in ("train/loss", "train/accuracy", "val/loss", "val/accuracy"):
-            if key in last:
-                metrics[f"final {key}"] = float(last[key])
+            if _number(last.get(key)) is not None:
+                metrics[f"final {key}"] = _number(last[key])
         for key, best in (("val/accuracy", max), ("val/loss", min)):
-            values = [float(r[key]) for r in curves if key in r]
+            values = [_number(r[key]) for r in curves if _number(r.get(key)) is not None]
             if values:
                 metrics[f"best {key}"] = best(values)
         metrics["epochs"] = float(len(curves))
     for key in ("test/accuracy", "test/loss"):
-        if key in results:
-            metrics[key] = float(results[key])
+        if _number(results.get(key)) is not None:
+            metrics[key] = _number(results[key])
     return metrics
 
 
 def load_record(run_dir: Path, root: Path) -> RunRecord:
-    status = read_status(run_dir)
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    status, status_note = _read_json_object(run_dir / STATUS_FILE)
+    results, results_note = _read_json_object(run_dir / "results.json")
     curves = [r for r in _read_jsonl(run_dir / "metrics.jsonl") if "val/accuracy" in r or "train/loss" in r]
-    state = status.get("status") or ("completed" if results else "unknown")
-    wall = status.get("wall_s")
+    state = str(status.get("status") or ("completed" if results else "unknown"))
+    wall = _number(status.get("wall_s"))
     if wall is None and curves:
-        wall = sum(float(r.get("time/epoch_s", 0.0)) for r in curves)
-    config = _read_yaml(run_dir / "config.yaml") or {}
-    objective = status.get("objective") or (config.get("trainer") or {}).get("objective")
+        wall = sum(_number(r.get("time/epoch_s")) or 0.0 for r in curves)
+    config = _read_yaml(run_dir / "config.yaml")
+    trainer = (config.get("trainer") if isinstance(config, dict) else None) or {}
+    objective = status.get("objective") or (trainer.get("objective") if isinstance(trainer, dict) else None)
+    error = "; ".join(filter(None, [str(status.get("error") or ""), status_note, results_note]))
     name = str(run_dir.relative_to(root))
-    return RunRecord(run_dir, name, _task_overrides(run_dir), state, status.get("error", ""),
-                     None if wall is None else float(wall), curves, summary_metrics(curves, results), objective)
+    return RunRecord(run_dir, name, _task_overrides(run_dir), state, error, wall, curves,
+                     summary_metrics(curves, results), objective)
 
 
 def _is_run_dir(path: Path) -> bool:
