@@ -5,16 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _max_n_locator(*args, **kwargs):
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(*args, **kwargs)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported when the first figure is drawn (1-2 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def learning_curves(records: Sequence[dict], path: Path) -> None:
     """Loss and accuracy per epoch, train vs validation."""
+    plt = _pyplot()
     epochs = [r for r in records if "val/accuracy" in r]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -23,7 +35,7 @@ def learning_curves(records: Sequence[dict], path: Path) -> None:
             if points:
                 ax.plot(*zip(*points), marker="o", label=split)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(_max_n_locator(integer=True))
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -33,6 +45,8 @@ def learning_curves(records: Sequence[dict], path: Path) -> None:
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> None:
+    """Counts of true (rows) vs predicted (columns) classes."""
+    plt = _pyplot()
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 1.0 + 0.6 * n))
     ax.imshow(matrix, cmap="Blues")
@@ -53,6 +67,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path)
 def misclassified_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
                        class_names: Sequence[str], path: Path, limit: int = 36) -> int:
     """A grid of up to `limit` misclassified images titled 'true -> predicted'; returns how many."""
+    plt = _pyplot()
     wrong = np.flatnonzero(labels != predictions)[:limit]
     cols = max(1, min(6, len(wrong)))
     rows = max(1, -(-len(wrong) // cols))

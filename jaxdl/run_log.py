@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from tensorboardX import SummaryWriter
+from jaxdl.tensorboard import EventWriter
 
 log = logging.getLogger("jaxdl")
 
@@ -31,7 +31,7 @@ class MetricsLog:
             tmp = self.path.with_suffix(".tmp")  # other processes may be reading it
             tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
             tmp.replace(self.path)
-            self.tensorboard = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step + 1 if resume_step else None)
+            self.tensorboard = EventWriter(Path(run_dir) / "tb", purge_step=resume_step + 1 if resume_step else None)
 
     def _read(self) -> list[dict]:
         if not self.path.exists():

@@ -143,3 +143,27 @@ def test_damaged_run_files_are_reported_not_tracebacks(tmp_path):
     assert record.status == "unknown" and record.curves == [{"step": 1, "epoch": 1, "train/loss": 0.5}]
     assert "status.json holds a list" in record.error and "results.json is not valid JSON" in record.error
     assert "best val/accuracy" not in record.metrics and record.metrics["final train/loss"] == 0.5
+
+
+def test_tensorboard_event_files_read_back_with_tensorboardx(tmp_path):
+    """Our torch-free event writer against tensorboardX's protobufs and CRC (an independent implementation)."""
+    import struct
+
+    from tensorboardX.crc32c import crc32c as reference_crc
+    from tensorboardX.proto import event_pb2
+
+    from jaxdl.tensorboard import EventWriter, crc32c
+
+    assert crc32c(b"123456789") == reference_crc(b"123456789") == 0xE3069283  # the CRC-32C check value
+    writer = EventWriter(tmp_path, purge_step=5)
+    writer.add_scalar("val/accuracy", 0.875, 7)
+    writer.close()
+    data, events = writer.path.read_bytes(), []
+    while data:
+        (length,) = struct.unpack("<Q", data[:8])
+        events.append(event_pb2.Event.FromString(data[12:12 + length]))
+        data = data[16 + length:]
+    assert events[0].file_version == "brain.Event:2"
+    assert events[1].step == 5 and events[1].session_log.status == event_pb2.SessionLog.START
+    assert events[2].step == 7 and events[2].summary.value[0].tag == "val/accuracy"
+    assert events[2].summary.value[0].simple_value == 0.875

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from jaxdl.data.base import Dataset, Split, carve
 
 
 def load(test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0) -> Dataset:
+    from sklearn.datasets import load_digits  # scikit-learn takes a second to import: only when used
+
     digits = load_digits()
     # Pixel values are 0..16; rescale to the usual 0..255 byte range.
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
