@@ -58,11 +58,3 @@ def initialize(trainer: Mapping[str, Any]) -> bool:
 def is_main_process() -> bool:
     """Process 0 writes logs, metrics, reports and plots; checkpoints are written by all (Orbax)."""
     return jax.process_index() == 0
-
-
-def drop_file_logs() -> None:
-    """Stop this (non-main) process writing the shared job log file; its console output stays."""
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
-        root.removeHandler(handler)
-        handler.close()

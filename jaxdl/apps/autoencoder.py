@@ -119,7 +119,7 @@ def save_reconstructions(reconstruct, state: TrainState, images: np.ndarray, pat
     """Originals (top row) above their reconstructions (bottom row)."""
     recon, _ = reconstruct(state.params, state.model_state, images[:columns])
     recon = np.clip(np.round(np.asarray(recon) * 255), 0, 255).astype(np.uint8)
-    save_grid(np.concatenate([images[:columns], recon]), path, columns, scale=max(1, 64 // images.shape[1]))
+    save_grid(np.concatenate([images[:columns], recon]), path, columns)
 
 
 def train_autoencoder(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:

@@ -24,6 +24,9 @@ from jaxdl.errors import ConfigError, report_user_errors
 from jaxdl.trees import module_at, module_names
 
 
+FEATURE_BATCH = 500  # images per forward pass: bounds device memory for any split size
+
+
 def find_layer(model: nnx.Module, name: str) -> nnx.Module:
     layer = module_at(model, name)
     if layer is None:
@@ -68,7 +71,7 @@ class LayerFeatures:
 
         self._activations = jax.jit(activations)
 
-    def __call__(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    def __call__(self, images: np.ndarray, batch_size: int = FEATURE_BATCH) -> np.ndarray:
         return np.concatenate([np.asarray(self._activations(self.state, images[i:i + batch_size]))
                                for i in range(0, len(images), batch_size)])
 

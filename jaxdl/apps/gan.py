@@ -39,6 +39,7 @@ from jaxdl.parallel import batch_sharded, check_batch_size, data_mesh, replicate
 from jaxdl.steps import TrainState, init_state, split_model
 
 log = logging.getLogger("jaxdl")
+GENERATE_BATCH = 500  # noise vectors per generator call: bounds device memory at any sample count
 
 
 class GANState(struct.PyTreeNode):
@@ -150,7 +151,7 @@ def make_generate(exp: GANExperiment) -> Callable[[GANState, np.ndarray, np.ndar
     def generate(g: TrainState, z, labels):
         return nnx.merge(g_eval, g.params, g.model_state)(z, labels if conditional else None)
 
-    def run(state: GANState, z: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    def run(state: GANState, z: np.ndarray, labels: np.ndarray, batch_size: int = GENERATE_BATCH) -> np.ndarray:
         return np.concatenate([to_uint8(generate(state.g, z[i:i + batch_size], labels[i:i + batch_size]))
                                for i in range(0, len(z), batch_size)])
 
@@ -204,8 +205,7 @@ def train_gan(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
             state, g_metrics = g_step(state, labels)
             pending.append({**d_metrics, **g_metrics})
         record = {f"train/{k}": v for k, v in mean_metrics(pending).items()}
-        save_grid(generate(state, grid_z, grid_labels), run.dir / "samples" / f"epoch_{epoch:03d}.png", t.grid_columns,
-                  scale=max(1, 64 // exp.dataset.image_shape[0]))
+        save_grid(generate(state, grid_z, grid_labels), run.dir / "samples" / f"epoch_{epoch:03d}.png", t.grid_columns)
         if space is not None:
             n = cfg.quality.num_samples
             z = np.random.default_rng([t.seed, 1]).standard_normal((n, exp.latent_dim)).astype(np.float32)

@@ -59,7 +59,7 @@ def write_samples(options: SampleOptions) -> Path:
     if test_n:
         write_pair(out, "t10k", sample_split(exp, state, test_n, options.seed + 1))
     order = np.argsort(train.labels[:100], kind="stable")
-    save_grid(train.images[:100][order], out / "preview.png", 10, scale=max(1, 64 // exp.dataset.image_shape[0]))
+    save_grid(train.images[:100][order], out / "preview.png", 10)
     (out / "meta.json").write_text(json.dumps({
         "gan_run": str(Path(options.run_dir).absolute()), "which": options.which, "train": options.n, "test": test_n,
         "class_names": list(exp.dataset.class_names), "seed": options.seed}, indent=2))

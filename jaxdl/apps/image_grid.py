@@ -19,8 +19,13 @@ def tile(images: np.ndarray, columns: int, pad: int = 1) -> np.ndarray:
     return mosaic
 
 
-def save_grid(images: np.ndarray, path: Path, columns: int, scale: int = 1) -> None:
-    """Write `images` (uint8 NHWC) as a PNG grid, each pixel repeated `scale` times (8x8 digits need it)."""
+MIN_TILE_PIXELS = 64  # tiles of smaller images (8x8 digits, 28x28 Fashion-MNIST) are enlarged to at least this
+
+
+def save_grid(images: np.ndarray, path: Path, columns: int, scale: int | None = None) -> None:
+    """Write `images` (uint8 NHWC) as a PNG grid, each pixel repeated `scale` times (default: tiles of at
+    least MIN_TILE_PIXELS)."""
+    scale = scale or max(1, MIN_TILE_PIXELS // images.shape[1])
     mosaic = tile(images, columns).repeat(scale, 0).repeat(scale, 1)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     io.imsave(str(path), mosaic[..., 0] if mosaic.shape[-1] == 1 else mosaic, check_contrast=False)

@@ -30,7 +30,7 @@ from xai.compress.pipeline import compress
 from xai.compress.report import Measurement, accuracy, disk_bytes, jitted_forward, latencies, parameter_counts, write_report
 from xai.compress.storage import save_compressed
 
-log = logging.getLogger("xai.compress")
+log = logging.getLogger("jaxdl.compress")
 
 
 def _measure(name: str, forward, float_model, directory: Path, split, latency: tuple[dict, dict]) -> Measurement:

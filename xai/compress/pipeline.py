@@ -23,7 +23,7 @@ from xai.compress.channels import apply_plan, groups_of, select_channels, widths
 from xai.compress.pruning import prune_now, sparsity_of, spec_from_config
 from xai.compress.quantize import post_training, quantization_aware, rules_from_config
 
-log = logging.getLogger("xai.compress")
+log = logging.getLogger("jaxdl.compress")
 
 RECIPE_KEYS = ("name", "description", "channels", "prune", "finetune", "quantize")
 

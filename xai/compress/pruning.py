@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdl.errors import ConfigError
-from xai.compress.paths import map_named, path_name
+from jaxdl.trees import map_named, path_name
 
 POOLED = -1.0  # target of leaves sharing the global threshold
 
