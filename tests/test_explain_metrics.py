@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from flax import nnx
 
 from tests.explain_models import MaskedSum, SmallConvNet
@@ -48,6 +49,6 @@ def test_parameter_randomisation_drives_the_similarity_down():
     cam = GradCAM(model, "conv1")
     assert parameter_layers(cam.probe, cam.probe.check(images)) == ["conv1", "conv2", "head"]
     result = randomisation_test(cam, cam.probe, images, [0, 1, 2], key=0)
-    assert result["layers"] == ["head", "conv2", "conv1"]
+    assert result["layers"] == ["trained", "head", "conv2", "conv1"] and result["spearman"][0] == pytest.approx(1.0)
     assert result["spearman"][-1] < 0.5 and result["ssim"][-1] < 0.5
     assert cam.probe.state is not None and np.allclose(np.asarray(cam(images, [0, 1, 2])), np.asarray(cam(images, [0, 1, 2])))
