@@ -30,7 +30,7 @@ from xai.explain.cam import token_grid
 from xai.explain.methods import LAYERED, SIGNED, build_method, default_target_layer, suggest_layer
 from xai.explain.metrics import Faithfulness, empty_maps, mean_over_nonempty, random_baseline, sobel_baseline
 from xai.explain.probe import Probe
-from xai.explain.report import ReportData, write_report
+from xai.explain.report import ReportData, title, write_report
 from xai.explain.report_figures import SCALES
 from xai.explain.reproduce import reproduce_command
 from xai.explain.sanity import randomisation_test
@@ -82,7 +82,7 @@ def _layer_notes(maps: dict[str, np.ndarray], run: TrainedRun, options: dict, im
         fraction = float(empty_maps(maps[name]).mean())
         if fraction <= 0.1 or not isinstance(layer, str):
             continue
-        note = f"{fraction:.0%} of {name} maps at layer '{layer}' are empty (no positive evidence at this layer)"
+        note = f"{fraction:.0%} of {title(name)} maps at layer '{layer}' are empty (no positive evidence at this layer)"
         better = suggest_layer(name, run.model, run.preprocess, options[name], images, targets, layer)
         if better is not None and better[1] < fraction:
             note += f"; layer '{better[0]}' leaves {better[1]:.0%} empty: explain.target_layer={better[0]}"

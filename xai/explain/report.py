@@ -25,14 +25,15 @@ TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCA
           "lime": "LIME", "occlusion": "Occlusion", "shap": "SHAP (partition)", "random": "random map",
           "sobel": "Sobel edge map"}
 
-# (metric key, column title, better direction): the table's fixed column order.
+# (metric key, column title, better direction): the table's fixed column order. "→ 0": closest to zero is best
+# (a map that still correlates with the trained one, either way round, did not follow the weights).
 COLUMNS = [
     ("deletion_auc", "Deletion AUC", "↓"),
     ("insertion_auc", "Insertion AUC", "↑"),
     ("road_morf", "ROAD MoRF", "↓"),
     ("road_lerf", "ROAD LeRF", "↑"),
     ("road_gap", "ROAD gap (LeRF − MoRF)", "↑"),
-    ("sanity_spearman_final", "Spearman after randomising all layers", "↓"),
+    ("sanity_spearman_final", "Spearman after randomising all layers", "→ 0"),
     ("lime_r2", "LIME R²", "↑"),
     ("lime_top5_agreement", "LIME top-5 agreement across seeds", "↑"),
 ]
@@ -85,7 +86,8 @@ def best_per_column(metrics: dict[str, dict[str, float]], baselines: tuple[str, 
     for key, _, direction in COLUMNS:
         scored = {m: row[key] for m, row in metrics.items() if m not in baselines and _finite(row.get(key))}
         if len(scored) >= 2:
-            best[key] = (min if direction == "↓" else max)(scored, key=scored.get)
+            rank = {"↓": scored.get, "↑": lambda m: -scored[m], "→ 0": lambda m: abs(scored[m])}[direction]
+            best[key] = min(scored, key=rank)
     return best
 
 
@@ -133,17 +135,22 @@ def _empty_text(method: str, signed: frozenset[str]) -> str:
     return "empty: constant map" if method in signed else "empty: no positive evidence at this layer"
 
 
+def colour_limits(maps: np.ndarray, signed: bool, scale: str) -> list[tuple[float, float]]:
+    """Each image's colour limits: the method's over all images (`per_method`) or the image's own (`per_image`)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    return [limits(maps, signed)] * len(maps) if scale == "per_method" else [limits(m, signed) for m in maps]
+
+
 def image_grid(data: ReportData) -> str:
     """One row per image: the input, then every method's map under a colour bar per method."""
-    if data.scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {data.scale!r}")
     per_image = data.scale == "per_image"
     head = ["<th>input</th>"]
     method_limits = {}
     for method, maps in data.maps.items():
         signed = method in data.signed
-        method_limits[method] = limits(maps, signed)
-        bar = colour_bar(*(limits(np.ones(1), signed) if per_image else method_limits[method]), signed, per_image)
+        method_limits[method] = colour_limits(maps, signed, data.scale)
+        bar = colour_bar(*(limits(np.ones(1), signed) if per_image else method_limits[method][0]), signed, per_image)
         head.append(f"<th>{html.escape(title(method))}<br><img class='bar' src='{bar}' alt='colour bar of {html.escape(method)}'></th>")
     if data.lime_top is not None:
         head.append("<th>LIME top-5 superpixels</th>")
@@ -159,8 +166,7 @@ def image_grid(data: ReportData) -> str:
             if empty[method][i]:
                 cells.append(_figure(png_data_uri(enlarge(0.35 + 0.3 * as_rgb(image))), _empty_text(method, data.signed), "empty"))
                 continue
-            lo, hi = limits(maps[i], signed) if per_image else method_limits[method]
-            cells.append(_figure(png_data_uri(enlarge(overlay(image, maps[i], lo, hi, signed))), title(method)))
+            cells.append(_figure(png_data_uri(enlarge(overlay(image, maps[i], *method_limits[method][i], signed))), title(method)))
         if data.lime_top is not None:
             cells.append(_figure(png_data_uri(enlarge(as_rgb(image) * (0.25 + 0.75 * data.lime_top[i][..., None]))),
                                  f"R² {data.lime_r2[i]:.2f}"))
@@ -203,7 +209,7 @@ def render(data: ReportData) -> str:
     scale = ("one colour scale per method, shared by all images" if data.scale == "per_method"
              else "each map on its own colour scale (the bars show relative values)")
     parts.append(f"<h2>Images</h2><p>Signed maps (red: for the class, blue: against, white: no effect) are centred at zero; "
-                 f"non-negative maps run from 0 (dark) up. {scale}; CAM-family maps are scaled to [0, 1] per image by the method.</p>")
+                 f"non-negative maps run from 0 (dark) up. {scale[0].upper() + scale[1:]}; CAM-family maps are scaled to [0, 1] per image by the method.</p>")
     parts.append(image_grid(data))
     parts.append(f"<h2>Reproduce</h2><pre>{html.escape(data.command)}</pre>"
                  f"<details><summary>resolved configuration</summary><pre>{html.escape(data.config_yaml)}</pre></details></body></html>")

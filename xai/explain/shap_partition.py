@@ -2,7 +2,8 @@
 
 shap's gradient explainers take PyTorch or TensorFlow models only; the Partition
 explainer needs nothing but a batched function, so the jitted JAX forward pass
-(probabilities, in large batches) is all it gets.
+(probabilities, in large batches) is all it gets. Every batch shap sends is padded to
+`batch_size`, so the model compiles once, however ragged shap's batches are.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class PartitionShap:
     def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, max_evals: int = 500,
                  batch_size: int = 500, mask_value: float | str = 0.0):
         self.probe = Probe(model, (), preprocess)
-        self.predict = predict_fn(self.probe, batch_size)
+        self.predict = predict_fn(self.probe, batch_size, fixed_batch=True)
         self.max_evals, self.batch_size, self.mask_value = max_evals, batch_size, mask_value
 
     def values(self, images: Any, targets: Any = None) -> np.ndarray:
