@@ -12,8 +12,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxdl.config import CONF_DIR
 
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./:+-]*")
+_PLAIN = re.compile(r"[A-Za-z_/.~][A-Za-z0-9_./:+~-]*")
 _RESERVED = {"true", "false", "null", "nan", "inf"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def override_value(value: Any) -> str:
@@ -29,7 +37,7 @@ def override_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
     text = str(value)
-    if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED:
+    if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED and not _is_number(text):
         return text
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
