@@ -5,7 +5,8 @@ import pytest
 from flax import nnx
 
 from tests.explain_models import PooledLinear, SmallConvNet, TinyLSTM, trained_digits_convnet
-from xai.explain.cam import CAM_METHODS, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, ScoreCAM, token_grid
+from xai.explain.cam import (CAM_METHODS, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, ScoreCAM, token_grid,
+                             upsample_align_corners)
 from xai.explain.guided import GuidedBackprop, guided
 from xai.explain.inputs import ExplainError
 from xai.explain.lime import LimeImage
@@ -89,6 +90,15 @@ def test_scorecam_matches_a_numpy_implementation(weighting):
     maps = np.asarray(ScoreCAM(model, "conv2", weighting=weighting)(images, targets))
     for image, target, got in zip(images.astype(np.float64), targets, maps):
         np.testing.assert_allclose(got, numpy_scorecam(model, image, target, weighting), atol=2e-5)
+
+
+def test_aligned_corner_upsampling_samples_input_i_at_output_i_times_in_minus_1_over_out_minus_1():
+    maps = np.random.default_rng(9).random((2, 4, 5)).astype(np.float32)
+    got = np.asarray(upsample_align_corners(maps, (10, 13)))
+    rows, cols = np.linspace(0, 3, 10), np.linspace(0, 4, 13)  # torch's UpsamplingBilinear2d
+    for m, g in zip(maps, got):
+        along_rows = np.stack([np.interp(rows, np.arange(4), m[:, j]) for j in range(5)], 1)
+        np.testing.assert_allclose(g, np.stack([np.interp(cols, np.arange(5), r) for r in along_rows]), atol=1e-5)
 
 
 def _correlation(a, b):

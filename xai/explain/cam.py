@@ -58,6 +58,15 @@ def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
     return jax.image.resize(maps, (maps.shape[0], *size), method="bilinear")
 
 
+def upsample_align_corners(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Bilinear resize with corner pixels aligned (torch's UpsamplingBilinear2d): output i samples input i (in-1)/(out-1)."""
+    if min(maps.shape[1:3]) < 2 or min(size) < 2:
+        return upsample(maps, size)
+    scale = jnp.array([(o - 1) / (i - 1) for i, o in zip(maps.shape[1:3], size)], jnp.float32)
+    return jax.image.scale_and_translate(maps, (maps.shape[0], *size), (1, 2), scale, 0.5 - 0.5 * scale,
+                                         method="linear", antialias=False)
+
+
 class BaseCAM:
     """Shared machinery; a method only says how activations and gradients make a (B, h, w) map."""
 
@@ -183,7 +192,8 @@ class ScoreCAM(BaseCAM):
     Masked forward passes run `batch_size` at a time.
 
     `weighting="pytorch_grad_cam"` is that package's variant instead: a softmax over channels of the
-    target's logit on each masked image (its weights vary far less across channels).
+    target's logit on each masked image (its weights vary far less across channels), masks upsampled
+    with aligned corners as the package does.
     """
 
     uses_gradients = False
@@ -196,10 +206,11 @@ class ScoreCAM(BaseCAM):
         super().__init__(model, target_layers, **options)
 
     def activation_map(self, state, images, targets, act):
-        masks = scale_maps(upsample(jnp.moveaxis(act, -1, 1).reshape(-1, *act.shape[1:3]), images.shape[1:3]))
+        package = self.weighting == "pytorch_grad_cam"
+        resize = upsample_align_corners if package else upsample
+        masks = scale_maps(resize(jnp.moveaxis(act, -1, 1).reshape(-1, *act.shape[1:3]), images.shape[1:3]))
         b, c = act.shape[0], act.shape[-1]
         masks = masks.reshape(b, c, *images.shape[1:3])
-        package = self.weighting == "pytorch_grad_cam"
         score = (lambda logits: logits) if package else jax.nn.softmax
 
         def channel_scores(state, args):
