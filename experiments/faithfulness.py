@@ -25,6 +25,12 @@ from xai.explain.metrics import Faithfulness, empty_maps, random_baseline, sobel
 KEYS = ("deletion_auc", "insertion_auc", "road_morf", "road_lerf")
 
 
+def summarise(scores: dict[str, np.ndarray], used: np.ndarray) -> dict:
+    """Mean ± standard error over the `used` images, their count, and the mean over all images."""
+    row = {k: (float(np.mean(scores[k][used])), float(np.std(scores[k][used]) / np.sqrt(used.sum()))) for k in KEYS}
+    return {**row, "images_used": int(used.sum()), "all_images_mean": {k: float(np.mean(scores[k])) for k in KEYS}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default="/tmp/explain_fm")
@@ -43,13 +49,13 @@ def main() -> None:
                                   for i in range(0, len(images), args.chunk)]) for name, e in explainers.items()}
     maps["random"] = random_baseline(images.shape[:3], 0)
     maps["sobel"] = sobel_baseline(images)
-    table = {}
-    for name, saliency in maps.items():
-        scores = {**faith.deletion_insertion(images, saliency, targets), **faith.road(images, saliency, targets, key=0)}
-        used = ~empty_maps(saliency)
-        table[name] = {k: (float(np.mean(scores[k][used])), float(np.std(scores[k][used]) / np.sqrt(used.sum()))) for k in KEYS}
-        table[name]["images_used"] = int(used.sum())
-        table[name]["all_images_mean"] = {k: float(np.mean(scores[k])) for k in KEYS}
+    scores = {name: {**faith.deletion_insertion(images, saliency, targets), **faith.road(images, saliency, targets, key=0)}
+              for name, saliency in maps.items()}
+    used = {name: ~empty_maps(saliency) for name, saliency in maps.items()}
+    table = {name: summarise(scores[name], used[name]) for name in maps}
+    for name in [m for m in methods if not used[m].all()]:  # the baselines on the same images, for a fair comparison
+        for baseline in ("random", "sobel"):
+            table[f"{baseline}, on {name}'s non-empty images"] = summarise(scores[baseline], used[name])
     result = {"model": run.cfg.model.name, "data": run.dataset.name, "run_dir": str(run.run_dir), "images": len(images),
               "target_layer": layer, "accuracy_on_these": float(np.mean(targets == run.dataset.test.labels[:len(images)])),
               "table": table}

@@ -75,7 +75,7 @@ def _faithfulness(faith: Faithfulness, images, maps: np.ndarray, targets, seed: 
     return {**mean_over_nonempty(scores, empty), "empty_maps": int(empty.sum())}
 
 
-def _layer_notes(maps: dict[str, np.ndarray], run: TrainedRun, options: dict, images, targets, layer) -> list[str]:
+def _layer_notes(maps: dict[str, np.ndarray], model, preprocess, options: dict, images, targets, layer) -> list[str]:
     """A note per layered method whose maps are empty more than 10% of the time, naming a better layer if one exists."""
     notes = []
     for name in [m for m in maps if m in LAYERED]:
@@ -83,7 +83,7 @@ def _layer_notes(maps: dict[str, np.ndarray], run: TrainedRun, options: dict, im
         if fraction <= 0.1 or not isinstance(layer, str):
             continue
         note = f"{fraction:.0%} of {title(name)} maps at layer '{layer}' are empty (no positive evidence at this layer)"
-        better = suggest_layer(name, run.model, run.preprocess, options[name], images, targets, layer)
+        better = suggest_layer(name, model, preprocess, options[name], images, targets, layer)
         if better is not None and better[1] < fraction:
             note += f"; layer '{better[0]}' leaves {better[1]:.0%} empty: explain.target_layer={better[0]}"
         notes.append(note)
@@ -173,7 +173,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         targets=np.asarray(targets), class_names=list(run.dataset.class_names), maps=maps, metrics=metrics, sanity=sanity,
         lime_top=lime_top, lime_r2=lime_r2, lime_stability=stability, timings=timings, header=header,
         command=reproduce_command(cfg, layer, run.step), config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-        signed=frozenset(SIGNED), scale=scale, notes=_layer_notes(maps, run, all_options, images, targets, layer))
+        signed=frozenset(SIGNED), scale=scale, notes=_layer_notes(maps, run.model, run.preprocess, all_options, images, targets, layer))
     path = write_report(report, out_dir / "report.html")
     log.info("report %s", path)
     return summary
