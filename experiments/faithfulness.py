@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from jaxdl.runs import load_run

@@ -28,7 +28,6 @@ from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's Score-CAM draws a progress bar per image
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.ndimage  # noqa: E402
 import shap  # noqa: E402

@@ -37,7 +37,6 @@ COLUMNS = [
     ("lime_r2", "LIME R²", "↑"),
     ("lime_top5_agreement", "LIME top-5 agreement across seeds", "↑"),
 ]
-COUNTS = ("images_used", "images_total", "empty_maps")
 
 
 @dataclasses.dataclass
