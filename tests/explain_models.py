@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,3 +65,41 @@ class TinyLSTM(nnx.Module):
 
     def __call__(self, x):
         return self.head(self.lstm(x[:, 0]).mean(1))
+
+
+class DigitsConvNet(nnx.Module):
+    """Two 3x3 conv layers and a linear head on mean-pooled features, for 8x8 digits."""
+
+    def __init__(self, rngs: nnx.Rngs, widths: tuple[int, int] = (16, 32), classes: int = 10):
+        self.conv1 = nnx.Conv(1, widths[0], (3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(widths[0], widths[1], (3, 3), rngs=rngs)
+        self.head = nnx.Linear(widths[1], classes, rngs=rngs)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.conv1(x))
+        x = jax.nn.relu(self.conv2(x))
+        return self.head(x.mean((1, 2)))
+
+
+@functools.lru_cache(maxsize=1)
+def trained_digits_convnet(steps: int = 300) -> tuple[DigitsConvNet, np.ndarray, np.ndarray]:
+    """A DigitsConvNet trained on the first 1,500 digits (~90% held-out accuracy in a few seconds),
+    and the 297 held-out images (B, 8, 8, 1) in [0, 1] with their labels."""
+    import optax
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images, labels = (digits.images / 16.0).astype(np.float32)[..., None], digits.target
+    model = DigitsConvNet(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer, x, y):
+        loss = lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+        optimizer.update(model, nnx.grad(loss)(model))
+
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        batch = rng.integers(0, 1500, 128)
+        step(model, optimizer, images[batch], labels[batch])
+    return model, images[1500:], labels[1500:]

@@ -1,15 +1,18 @@
 import base64
 import json
 import re
+import shlex
 import sys
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from jaxdl.config import CONF_DIR
 from jaxdl.trainer import train_and_evaluate
 from xai.explain import app
+from xai.explain.reproduce import reproduce_command
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +32,34 @@ def test_report_is_written_and_every_image_in_it_exists(trained_run, tmp_path):
             "explain.metrics.lime_stability_seeds=[0,1]"])
     summary = app.explain(cfg, tmp_path)
     page = (tmp_path / "report.html").read_text()
-    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 2 * 5 + 3  # per image: input, 3 maps, LIME's superpixels; one sanity curve per method
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(images) == 2 * 5 + 3 + 3  # per image: input, 3 maps, LIME's superpixels; a colour bar and a sanity curve per method
     assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in images)
-    assert not re.findall(r'src="(?!data:)', page)  # nothing outside the file
+    assert not re.findall(r"src=['\"](?!data:)", page)  # nothing outside the file
     for method in ("gradcam", "lime", "occlusion"):
         assert np.load(tmp_path / "maps" / f"{method}.npy").shape == (2, 8, 8)
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"gradcam", "lime", "occlusion", "random", "sobel"}
     assert 0 <= metrics["gradcam"]["deletion_auc"] <= 1 and "lime_r2" in metrics["lime"]
+    empty = int(app.empty_maps(np.load(tmp_path / "maps" / "gradcam.npy")).sum())
+    assert metrics["gradcam"]["empty_maps"] == empty and metrics["gradcam"]["images_used"] == 2 - empty
     assert summary["target_layer"] == "features"
+    assert "features (resolved: explain.target_layer was null)" in page and f"step {summary['checkpoint_step']}" in page
+    assert f"jaxdl-explain run_dir={trained_run} checkpoint={summary['checkpoint_step']}" in page
+
+
+def test_reproduce_command_composes_back_to_the_same_config():
+    overrides = ["run_dir=/runs/a b", "explain.methods=[gradcam,shap]", "explain.images.indices=[0,5]",
+                 "+explain.options.shap.mask_value='blur(8,8)'", "+explain.options.gradcam.relu=false", "explain.seed=3",
+                 "explain.report.scale=per_image"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("explain_app", overrides=overrides)
+        command = reproduce_command(cfg, "conv2", 1234)
+        args = shlex.split(command)
+        again = compose("explain_app", overrides=args[1:])
+    assert args[0] == "jaxdl-explain" and "explain.target_layer=conv2" in args and "checkpoint=1234" in args
+    cfg.explain.target_layer, cfg.checkpoint = "conv2", 1234
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
 
 
 def test_app_needs_a_run_dir(monkeypatch, capsys):

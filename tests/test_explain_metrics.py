@@ -1,11 +1,15 @@
+import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
-from tests.explain_models import MaskedSum, SmallConvNet
+from tests.explain_models import MaskedSum, PooledLinear, SmallConvNet
 from xai.explain.cam import GradCAM
-from xai.explain.metrics import Faithfulness, noisy_linear_imputation, random_baseline, sobel_baseline, trapezoid_auc
+from xai.explain.metrics import (Faithfulness, empty_maps, mean_over_nonempty, noisy_linear_imputation, random_baseline,
+                                 sobel_baseline, trapezoid_auc)
 from xai.explain.probe import Probe
-from xai.explain.sanity import parameter_layers, randomisation_test
+from xai.explain.sanity import STD_FLOOR, map_similarity, parameter_layers, randomisation_test, randomise_layers
 
 
 def _synthetic_task():
@@ -48,6 +52,42 @@ def test_parameter_randomisation_drives_the_similarity_down():
     cam = GradCAM(model, "conv1")
     assert parameter_layers(cam.probe, cam.probe.check(images)) == ["conv1", "conv2", "head"]
     result = randomisation_test(cam, cam.probe, images, [0, 1, 2], key=0)
-    assert result["layers"] == ["head", "conv2", "conv1"]
+    assert result["layers"] == ["trained", "head", "conv2", "conv1"] and result["spearman"][0] == pytest.approx(1.0)
     assert result["spearman"][-1] < 0.5 and result["ssim"][-1] < 0.5
     assert cam.probe.state is not None and np.allclose(np.asarray(cam(images, [0, 1, 2])), np.asarray(cam(images, [0, 1, 2])))
+
+
+def test_empty_maps_are_the_constant_ones_and_means_leave_them_out():
+    maps = np.stack([np.zeros((4, 4)), np.full((4, 4), 0.3), np.eye(4) * 1e-3, np.random.default_rng(3).random((4, 4))])
+    assert empty_maps(maps).tolist() == [True, True, False, False]
+    means = mean_over_nonempty({"deletion_auc": np.array([9.0, 9.0, 0.2, 0.4]), "deletion_curve": np.zeros((4, 3))}, empty_maps(maps))
+    assert means == {"deletion_auc": pytest.approx(0.3), "images_used": 2, "images_total": 4}
+    assert np.isnan(mean_over_nonempty({"x": np.ones(2)}, np.array([True, True]))["x"])
+
+
+def test_randomisation_test_leaves_empty_maps_out_instead_of_scoring_them_zero():
+    """Grad-CAM on PooledLinear is relu(x @ W[:, t]): an all-negative image gives an empty map."""
+    model = PooledLinear(1, 2, nnx.Rngs(0))
+    model.head.kernel.set_value(jnp.array([[1.0, -1.0]]))
+    rng = np.random.default_rng(4)
+    images = np.concatenate([-rng.random((1, 6, 6, 1)), rng.random((2, 6, 6, 1))]).astype(np.float32)
+    cam = GradCAM(model, "body")
+    result = randomisation_test(cam, cam.probe, images, [0, 0, 0], key=0)
+    assert result["images_used"] == 2 and result["images_total"] == 3
+    assert result["spearman"][0] == pytest.approx(1.0) and result["empty"][0] == 1  # the two others are ranked, exactly
+    rho, _ = map_similarity(np.asarray(cam(images, [0, 0, 0])), np.asarray(cam(images, [0, 0, 0])))
+    assert np.isnan(rho[0]) and np.allclose(rho[1:], 1.0)
+    everything_empty = randomisation_test(cam, cam.probe, images[:1], [0], key=0)
+    assert np.isnan(everything_empty["spearman"]).all()
+
+
+def test_randomised_layers_keep_each_trained_tensors_std_and_zero_std_tensors_get_the_floor():
+    model = SmallConvNet(nnx.Rngs(0))
+    model.conv2.kernel.set_value(model.conv2.kernel[...] * 0.1)  # a trained-like scale, far below 1/sqrt(kernel height)
+    state = nnx.state(model)
+    randomised = randomise_layers(state, ["conv2"], jax.random.key(0))
+    trained, drawn = np.asarray(state["conv2"]["kernel"][...]), np.asarray(randomised["conv2"]["kernel"][...])
+    assert not np.allclose(trained, drawn) and drawn.std() == pytest.approx(trained.std(), rel=0.1)
+    assert np.asarray(state["conv2"]["bias"][...]).std() == 0  # flax initialises biases to zero
+    assert np.asarray(randomised["conv2"]["bias"][...]).std() == pytest.approx(STD_FLOOR, rel=0.5)
+    np.testing.assert_array_equal(np.asarray(randomised["conv1"]["kernel"][...]), np.asarray(state["conv1"]["kernel"][...]))

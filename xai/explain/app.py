@@ -27,10 +27,12 @@ from jaxdl.runs import TrainedRun, load_run
 from xai.explain.inputs import ExplainError, check_images
 from xai.explain.lime import lime_stability
 from xai.explain.cam import token_grid
-from xai.explain.methods import LAYERED, build_method, default_target_layer
-from xai.explain.metrics import Faithfulness, random_baseline, sobel_baseline
+from xai.explain.methods import LAYERED, SIGNED, build_method, default_target_layer, suggest_layer
+from xai.explain.metrics import Faithfulness, empty_maps, mean_over_nonempty, random_baseline, sobel_baseline
 from xai.explain.probe import Probe
-from xai.explain.report import ReportData, write_report
+from xai.explain.report import ReportData, title, write_report
+from xai.explain.report_figures import SCALES
+from xai.explain.reproduce import reproduce_command
 from xai.explain.sanity import randomisation_test
 
 log = logging.getLogger("jaxdl.explain")
@@ -67,8 +69,34 @@ def _timed(fn, *args) -> tuple[np.ndarray, float]:
 
 
 def _faithfulness(faith: Faithfulness, images, maps: np.ndarray, targets, seed: int) -> dict[str, float]:
+    """Mean scores over the non-empty maps (an empty map's "ranking" is raster order), with the counts."""
     scores = {**faith.deletion_insertion(images, maps, targets), **faith.road(images, maps, targets, key=seed)}
-    return {k: float(np.mean(v)) for k, v in scores.items() if not k.endswith("_curve")}
+    empty = empty_maps(maps)
+    return {**mean_over_nonempty(scores, empty), "empty_maps": int(empty.sum())}
+
+
+def _layer_notes(maps: dict[str, np.ndarray], model, preprocess, options: dict, images, targets, layer) -> list[str]:
+    """A note per layered method whose maps are empty more than 10% of the time, naming a better layer if one exists."""
+    notes = []
+    for name in [m for m in maps if m in LAYERED]:
+        fraction = float(empty_maps(maps[name]).mean())
+        if fraction <= 0.1 or not isinstance(layer, str):
+            continue
+        note = f"{fraction:.0%} of {title(name)} maps at layer '{layer}' are empty (no positive evidence at this layer)"
+        better = suggest_layer(name, model, preprocess, options[name], images, targets, layer)
+        if better is not None and better[1] < fraction:
+            note += f"; layer '{better[0]}' leaves {better[1]:.0%} empty: explain.target_layer={better[0]}"
+        notes.append(note)
+    return notes
+
+
+def _json_safe(tree: Any) -> Any:
+    """NaN (an undefined mean) as JSON null."""
+    if isinstance(tree, dict):
+        return {k: _json_safe(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_json_safe(v) for v in tree]
+    return None if isinstance(tree, float) and not np.isfinite(tree) else tree
 
 
 def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
@@ -90,11 +118,14 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         raise ExplainError(f"explain.target must be 'predicted' or 'label', got '{e.target}'")
     targets = probs.argmax(-1) if e.target == "predicted" else labels
     layer = e.target_layer or default_target_layer(run.model, run.preprocess, images)
+    scale = (e.get("report") or {}).get("scale", "per_method")
+    if scale not in SCALES:
+        raise ExplainError(f"explain.report.scale must be one of {', '.join(SCALES)}, got '{scale}'")
     log.info("explaining %d %s images of %s (layer %s) with %s", len(indices), e.images.split, run.run_dir, layer, list(e.methods))
 
-    maps, timings, explainers, lime_result = {}, {}, {}, None
+    maps, timings, explainers, lime_result, all_options = {}, {}, {}, None, {}
     for name in e.methods:
-        options = dict(e.options.get(name) or {})
+        options = all_options[name] = dict(e.options.get(name) or {})
         if name == "lime":
             options["seed"] = int(e.seed)
         if e.get("token_prefix") is not None and name in LAYERED:  # ViT: drop the class token, tokens to a grid
@@ -116,7 +147,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         few = slice(0, int(e.metrics.sanity_images))
         for name, explainer in explainers.items():
             sanity[name] = randomisation_test(explainer, explainer.probe, images[few], targets[few], key=int(e.seed))
-            metrics.setdefault(name, {})["sanity_spearman_final"] = sanity[name]["spearman"][-1]
+            metrics.setdefault(name, {})["sanity_spearman_final"] = sanity[name]["spearman"][-1]  # NaN: every map empty
 
     lime_top = lime_r2 = stability = None
     if lime_result is not None:
@@ -131,13 +162,18 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
 
     summary = {"run_dir": str(run.run_dir), "checkpoint_step": run.step, "indices": indices.tolist(),
                "target_layer": layer, "seed": int(e.seed), "metrics": metrics, "sanity": sanity, "seconds": timings}
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2))
+    header = {"model": run.cfg.model.name, "data": run.dataset.name, "split": e.images.split,
+              "images": f"{len(indices)} (indices {', '.join(map(str, indices.tolist()))})",
+              "target layer": f"{layer}" + ("" if e.target_layer else " (resolved: explain.target_layer was null)"),
+              "checkpoint": f"step {run.step} ({cfg.checkpoint}) of {run.run_dir}", "explained class": e.target}
     report = ReportData(
         title=f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})",
         images=images, indices=indices.tolist(), labels=labels, predictions=probs.argmax(-1), confidences=probs.max(-1),
         targets=np.asarray(targets), class_names=list(run.dataset.class_names), maps=maps, metrics=metrics, sanity=sanity,
-        lime_top=lime_top, lime_r2=lime_r2, lime_stability=stability, timings=timings,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
+        lime_top=lime_top, lime_r2=lime_r2, lime_stability=stability, timings=timings, header=header,
+        command=reproduce_command(cfg, layer, run.step), config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        signed=frozenset(SIGNED), scale=scale, notes=_layer_notes(maps, run.model, run.preprocess, all_options, images, targets, layer))
     path = write_report(report, out_dir / "report.html")
     log.info("report %s", path)
     return summary

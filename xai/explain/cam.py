@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xai.explain.inputs import check_targets
+from xai.explain.inputs import ExplainError, check_targets
 from xai.explain.probe import Preprocess, Probe, map_chunks, resolve_targets
 
 EPS = 1e-7
@@ -56,6 +56,15 @@ def scale_maps(maps: jax.Array) -> jax.Array:
 def upsample(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
     """Bilinear resize of (B, h, w) maps to the image size."""
     return jax.image.resize(maps, (maps.shape[0], *size), method="bilinear")
+
+
+def upsample_align_corners(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Bilinear resize with corner pixels aligned (torch's UpsamplingBilinear2d): output i samples input i (in-1)/(out-1)."""
+    if min(maps.shape[1:3]) < 2 or min(size) < 2:
+        return upsample(maps, size)
+    scale = jnp.array([(o - 1) / (i - 1) for i, o in zip(maps.shape[1:3], size)], jnp.float32)
+    return jax.image.scale_and_translate(maps, (maps.shape[0], *size), (1, 2), scale, 0.5 - 0.5 * scale,
+                                         method="linear", antialias=False)
 
 
 class BaseCAM:
@@ -122,11 +131,16 @@ class HiResCAM(BaseCAM):
 
 
 class GradCAMPlusPlus(BaseCAM):
-    """Chattopadhay et al. 2018: pixel-wise weights from second and third powers of the gradient."""
+    """Chattopadhay et al. 2018: pixel-wise weights from second and third powers of the gradient.
+
+    The denominator's epsilon is pytorch-grad-cam's 1e-6, so the two agree to float precision.
+    """
+
+    eps = 1e-6
 
     def layer_map(self, acts, grads):
         g2, g3 = grads**2, grads**3
-        alpha = g2 / (2 * g2 + _spatial_sum(acts) * g3 + EPS)
+        alpha = g2 / (2 * g2 + _spatial_sum(acts) * g3 + self.eps)
         alpha = jnp.where(grads != 0, alpha, 0)
         weights = _spatial_sum(jnp.maximum(grads, 0) * alpha)
         return (acts * weights).sum(-1)
@@ -150,48 +164,67 @@ class LayerCAM(BaseCAM):
 class EigenCAM(BaseCAM):
     """Muhammad & Yeasin 2020: the activations projected on their first principal component (no gradients).
 
-    The component comes from power iteration on the (C, C) covariance, which compiles in a
-    fraction of an SVD's time; its sign is chosen to agree with the mean activation.
+    The component is the first right singular vector of each image's centred (HW, C) activation
+    matrix, from an exact SVD. A singular vector's sign is arbitrary (LAPACK's choice), so it is
+    fixed here: the projection must agree with the channel-mean activation (ties: the vector's
+    largest-magnitude entry is positive). Maps are then reproducible across backends.
     """
 
     uses_gradients = False
-    iterations = 64
 
     def activation_map(self, state, images, targets, act):
         b, h, w, c = act.shape
         flat = act.reshape(b, h * w, c)
         centred = flat - flat.mean(axis=1, keepdims=True)
-        cov = jnp.einsum("bnc,bnd->bcd", centred, centred)
-
-        def power_step(_, v):
-            v = jnp.einsum("bcd,bd->bc", cov, v)
-            return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), EPS)
-
-        v = jax.lax.fori_loop(0, self.iterations, power_step, jnp.ones((b, c), act.dtype) / jnp.sqrt(c))
-        proj = jnp.einsum("bnc,bc->bn", centred, v)
-        sign = jnp.sign(jnp.sum(proj * flat.mean(-1), axis=1, keepdims=True) + EPS)
+        _, _, vt = jnp.linalg.svd(centred, full_matrices=False)
+        first = vt[:, 0]
+        proj = jnp.einsum("bnc,bc->bn", centred, first)
+        agreement = jnp.sum(proj * flat.mean(-1), axis=1, keepdims=True)
+        largest = jnp.take_along_axis(first, jnp.argmax(jnp.abs(first), axis=-1, keepdims=True), axis=-1)
+        sign = jnp.where(agreement != 0, jnp.sign(agreement), jnp.where(largest < 0, -1.0, 1.0))
         return (proj * sign).reshape(b, h, w)
 
 
 class ScoreCAM(BaseCAM):
-    """Wang et al. 2020: each channel, upsampled and scaled to [0, 1], masks the image; the target's
-    softmax score on that masked image (batched forward passes, `batch_size` at a time) weights it."""
+    """Wang et al. 2020: each channel, upsampled and min-max scaled to [0, 1], masks the image; the channel's
+    weight is the increase of the target's softmax probability on that masked image over a black image
+    (the paper's baseline, the image masked by zeros). The map is the ReLU of the weighted channel sum.
+    Masked forward passes run `batch_size` at a time.
+
+    `weighting="pytorch_grad_cam"` is that package's variant instead: a softmax over channels of the
+    target's logit on each masked image (its weights vary far less across channels), masks upsampled
+    with aligned corners as the package does.
+    """
 
     uses_gradients = False
+    WEIGHTINGS = ("increase", "pytorch_grad_cam")
+
+    def __init__(self, model: nnx.Module, target_layers: str | Sequence[str], *, weighting: str = "increase", **options: Any):
+        if weighting not in self.WEIGHTINGS:
+            raise ExplainError(f"scorecam weighting must be one of {', '.join(self.WEIGHTINGS)}, got {weighting!r}")
+        self.weighting = weighting
+        super().__init__(model, target_layers, **options)
 
     def activation_map(self, state, images, targets, act):
-        masks = scale_maps(upsample(jnp.moveaxis(act, -1, 1).reshape(-1, *act.shape[1:3]), images.shape[1:3]))
+        package = self.weighting == "pytorch_grad_cam"
+        resize = upsample_align_corners if package else upsample
+        masks = scale_maps(resize(jnp.moveaxis(act, -1, 1).reshape(-1, *act.shape[1:3]), images.shape[1:3]))
         b, c = act.shape[0], act.shape[-1]
         masks = masks.reshape(b, c, *images.shape[1:3])
+        score = (lambda logits: logits) if package else jax.nn.softmax
 
         def channel_scores(state, args):
             image, channel = args
             masked = images[image] * masks[image, channel][..., None]
-            return jnp.take_along_axis(jax.nn.softmax(self.probe.fn(state, masked, None)[0]), targets[image][:, None], 1)[:, 0]
+            return jnp.take_along_axis(score(self.probe.fn(state, masked, None)[0]), targets[image][:, None], 1)[:, 0]
 
         pairs = (jnp.repeat(jnp.arange(b), c), jnp.tile(jnp.arange(c), b))
         scores = map_chunks(channel_scores, state, pairs, self.batch_size).reshape(b, c)
-        weights = jax.nn.softmax(scores, axis=-1)
+        if package:
+            weights = jax.nn.softmax(scores, axis=-1)
+        else:
+            baseline = score(self.probe.fn(state, jnp.zeros_like(images[:1]), None)[0])[0, targets]
+            weights = scores - baseline[:, None]
         return jnp.einsum("bc,bhwc->bhw", weights, act)
 
 

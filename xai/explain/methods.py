@@ -17,6 +17,7 @@ from xai.explain.cam import CAM_METHODS
 from xai.explain.guided import GuidedGradCAM
 from xai.explain.inputs import ExplainError
 from xai.explain.lime import LimeImage, LimeResult
+from xai.explain.metrics import empty_maps
 from xai.explain.occlusion import Occlusion
 from xai.explain.probe import Preprocess, Probe, layer_names
 from xai.explain.shap_partition import PartitionShap
@@ -47,15 +48,38 @@ METHODS.register("shap")(PartitionShap)
 LAYERED = set(CAM_METHODS) | {"guided_gradcam"}
 
 
+SIGNED = {"lime", "occlusion", "shap"}  # maps with meaningful negative values (evidence against the class)
+
+
+def spatial_layers(model: nnx.Module, preprocess: Preprocess | None, images: Any) -> list[str]:
+    """Submodules with a spatial (B, h, w, C) or sequence (B, T, C) output, in the order the forward pass calls them."""
+    calls = Probe(model, layer_names(model), preprocess).calls(images[:1])
+    return [name for name, shape in calls if len(shape) in (3, 4)]
+
+
 def default_target_layer(model: nnx.Module, preprocess: Preprocess | None, images: Any) -> str:
     """A model's `features` method if it has one (its last spatial block), else the last module with a spatial output."""
     if callable(getattr(type(model), "features", None)):
         return "features"
-    calls = Probe(model, layer_names(model), preprocess).calls(images[:1])
-    candidates = [name for name, shape in calls if len(shape) in (3, 4)]
+    candidates = spatial_layers(model, preprocess, images)
     if not candidates:
         raise ExplainError("no layer with a spatial or sequence output found; set explain.target_layer")
     return candidates[-1]
+
+
+def suggest_layer(name: str, model: nnx.Module, preprocess: Preprocess | None, options: dict, images: Any,
+                  targets: Any, current: str, last: int = 4) -> tuple[str, float] | None:
+    """The layer among the `last` spatial layers before the output whose maps of method `name` are
+    empty least often, with that fraction; None if no layer beats `current`."""
+    fractions = {}
+    for layer in spatial_layers(model, preprocess, images)[-last:]:
+        if layer != current:
+            maps = np.asarray(build_method(name, model, preprocess, options, layer)(images, targets))
+            fractions[layer] = float(empty_maps(maps).mean())
+    if not fractions:
+        return None
+    best = min(fractions, key=fractions.get)
+    return best, fractions[best]
 
 
 def build_method(name: str, model: nnx.Module, preprocess: Preprocess | None, options: dict,

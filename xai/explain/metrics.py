@@ -9,6 +9,8 @@
   the weighted mean of its 8 neighbours, solved by Jacobi iterations, plus noise),
   which leaks no shape information through the mask. Good maps: low MoRF, high LeRF.
 - Baselines to report beside every method: a random map and a Sobel edge map.
+- Empty (constant) maps rank nothing: their "ranking" is raster order. `empty_maps` finds
+  them and `mean_over_nonempty` leaves them out of a method's means.
 
 Every curve for a batch of images is one jitted call.
 """
@@ -145,6 +147,23 @@ def noisy_linear_imputation(images: jax.Array, removed: jax.Array, key: jax.Arra
 
     filled = jax.lax.fori_loop(0, iterations, relax, start)
     return jnp.where(mask, filled + noise * jax.random.normal(key, images.shape), images)
+
+
+def empty_maps(maps: Any, rtol: float = 1e-6) -> np.ndarray:
+    """(B,) True where a map is constant (all its values within `rtol` of its largest magnitude):
+    e.g. a Grad-CAM whose weighted sum is negative everywhere, so its ReLU is all zero."""
+    flat = np.asarray(maps, np.float64).reshape(len(maps), -1)
+    spread = flat.max(1) - flat.min(1)
+    return spread <= rtol * np.abs(flat).max(1)
+
+
+def mean_over_nonempty(scores: dict[str, np.ndarray], empty: np.ndarray) -> dict[str, float]:
+    """Per-image scores averaged over the images whose map is not empty (NaN when every map is),
+    with `images_used` and `images_total` so a reader sees what the mean covers."""
+    used = ~np.asarray(empty, bool)
+    means = {k: float(np.mean(np.asarray(v)[used])) if used.any() else float("nan")
+             for k, v in scores.items() if not k.endswith("_curve")}
+    return {**means, "images_used": int(used.sum()), "images_total": int(used.size)}
 
 
 def random_baseline(shape: tuple[int, int, int], key: jax.Array | int = 0) -> np.ndarray:

@@ -201,17 +201,22 @@ def resolve_targets(targets: jax.Array, logits: jax.Array) -> jax.Array:
     return jnp.where(targets < 0, jnp.argmax(logits, -1), targets)
 
 
-def predict_fn(probe: Probe, batch_size: int = 1024, softmax: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+def predict_fn(probe: Probe, batch_size: int = 1024, softmax: bool = True,
+               fixed_batch: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """A NumPy `images -> probabilities` function for the reference packages (lime, shap).
 
     Batches are padded to a power of two (at most `batch_size`), so the ragged batch sizes
-    those packages send compile a handful of times, not once per size.
+    those packages send compile a handful of times, not once per size; `fixed_batch=True`
+    pads every call to a multiple of `batch_size`, so the model compiles exactly once.
     """
 
     def predict(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.float32)
         n = len(images)
-        padded = min(1 << max(n - 1, 0).bit_length(), batch_size) if n <= batch_size else -(-n // batch_size) * batch_size
+        if fixed_batch or n > batch_size:
+            padded = -(-n // batch_size) * batch_size
+        else:
+            padded = min(1 << max(n - 1, 0).bit_length(), batch_size)
         images = np.concatenate([images, np.repeat(images[:1], padded - n, axis=0)])
         logits = probe.logits(images, batch_size)[:n]
         return np.asarray(jax.nn.softmax(logits) if softmax else logits)

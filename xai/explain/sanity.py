@@ -17,6 +17,7 @@ from flax import nnx
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+from xai.explain.metrics import empty_maps
 from xai.explain.probe import Probe
 
 Explain = Callable[[Any, Any], Any]
@@ -35,15 +36,23 @@ def _named_modules(model: nnx.Module):
     return [(".".join(map(str, path)), m) for path, m in nnx.iter_modules(model) if path]
 
 
+STD_FLOOR = 0.01  # the std drawn from for a tensor whose trained std is 0 (a bias that never moved from zero)
+
+
 def randomise_layers(state: nnx.State, layers: list[str], key: jax.Array) -> nnx.State:
-    """A copy of `state` whose parameters under `layers` are redrawn from N(0, std of the trained tensor)."""
+    """A copy of `state` whose parameters under `layers` are redrawn from N(0, std of the trained tensor).
+
+    Keeping each tensor's own scale means a randomised layer feeds its successors activations of
+    the trained magnitude, so what changes is the weights' structure, not their size. A tensor
+    with zero std (constant) is drawn with `STD_FLOOR` instead, so it still changes."""
     prefixes = [tuple(int(p) if p.isdigit() else p for p in name.split(".")) for name in layers]
     flat = nnx.to_flat_state(state)
     out = []
     for i, (path, value) in enumerate(flat):
         if any(path[:len(p)] == p for p in prefixes) and isinstance(value, nnx.Param):
             array = value.get_value()
-            scale = jnp.maximum(jnp.std(array.astype(jnp.float32)), 1.0 / np.sqrt(max(array.shape[0], 1)) if array.ndim else 0.01)
+            std = jnp.std(array.astype(jnp.float32))
+            scale = jnp.where(std > 0, std, STD_FLOOR)
             drawn = scale * jax.random.normal(jax.random.fold_in(key, i), array.shape, jnp.float32)
             if jnp.issubdtype(array.dtype, jnp.integer):  # quantized weights of a compressed checkpoint
                 drawn = jnp.clip(jnp.round(drawn), jnp.iinfo(array.dtype).min, jnp.iinfo(array.dtype).max)
@@ -53,12 +62,14 @@ def randomise_layers(state: nnx.State, layers: list[str], key: jax.Array) -> nnx
 
 
 def map_similarity(original: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: Spearman rank correlation of |maps| and SSIM of the maps scaled to [0, 1]."""
+    """Per image: Spearman rank correlation of |maps| and SSIM of the maps scaled to [0, 1].
+
+    Both are NaN where either map is empty (constant): a constant map has no ranking to compare."""
+    empty = empty_maps(original) | empty_maps(other)
     rho, ssim = [], []
-    for a, b in zip(np.asarray(original, np.float64), np.asarray(other, np.float64)):
-        r = spearmanr(np.abs(a).ravel(), np.abs(b).ravel())[0]
-        rho.append(0.0 if np.isnan(r) else r)
-        ssim.append(_ssim(a, b))
+    for a, b, skip in zip(np.asarray(original, np.float64), np.asarray(other, np.float64), empty):
+        rho.append(float("nan") if skip else spearmanr(np.abs(a).ravel(), np.abs(b).ravel())[0])
+        ssim.append(float("nan") if skip else _ssim(a, b))
     return np.asarray(rho), np.asarray(ssim)
 
 
@@ -73,25 +84,40 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(scale(a), scale(b), data_range=1.0, win_size=window))
 
 
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
 def randomisation_test(explain: Explain, probe: Probe, images: Any, targets: Any, key: jax.Array | int = 0) -> dict[str, list]:
     """Cascading re-initialisation from the top layer down; similarity of the maps after each step.
 
     `explain(images, targets)` must read its weights from `probe.state` (every explainer here does).
-    Targets are fixed (pass the trained model's predictions) so only the weights change.
+    Targets are fixed (pass the trained model's predictions) so only the weights change. The first
+    point ("trained") is measured too: the maps recomputed with the trained weights (1 for a
+    deterministic method). Means leave out images whose trained map is empty, and at each step the
+    maps the randomised model leaves empty (`empty` counts them); a step where every map is out is NaN.
     """
     key = jax.random.key(key) if isinstance(key, int) else key
     images = probe.check(images)
     original = np.asarray(explain(images, targets))
     trained = probe.state
     layers = parameter_layers(probe, images)[::-1]
-    result = {"layers": [], "spearman": [], "ssim": []}
+    result = {"layers": ["trained"], "spearman": [], "ssim": [], "empty": [],
+              "images_used": int((~empty_maps(original)).sum()), "images_total": len(original)}
+
+    def record(maps: np.ndarray) -> None:
+        rho, ssim = map_similarity(original, maps)
+        result["spearman"].append(_mean(rho))
+        result["ssim"].append(_mean(ssim))
+        result["empty"].append(int(empty_maps(maps).sum()))
+
+    record(np.asarray(explain(images, targets)))
     try:
         for depth in range(1, len(layers) + 1):
             probe.state = randomise_layers(trained, layers[:depth], key)
-            rho, ssim = map_similarity(original, np.asarray(explain(images, targets)))
+            record(np.asarray(explain(images, targets)))
             result["layers"].append(layers[depth - 1])
-            result["spearman"].append(float(rho.mean()))
-            result["ssim"].append(float(ssim.mean()))
     finally:
         probe.state = trained
     return result
