@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import jax
@@ -60,9 +61,31 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-def drop_file_logs() -> None:
-    """Stop this (non-main) process writing the shared job log file; its console output stays."""
+def expected_process_index(trainer: Mapping[str, Any]) -> int:
+    """This process's index as it will be once `initialize` ran: known before JAX starts (for log files)."""
+    if _setting(trainer) == "false":
+        return 0
+    if trainer.get("coordinator_address") and trainer.get("process_id") is not None:
+        return int(trainer.get("process_id"))
+    return int(os.environ["SLURM_PROCID"]) if in_slurm_step_with_several_tasks() else 0
+
+
+def log_to_own_file(process_index: int) -> None:
+    """Give a process other than 0 its own log file: `train.log` becomes `train.rank1.log` for process 1.
+
+    Every process of a multi-host job runs the same Hydra job and so opens the same log file;
+    called before anything logs, process 0 alone writes the shared one. Calling it again is harmless."""
+    if process_index == 0:
+        return
     root = logging.getLogger()
+    suffix = f".rank{process_index}"
     for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        path = Path(handler.baseFilename)
+        if path.stem.endswith(suffix):
+            continue
+        own = logging.FileHandler(path.with_name(f"{path.stem}{suffix}{path.suffix}"), mode=handler.mode)
+        own.setFormatter(handler.formatter)
+        own.setLevel(handler.level)
         root.removeHandler(handler)
         handler.close()
+        root.addHandler(own)

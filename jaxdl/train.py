@@ -190,8 +190,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path, experiment: Experim
     run_dir.mkdir(parents=True, exist_ok=True)
     distributed.initialize(cfg.trainer)
     main = distributed.is_main_process()
-    if not main:
-        distributed.drop_file_logs()
+    distributed.log_to_own_file(jax.process_index())
     t = cfg.trainer
     exp = experiment or build_experiment(cfg)
     if main:  # written after the build: trainer.init_from may have set model.channels
