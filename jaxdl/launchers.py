@@ -43,6 +43,20 @@ def _python_error(err: BaseException) -> str | None:
     return lines[-1] if lines else None
 
 
+def _result_arrives(job: Any, timeout_s: float = 15.0) -> bool:
+    """Whether a job that left the queue still shows its result (a shared file system may lag).
+
+    A job that never started (no log file: cancelled while pending) has none to show."""
+    if not job.paths.stderr.exists() and not job.paths.stdout.exists():
+        return False
+    deadline = time.time() + timeout_s
+    while not job.done():
+        if time.time() > deadline:
+            return False
+        time.sleep(1)
+    return True
+
+
 class SweepSurvivesFailedJobs:
     """The `launch` of hydra-submitit-launcher, waiting on all jobs and recording those that died.
 
@@ -81,34 +95,39 @@ class SweepSurvivesFailedJobs:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
         jobs = executor.map_array(self, *zip(*[(list(o), "hydra.sweep.dir", i, f"job_id_for_{i}", singleton_state)
                                                for i, o in numbered]))
-        self._wait(jobs)
-        return [self._outcome(job, list(overrides), idx) for job, (idx, overrides) in zip(jobs, numbered)]
+        gone = self._wait(jobs)
+        return [self._outcome(job, list(overrides), idx, gone) for job, (idx, overrides) in zip(jobs, numbered)]
 
-    def _wait(self, jobs: list) -> None:
-        start, pending = time.time(), list(jobs)
+    def _wait(self, jobs: list) -> set[str]:
+        """Wait until every job is done or has left the queue; returns the ids of those that left it."""
+        start, pending, gone = time.time(), list(jobs), set()
         while pending:
             pending[0].done(force_check=True)  # one status query (sacct) for all of them
-            pending = [job for job in pending if not (job.done() or self._left_queue(job))]
+            gone |= {job.job_id for job in pending if not job.done() and self._left_queue(job)}
+            pending = [job for job in pending if job.job_id not in gone and not job.done()]
             if pending:
                 time.sleep(min(_POLL_S[1], max(_POLL_S[0], (time.time() - start) / 10)))
+        return gone
 
     def _left_queue(self, job: Any) -> bool:
         """Whether the cluster no longer knows the job while its state stays unknown (no accounting)."""
         return False
 
-    def _outcome(self, job: Any, overrides: list[str], idx: int) -> JobReturn:
-        try:
-            return job.results()[0]
-        except Exception as err:  # noqa: BLE001 - FailedJobError, UncompletedJobError: recorded, never raised
-            reason = self._reason(job, err)
-            run_dir = self._run_dir(overrides, idx)
-            self._record_failure(run_dir, overrides, reason)
-            log.error("job #%d (%s) failed; the sweep goes on: %s", idx, run_dir, reason)
-            return JobReturn(overrides=overrides, working_dir=str(run_dir), status=JobStatus.COMPLETED,
-                             _return_value=None)
+    def _outcome(self, job: Any, overrides: list[str], idx: int, gone: set[str]) -> JobReturn:
+        if job.job_id in gone and not _result_arrives(job):
+            reason = self._reason(job, None)  # job.results() would wait for it forever
+        else:
+            try:
+                return job.results()[0]
+            except Exception as err:  # noqa: BLE001 - FailedJobError, UncompletedJobError: recorded, never raised
+                reason = self._reason(job, err)
+        run_dir = self._run_dir(overrides, idx)
+        self._record_failure(run_dir, overrides, reason)
+        log.error("job #%d (%s) failed; the sweep goes on: %s", idx, run_dir, reason)
+        return JobReturn(overrides=overrides, working_dir=str(run_dir), status=JobStatus.COMPLETED, _return_value=None)
 
-    def _reason(self, job: Any, err: BaseException) -> str:
-        return f"job {job.job_id}: {_python_error(err) or 'ended without a result (' + job.state + ')'}"
+    def _reason(self, job: Any, err: BaseException | None) -> str:
+        return f"job {job.job_id}: {err and _python_error(err) or 'ended without a result (' + job.state + ')'}"
 
     def _run_dir(self, overrides: list[str], idx: int) -> Path:
         sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
@@ -131,9 +150,13 @@ class SweepSurvivesFailedJobs:
 class SlurmQueue(SweepSurvivesFailedJobs):
     """SLURM's reasons (the job's state as accounting saw it), and jobs that left a queue without accounting."""
 
-    def _reason(self, job: Any, err: BaseException) -> str:
-        python = _python_error(err)
-        return f"SLURM job {job.job_id}: {python}" if python else f"SLURM job {job.job_id} ended {job.state}"
+    def _reason(self, job: Any, err: BaseException | None) -> str:
+        python, state = err and _python_error(err), job.state
+        if python:
+            return f"SLURM job {job.job_id}: {python}"
+        if state == "UNKNOWN":
+            return f"SLURM job {job.job_id} left the queue without a result (no accounting to say why)"
+        return f"SLURM job {job.job_id} ended {state}"
 
     def _left_queue(self, job: Any) -> bool:
         if job.state != "UNKNOWN":
