@@ -4,7 +4,7 @@ DB_PORT=16306
 CTLD_PORT=16817
 SLURMD_PORT=16818
 DBD_PORT=16819
-PID_FILES=(slurmd.pid slurmctld.pid slurmdbd.pid mariadbd.pid munged.pid)  # the order they are stopped in
+PID_FILES=(slurmd.pid slurmctld.pid slurmdbd.pid mariadbd.pid munged.pid)
 
 die() { echo "error: $*" >&2; exit 1; }
 

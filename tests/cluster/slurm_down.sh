@@ -17,16 +17,19 @@ if pid_alive "$STATE/run/slurmctld.pid" && pid_alive "$STATE/run/slurmd.pid"; th
   done
 fi
 
+pids=()  # all at once: each daemon takes 1-3 s to stop, and this cluster's state is thrown away anyway
 for pid_file in "${PID_FILES[@]}"; do
-  path=$STATE/run/$pid_file
-  pid_alive "$path" || continue
-  pid=$(cat "$path")
-  kill -TERM "$pid"
+  if pid_alive "$STATE/run/$pid_file"; then
+    pids+=("$(cat "$STATE/run/$pid_file")")
+    kill -TERM "${pids[-1]}"
+  fi
+  rm -f "$STATE/run/$pid_file"
+done
+for pid in "${pids[@]}"; do
   for _ in $(seq 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "${pid_file%.pid} (pid $pid) did not stop in 15 s; killing it" >&2
+    echo "pid $pid did not stop in 15 s; killing it" >&2
     kill -KILL "$pid"
   fi
-  rm -f "$path"
 done
 echo "Slurm is down (logs in $STATE/log)"
