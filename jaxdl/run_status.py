@@ -57,8 +57,12 @@ def _last_write(run_dir: Path) -> float:
 
 
 def _slurm_attempt() -> tuple[str | None, int]:
-    """This SLURM job's id and how often SLURM restarted it (requeues), or (None, 0) outside SLURM."""
-    return os.environ.get("SLURM_JOB_ID"), int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    """This SLURM job's id as squeue, sacct and scancel name it (`12_3` for a task of an array, as a
+    sweep submits) and how often SLURM restarted it (requeues); (None, 0) outside SLURM."""
+    job, array, task = (os.environ.get(k) for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"))
+    if array and task:
+        job = f"{array}_{task}"
+    return job, int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
 
 
 @dataclasses.dataclass

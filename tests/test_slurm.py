@@ -109,16 +109,9 @@ def _curves(run_dir: Path) -> list[dict]:
 
 def _states(env: dict, job: str) -> list[str]:
     """Every state accounting recorded for one job (a requeued job has a record per attempt)."""
-    out = subprocess.run(["sacct", "-n", "-P", "-D", "-X", "-j", job, "-o", "JobIDRaw,State"], env=env,
+    out = subprocess.run(["sacct", "-n", "-P", "-D", "-X", "-j", job, "-o", "JobID,State"], env=env,
                          capture_output=True, text=True, check=True).stdout
-    return [state for raw, state in (line.split("|") for line in out.splitlines() if line) if raw == job]
-
-
-def _running_array_task(env: dict, task: str) -> str | None:
-    """The id (ARRAY_TASK) of the running array task `task` of the one array in the queue, if it runs."""
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], env=env, capture_output=True, text=True).stdout
-    running = [job for job, state in (line.split() for line in out.splitlines()) if state == "RUNNING"]
-    return next((job for job in running if job.endswith(f"_{task}")), None)
+    return [state for job_id, state in (line.split("|") for line in out.splitlines() if line) if job_id == job]
 
 
 def test_a_sweep_on_a_cpu_partition_needs_no_gpu_settings(slurm_env, tmp_path):
@@ -207,19 +200,21 @@ def test_a_preempted_job_is_requeued_and_ends_as_if_never_interrupted(slurm_env,
 
 def test_a_cancelled_job_fails_alone_and_the_sweep_still_compares(slurm_env, tmp_path):
     sweep_dir = tmp_path / "cancel"
-    sweep = _start_sweep(slurm_env, sweep_dir, *TINY, "trainer.seed=0,1,2")
-    job = _poll("job 1 to run", lambda: _running_array_task(slurm_env, "1"))
-    subprocess.run(["scancel", job], env=slurm_env, check=True)  # well before it could finish: jax is still starting
+    # job 1 trains long enough to be cancelled mid-training (submitit ignores the SIGTERM; SIGKILL follows in 5 s)
+    sweep = _start_sweep(slurm_env, sweep_dir, *TINY[1:], "trainer.epochs=1,40,2")
+    job = _poll("job 1 to train", lambda: read_status(sweep_dir / "1").get("slurm_job"))
+    subprocess.run(["scancel", job], env=slurm_env, check=True)
     output = _finish(sweep)
 
     statuses = [read_status(sweep_dir / str(i)) for i in range(3)]
     assert [s["status"] for s in statuses] == ["completed", "failed", "completed"]
-    assert statuses[1]["error"].startswith("SLURM job ") and "ended CANCELLED" in statuses[1]["error"]
+    assert statuses[1]["error"] == f"SLURM job {job} ended CANCELLED by 0"
+    assert statuses[1]["attempt"] == 1 and statuses[1]["slurm_job"] == job
     assert "failed job 1: SLURM job" in output
     rows = {r["run"]: r for r in csv.DictReader((sweep_dir / "comparison.csv").open())}
-    assert {k: (r["status"], r["trainer.seed"]) for k, r in rows.items()} == {
-        "0": ("completed", "0"), "1": ("failed", "1"), "2": ("completed", "2")}
-    assert "CANCELLED" in (sweep_dir / "comparison.md").read_text() and (sweep_dir / "comparison.html").exists()
+    assert {k: (r["status"], r["trainer.epochs"]) for k, r in rows.items()} == {
+        "0": ("completed", "1"), "1": ("failed", "40"), "2": ("completed", "2")}
+    assert "- 1: SLURM job" in (sweep_dir / "comparison.md").read_text() and (sweep_dir / "comparison.html").exists()
 
 
 def test_without_accounting_a_job_that_left_the_queue_ends_the_wait(slurm_env, tmp_path):
