@@ -44,7 +44,7 @@ def main() -> None:
     out = args.out.absolute()
     classifier = out / "classifier"
     # the feature space of the recorded Fréchet distances: the experiment file's recipe as it was then
-    clf = run("jaxdl.train", ["experiment=fashion_mnist_lenet5", "trainer.epochs=1", "model.dropout=0.3",
+    clf = run("jaxdl.apps.train", ["experiment=fashion_mnist_lenet5", "trainer.epochs=1", "model.dropout=0.3",
                               "data.val_fraction=0.1"], classifier)
     quality = [f"quality.classifier={classifier}", "quality.layer=hidden/0"]
     full_gan = out / "cdcgan_full"
@@ -54,7 +54,7 @@ def main() -> None:
     run("jaxdl.apps.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.small_gan_epochs}",
                       *subset, *quality], small_gan)
     common = ["data=fashion_mnist", "model=lenet5", "optimizer=adam", f"trainer.epochs={args.classifier_epochs}", *subset]
-    real = run("jaxdl.train", common, out / "small_real")
+    real = run("jaxdl.apps.train", common, out / "small_real")
     rows = [("real only", real)]
     for gan_dir, what in ((small_gan, "cDCGAN trained on the same subset"),
                           (full_gan, "cDCGAN trained on all 54,000 labelled images: leaks labels, an upper bound")):
@@ -62,7 +62,7 @@ def main() -> None:
         if not (synthetic / "meta.json").exists():
             subprocess.run([sys.executable, "-m", "jaxdl.apps.gan_sample", f"run_dir={gan_dir}", f"n={args.synthetic}",
                             "test_n=0", f"out={synthetic}"], check=True)
-        augmented = run("jaxdl.train", [*common, f"data.extra_train_dirs=[{synthetic}]"], out / f"small_real_plus_{gan_dir.name}")
+        augmented = run("jaxdl.apps.train", [*common, f"data.extra_train_dirs=[{synthetic}]"], out / f"small_real_plus_{gan_dir.name}")
         rows.append((f"real + {args.synthetic} synthetic ({what})", augmented))
     print(f"\nclassifier (feature space): Fashion-MNIST test accuracy {clf['test/accuracy']:.4f}")
     print(f"cDCGAN, all 54,000 training images: FID per epoch {fids(full_gan)}")

@@ -28,7 +28,7 @@ LAUNCHERS = {
 
 def run_sweep(name: str, extra: list[str], out: Path, epochs: int) -> dict:
     sweep_dir = out / name
-    args = [sys.executable, "-m", "jaxdl.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", "data=digits",
+    args = [sys.executable, "-m", "jaxdl.apps.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", "data=digits",
             "model=lenet5", f"trainer.epochs={epochs}", "trainer.progress=false", *GRID, *extra]
     start = time.perf_counter()
     result = subprocess.run(args, cwd=REPO, capture_output=True, text=True)

@@ -28,7 +28,7 @@ ARMS = [
 
 def train(overrides: list[str], run_dir: Path) -> dict:
     if not (run_dir / "results.json").exists():
-        cmd = [sys.executable, "-m", "jaxdl.train", *overrides, "trainer.progress=false", f"hydra.run.dir={run_dir}"]
+        cmd = [sys.executable, "-m", "jaxdl.apps.train", *overrides, "trainer.progress=false", f"hydra.run.dir={run_dir}"]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
     return json.loads((run_dir / "results.json").read_text())

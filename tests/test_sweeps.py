@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import stat
 
 import pytest
 import yaml
@@ -118,42 +116,6 @@ def test_objective_is_the_best_value_of_the_configured_metric():
     assert job.objective_value(compose_config("trainer.objective=null"), {"test/accuracy": 0.8}) is None
 
 
-def _fake_slurm_bin(tmp_path):
-    """submitit refuses to build a SLURM executor without `srun` on PATH; a stub is enough to render sbatch."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    srun = bin_dir / "srun"
-    srun.write_text("#!/bin/sh\nexit 0\n")
-    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
-    return bin_dir
-
-
-def test_slurm_launcher_asks_one_task_per_gpu_and_requeues(tmp_path, monkeypatch):
-    import submitit
-    from hydra import compose, initialize_config_dir
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-    from jaxdl.config import CONF_DIR
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.nodes=2",
-                                           "hydra.launcher.partition=gpu"], return_hydra_config=True)
-    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
-    launcher["tasks_per_node"] = OmegaConf.select(cfg, "hydra.launcher.tasks_per_node")
-    assert launcher["tasks_per_node"] == launcher["gpus_per_node"] == 8
-    monkeypatch.setenv("PATH", f"{_fake_slurm_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}")
-    executor = submitit.AutoExecutor(cluster="slurm", folder=tmp_path, slurm_max_num_timeout=launcher["max_num_timeout"])
-    base = set(OmegaConf.structured(BaseQueueConf).keys())  # the mapping the Hydra launcher applies
-    skip = {"_target_", "submitit_folder", "max_num_timeout", "name"}
-    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in launcher.items() if k not in skip})
-    sbatch = executor._executor._make_submission_file_text("python -m jaxdl.apps.train", "uid")
-    for line in ("--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--partition=gpu", "--requeue",
-                 "--signal=USR2@120", "--time=240"):
-        assert f"#SBATCH {line}" in sbatch, line
-    assert "--gpus-per-task" not in sbatch  # every task sees every GPU of its node
-    assert launcher["max_num_timeout"] > 0  # submitit requeues preempted / timed-out jobs
-
-
 @pytest.mark.parametrize("overrides", [
     ["hparams_search=lenet_optuna"], ["hparams_search=lenet_grid_seeds"],
     ["hydra/launcher=local"], ["hydra/launcher=slurm"],
@@ -169,7 +131,7 @@ def test_sweep_configs_compose(overrides):
     if overrides[0].startswith("hparams_search"):
         assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweeper.params
     else:
-        assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.timeout_min > 0
+        assert cfg.hydra.launcher._target_.startswith("hydra_plugins.jaxdl_launchers.") and cfg.hydra.launcher.timeout_min > 0
 
 
 

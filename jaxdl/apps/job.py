@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxdl import distributed
 from jaxdl.config import record_hydra
 from jaxdl.errors import JaxdlError, RunRefused
-from jaxdl.run_status import read_status, write_status
+from jaxdl.run_status import begin_attempt, read_status
 from jaxdl.trainer import train_and_evaluate
 
 log = logging.getLogger("jaxdl")
@@ -54,9 +53,7 @@ def _one_line(err: BaseException) -> str:
 def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | None:
     """Train one run in `run_dir`, keep its status file, and return the objective (None if it failed)."""
     run_dir = Path(run_dir)
-    previous = read_status(run_dir)
-    attempt, earlier_wall = int(previous.get("attempt", 0)) + 1, float(previous.get("wall_s", 0.0))
-    main, start = True, time.perf_counter()
+    attempt, main = begin_attempt(run_dir), True
     try:
         distributed.initialize(cfg.trainer)  # before anything touches a JAX device
         main = distributed.is_main_process()
@@ -64,13 +61,19 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
         if done is not None:
             log.info("%s already completed with this config; skipping it", run_dir)
             return objective_value(cfg, done)
-        mark_running = (lambda: write_status(run_dir, "running", attempt=attempt, wall_s=earlier_wall)) if main else None
+        opened = []  # the run directory passed its checks: from then on this attempt may write its status
+
+        def mark_running() -> None:
+            opened.append(True)
+            if main:
+                attempt.running()
+
         summary = train_and_evaluate(cfg, run_dir, on_open=mark_running)
     except Exception as err:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
         error = _one_line(err)
         if main and not isinstance(err, RunRefused):  # a refused run must leave the directory's files untouched
             record_hydra(run_dir)  # a sweep's comparison lists the failed job with its overrides
-            write_status(run_dir, "failed", attempt=attempt, wall_s=earlier_wall + time.perf_counter() - start, error=error)
+            attempt.ended("failed", error=error)
         if not in_sweep:
             raise
         if isinstance(err, JaxdlError):
@@ -78,8 +81,11 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
         else:
             log.exception("job failed; the sweep goes on: %s", error)
         return None
+    except BaseException as stop:  # a requeue (submitit exits on USR2), Ctrl-C: the next attempt resumes
+        if main and opened:
+            attempt.stopped(_one_line(stop))
+        raise
     value = objective_value(cfg, summary)
     if main:
-        write_status(run_dir, "completed", attempt=attempt, wall_s=earlier_wall + time.perf_counter() - start,
-                     objective=cfg.trainer.get("objective"), objective_value=value)
+        attempt.ended("completed", objective=cfg.trainer.get("objective"), objective_value=value)
     return value
