@@ -8,7 +8,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from jaxdl import job
+from jaxdl.apps import job
 from jaxdl.apps.compare.app import main as compare_main
 from jaxdl.apps.compare.records import find_runs
 from jaxdl.run_status import read_status, write_status
@@ -67,7 +67,7 @@ def test_a_failing_job_is_recorded_and_the_others_complete(tmp_path, capsys, com
     result = _sweep(compile_cache_env, sweep, *overrides)
     good, bad = read_status(sweep / "0"), read_status(sweep / "1")
     assert good["status"] == "completed" and good["objective_value"] > 0.2
-    assert bad["status"] == "failed" and bad["error"].startswith("TrainingDiverged: training loss is")
+    assert bad["status"] == "failed" and bad["error"].startswith("TrainingDiverged: training diverged: the loss is")
     assert "failed job 1: TrainingDiverged" in result.stdout + result.stderr
     assert "- 1: TrainingDiverged: training loss is" in (sweep / "comparison.md").read_text()
 
