@@ -69,7 +69,7 @@ def test_a_failing_job_is_recorded_and_the_others_complete(tmp_path, capsys, com
     assert good["status"] == "completed" and good["objective_value"] > 0.2
     assert bad["status"] == "failed" and bad["error"].startswith("TrainingDiverged: training diverged: the loss is")
     assert "failed job 1: TrainingDiverged" in result.stdout + result.stderr
-    assert "- 1: TrainingDiverged: training loss is" in (sweep / "comparison.md").read_text()
+    assert "- 1: TrainingDiverged: training diverged: the loss is" in (sweep / "comparison.md").read_text()
 
     write_status(sweep / "0", "running", attempt=1)  # as a job killed after its last checkpoint leaves it
     rerun = _sweep(compile_cache_env, sweep, *overrides)  # the same sweep again, as a requeue runs it
