@@ -55,3 +55,21 @@ def record_hydra(directory: str | Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))))
     (out / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)})))
+
+
+def outputs_dir(path: str) -> str:
+    """Where an app writes what it derives from a model: a run's own directory (explain/, compress/ inside it),
+    or beside any other artifact (an exported model, a compressed checkpoint), never inside it."""
+    from jaxdl.artifacts import MODEL_CARD, resolve_run_dir
+
+    run_dir, _ = resolve_run_dir(path)
+    if (run_dir / "checkpoints").is_dir() or not (run_dir / MODEL_CARD).exists() and not (run_dir / "compressed.json").exists():
+        return str(run_dir)
+    return str(run_dir.parent)
+
+
+def register_resolvers() -> None:
+    """`${jaxdl_outputs:PATH}` for the apps' configs (see `outputs_dir`)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("jaxdl_outputs", outputs_dir, replace=True)

@@ -73,3 +73,21 @@ def test_train_starts_from_a_compressed_checkpoint(compressed, tmp_path):
     assert summary["parameters"] < 200_000
     resumed = load_run(tmp_path)  # its config.yaml carries the pruned shape
     assert resumed.model.conv2.out_features == 24
+
+
+def test_an_unfinished_run_or_an_incomplete_checkpoint_is_refused(compressed, tmp_path):
+    import shutil
+
+    from jaxdl.errors import CheckpointError, ConfigError
+    from jaxdl.run_status import write_status
+
+    run_dir, out, _ = compressed
+    unfinished = shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("compress"))
+    write_status(unfinished, "running", attempt=1)  # as a killed run leaves it
+    with pytest.raises(ConfigError, match="is a running run, not a completed one"):
+        app.compress_and_report(compress_config(f"run_dir={unfinished}", "compress=int8"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    checkpoint = shutil.copytree(out / "checkpoint", tmp_path / "checkpoint")
+    (checkpoint / "recipe.yaml").unlink()
+    with pytest.raises(CheckpointError, match="lacks recipe.yaml"):
+        load_run(checkpoint)

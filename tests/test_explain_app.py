@@ -45,7 +45,7 @@ def test_report_is_written_and_every_image_in_it_exists(trained_run, tmp_path):
     assert metrics["gradcam"]["empty_maps"] == empty and metrics["gradcam"]["images_used"] == 2 - empty
     assert summary["target_layer"] == "features"
     assert "features (resolved: explain.target_layer was null)" in page and f"step {summary['checkpoint_step']}" in page
-    assert f"jaxdl-explain run_dir={trained_run} checkpoint={summary['checkpoint_step']}" in page
+    assert f"jaxdl-explain run_dir={trained_run} which={summary['checkpoint_step']}" in page
 
 
 def test_reproduce_command_composes_back_to_the_same_config():
@@ -57,8 +57,8 @@ def test_reproduce_command_composes_back_to_the_same_config():
         command = reproduce_command(cfg, "conv2", 1234)
         args = shlex.split(command)
         again = compose("explain_app", overrides=args[1:])
-    assert args[0] == "jaxdl-explain" and "explain.target_layer=conv2" in args and "checkpoint=1234" in args
-    cfg.explain.target_layer, cfg.checkpoint = "conv2", 1234
+    assert args[0] == "jaxdl-explain" and "explain.target_layer=conv2" in args and "which=1234" in args
+    cfg.explain.target_layer, cfg.which = "conv2", 1234
     assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
 
 
@@ -67,3 +67,35 @@ def test_app_needs_a_run_dir(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         app.main()
     assert info.value.code == 2 and "run_dir=PATH" in capsys.readouterr().err
+
+
+def test_bad_explain_inputs_are_one_line_and_create_nothing(trained_run, tmp_path, monkeypatch, capsys):
+    from jaxdl.config import outputs_dir
+    from xai.explain.inputs import ExplainError, check_images
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("explain_app", overrides=[f"run_dir={trained_run}", "explain.images.split=name"])
+    with pytest.raises(ExplainError, match="explain.images.split must be train, val or test, got 'name'"):
+        app.explain(cfg, tmp_path / "out")
+    with pytest.raises(ExplainError, match="no images to explain"):
+        check_images(np.zeros((0, 8, 8, 1), np.uint8))
+    missing = tmp_path / "no" / "such" / "run"
+    monkeypatch.setattr(sys, "argv", ["jaxdl-explain", f"run_dir={missing}"])
+    with pytest.raises(SystemExit) as info:
+        app.main()
+    assert info.value.code == 2 and f"run_dir={missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+    compressed = tmp_path / "compress" / "int8" / "checkpoint"  # outputs go beside a model artifact, not inside
+    compressed.mkdir(parents=True)
+    (compressed / "compressed.json").write_text("{}")
+    assert outputs_dir(str(compressed)) == str(compressed.parent)
+    assert outputs_dir(str(trained_run / "checkpoints")) == str(trained_run)
+
+
+def test_the_earlier_checkpoint_key_still_works_with_a_warning(trained_run, tmp_path, caplog):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("explain_app", overrides=[f"run_dir={trained_run}", "checkpoint=last", "explain.methods=[gradcam]",
+                                                "explain.images.count=1", "explain.metrics.faithfulness=false",
+                                                "explain.metrics.sanity=false"])
+    summary = app.explain(cfg, tmp_path)
+    assert "checkpoint=last is the earlier name of which=" in caplog.text and summary["checkpoint_step"] > 0

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import hydra
 from omegaconf import DictConfig
 
-from jaxdl.config import CONF_DIR, check_group_overrides
+from jaxdl.config import CONF_DIR, check_group_overrides, register_resolvers
 from jaxdl.errors import ConfigError, report_user_errors
 from jaxdl.logs import hold_file_lines
 from jaxdl.parallel import use_cpu_devices
@@ -71,6 +71,7 @@ def hydra_app(config_name: str, run: Callable[[DictConfig, str], Any], check: Ca
 
     @report_user_errors
     def main() -> None:
+        register_resolvers()
         check_group_overrides(sys.argv[1:])
         if check is not None:
             check(sys.argv[1:])

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import jax
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from jaxdl.config import CONF_DIR, check_group_overrides
-from jaxdl.errors import report_user_errors
+from jaxdl import logs
+from jaxdl.apps import hydra_app, require_path
 from jaxdl.runs import TrainedRun, load_run
 from xai.explain.inputs import ExplainError, check_images
 from xai.explain.lime import lime_stability
@@ -36,6 +34,18 @@ from xai.explain.reproduce import reproduce_command
 from xai.explain.sanity import randomisation_test
 
 log = logging.getLogger("jaxdl.explain")
+
+
+SPLITS = ("train", "val", "test")
+
+
+def which_checkpoint(cfg: DictConfig) -> str | int:
+    """`which`, or the earlier key `checkpoint` when a command still uses it."""
+    if cfg.get("checkpoint") is not None:
+        log.warning("checkpoint=%s is the earlier name of which=; it still works, but write which=%s", cfg.checkpoint, cfg.checkpoint)
+        with open_dict(cfg):
+            cfg.which = cfg.checkpoint
+    return cfg.which
 
 
 def open_run(path: str | Path, which: str | int = "best") -> TrainedRun:
@@ -103,12 +113,13 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Everything the app does; returns the metrics it wrote to `metrics.json`."""
     out_dir = Path(out_dir)
     (out_dir / "maps").mkdir(parents=True, exist_ok=True)
+    logs.write_to(out_dir)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     e = cfg.explain
-    run = open_run(cfg.run_dir, cfg.checkpoint)
-    split = getattr(run.dataset, e.images.split, None)
-    if split is None:
+    if e.images.split not in SPLITS:
         raise ExplainError(f"explain.images.split must be train, val or test, got '{e.images.split}'")
+    run = open_run(cfg.run_dir, which_checkpoint(cfg))
+    split = getattr(run.dataset, e.images.split)
     probe = Probe(run.model, (), run.preprocess)
     all_probs = np.asarray(jax.nn.softmax(probe.logits(split.images, batch_size=1000)))
     indices = select_images(split.labels, all_probs.argmax(-1), e.images)
@@ -166,7 +177,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     header = {"model": run.cfg.model.name, "data": run.dataset.name, "split": e.images.split,
               "images": f"{len(indices)} (indices {', '.join(map(str, indices.tolist()))})",
               "target layer": f"{layer}" + ("" if e.target_layer else " (resolved: explain.target_layer was null)"),
-              "checkpoint": f"step {run.step} ({cfg.checkpoint}) of {run.run_dir}", "explained class": e.target}
+              "checkpoint": f"step {run.step} ({cfg.which}) of {run.run_dir}", "explained class": e.target}
     report = ReportData(
         title=f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})",
         images=images, indices=indices.tolist(), labels=labels, predictions=probs.argmax(-1), confidences=probs.max(-1),
@@ -179,19 +190,8 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="explain_app")
-def _hydra_main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    report_user_errors(explain)(cfg, HydraConfig.get().runtime.output_dir)
-
-
-@report_user_errors
-def main() -> None:
-    check_group_overrides(sys.argv[1:])
-    if not any(arg.startswith("run_dir=") for arg in sys.argv[1:]):
-        raise ExplainError("say which trained run to explain: jaxdl-explain run_dir=PATH (a jaxdl-train run directory)")
-    _hydra_main()
+USAGE = "jaxdl-explain run_dir=PATH (a jaxdl-train run directory, or any model jaxdl.load_model reads)"
+main = hydra_app("explain_app", explain, check=lambda argv: require_path(argv, "run_dir", USAGE))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,14 @@ class ExplainError(JaxdlError):
 
 
 def check_images(images: Any) -> jax.Array:
-    """A float32 NHWC batch in the explainers' units: uint8 pixels become [0, 1], floats pass through."""
+    """A float32 NHWC batch in the explainers' units: uint8 pixels (0-255) become [0, 1]; floats pass through
+    unchanged, so float images must already be in [0, 1] (signals: the data set's own units), as the model's
+    preprocessing divides only uint8 input by 255."""
     dtype = np.dtype(getattr(images, "dtype", np.asarray(images).dtype))
     if np.ndim(images) != 4:
         raise ExplainError(f"images must be a batch in NHWC layout (4 dimensions), got shape {tuple(np.shape(images))}; add a batch axis with images[None]")
+    if not np.shape(images)[0]:
+        raise ExplainError("there are no images to explain (an empty batch); pass at least one")
     if dtype == np.uint8:
         return jnp.asarray(images, jnp.float32) / 255.0
     if not np.issubdtype(dtype, np.floating):

@@ -57,8 +57,8 @@ def reproduce_command(cfg: DictConfig, target_layer: str | list[str], checkpoint
     explain = OmegaConf.to_container(cfg.explain, resolve=True)
     explain["target_layer"] = target_layer
     defaults = _leaves(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "explain" / "default.yaml")))
-    checkpoint = checkpoint_step if checkpoint_step is not None else cfg.checkpoint
-    args = [f"run_dir={override_value(str(cfg.run_dir))}", f"checkpoint={override_value(checkpoint)}"]
+    checkpoint = checkpoint_step if checkpoint_step is not None else cfg.which
+    args = [f"run_dir={override_value(str(cfg.run_dir))}", f"which={override_value(checkpoint)}"]
     for key, value in _leaves(explain).items():
         if key not in defaults:
             args.append(f"+explain.{key}={override_value(value)}")
