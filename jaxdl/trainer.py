@@ -230,6 +230,6 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         summary.update(write_evaluation(run.dir, test, dataset.test.subset(test.ids).images, dataset.class_names))
         plots.learning_curves(run.metrics.records, run.dir / "curves.png")
         run.write_results(summary)
-    log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s",
-             test.accuracy, test.loss, best, run.dir)
+    log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s%s",
+             test.accuracy, test.loss, best, run.dir, _report_bad_files(dataset, run))
     return summary

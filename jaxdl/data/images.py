@@ -127,7 +127,7 @@ class ImageDecoder:
             img = Image.open(path)
             if img.format == "JPEG":
                 w, h = img.size
-                keep = max(1.0, smallest_side / min(w, h))
+                keep = min(1.0, smallest_side / min(w, h))  # draft picks the smallest scale >= this size
                 img.draft("L" if self.channels == 1 else "RGB", (math.ceil(w * keep), math.ceil(h * keep)))
             img.load()
         return _to_channels(ImageOps.exif_transpose(img), self.channels)
