@@ -24,7 +24,6 @@ from tqdm import tqdm
 from jaxdl import distributed, models, optim, plots, transfer
 from jaxdl.artifacts import DTYPES, card_from_config
 from jaxdl.data import Dataset, load_dataset
-from jaxdl.data.file_split import FileSplit
 from jaxdl.data.pipeline import Loader, Preprocess, make_preprocess
 from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
@@ -152,7 +151,7 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     check_batch_size(t.eval_batch_size, mesh, "trainer.eval_batch_size")
     dataset = dataset or load_dataset(cfg.data)
     spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
-    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats(), streamed=isinstance(dataset.train, FileSplit))
+    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats(), streamed=getattr(dataset.train, "augments_in_workers", False))
     steps_per_epoch = len(dataset.train) // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")

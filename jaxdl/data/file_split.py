@@ -1,8 +1,10 @@
-"""A split whose images stay in files until a batch needs them (the streamed path).
+"""Splits whose images stay in files or records until a batch needs them (the streamed path).
 
-`FileSplit` has the interface of `Split` that the rest of jaxdl uses (`labels`, `images[...]`,
-`subset`, `len`), so tools that index a few test images (misclassified grids, explanations,
-compression reports) work unchanged: `images[i]` decodes with the evaluation transform.
+`FileSplit` (image files) and `RecordSplit` (a random-access record source, e.g. TFDS ArrayRecord)
+have the interface of `Split` that the rest of jaxdl uses (`labels`, `images[...]`, `subset`,
+`len`), so tools that index a few test images (misclassified grids, explanations, compression
+reports) work unchanged: `images[i]` reads one example (files: the evaluation transform).
+Both add `load(i, rng)`, what the streaming loader calls in its worker threads.
 """
 
 from __future__ import annotations
@@ -19,18 +21,17 @@ STATS_SAMPLE = 2000  # training images decoded to estimate the channel mean / st
 
 
 class LazyImages:
-    """Array-like (N, size, size, C) uint8 view of a `FileSplit`: indexing decodes (bad files read as zeros)."""
+    """Array-like (N, H, W, C) uint8 view of a streamed split: indexing reads (bad files read as zeros)."""
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, split: "FileSplit"):
+    def __init__(self, split: "FileSplit | RecordSplit"):
         self.split = split
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        d = self.split.decoder
-        return (len(self.split), d.size, d.size, d.channels)
+        return (len(self.split), *self.split.image_shape)
 
     @property
     def nbytes(self) -> int:
@@ -40,8 +41,8 @@ class LazyImages:
         return len(self.split)
 
     def _one(self, i: int) -> np.ndarray:
-        image = self.split.decoder(str(self.split.paths[i]))
-        return self.split.decoder.blank() if image is None else image
+        image = self.split.load(i)
+        return np.zeros(self.split.image_shape, np.uint8) if image is None else image
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
@@ -56,14 +57,11 @@ class LazyImages:
         return array if dtype is None else array.astype(dtype)
 
 
-@dataclasses.dataclass(frozen=True)
-class FileSplit:
-    """Image files and their labels, decoded by `decoder` on demand."""
+class _Streamed:
+    """What both streamed splits share: lazy images, subsets, a sample for the channel statistics."""
 
-    paths: np.ndarray  # str paths
-    labels: np.ndarray  # int32
-    decoder: ImageDecoder
-    workers: int = 2
+    labels: np.ndarray
+    workers: int
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -72,11 +70,50 @@ class FileSplit:
     def images(self) -> LazyImages:
         return LazyImages(self)
 
-    def subset(self, indices: np.ndarray) -> "FileSplit":
-        return dataclasses.replace(self, paths=self.paths[indices], labels=self.labels[indices])
-
     def stats_images(self, seed: int = 0) -> np.ndarray:
         """A seeded sample of at most `STATS_SAMPLE` training images (all of them in smaller sets)."""
         if len(self) <= STATS_SAMPLE:
             return self.images[:]
         return self.images[np.sort(np.random.default_rng(seed).choice(len(self), STATS_SAMPLE, replace=False))]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSplit(_Streamed):
+    """Image files and their labels, decoded by `decoder` (which also augments, given an rng)."""
+
+    paths: np.ndarray  # str paths
+    labels: np.ndarray  # int32
+    decoder: ImageDecoder
+    workers: int = 2
+    augments_in_workers = True
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.decoder.size, self.decoder.size, self.decoder.channels)
+
+    def load(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray | None:
+        return self.decoder(str(self.paths[i]), rng)
+
+    def subset(self, indices: np.ndarray) -> "FileSplit":
+        return dataclasses.replace(self, paths=self.paths[indices], labels=self.labels[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordSplit(_Streamed):
+    """Examples `indices` of a random-access source (`source[i][image_key]`): read by index, never all at once.
+
+    Augmentation stays in the jitted step, as for in-memory data."""
+
+    source: Any
+    indices: np.ndarray
+    labels: np.ndarray
+    image_shape: tuple[int, int, int]
+    image_key: str = "image"
+    workers: int = 2
+    augments_in_workers = False
+
+    def load(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        return np.asarray(self.source[int(self.indices[i])][self.image_key], np.uint8).reshape(self.image_shape)
+
+    def subset(self, indices: np.ndarray) -> "RecordSplit":
+        return dataclasses.replace(self, indices=self.indices[indices], labels=self.labels[indices])

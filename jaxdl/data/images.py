@@ -155,9 +155,6 @@ class ImageDecoder:
             self.bad_files.record(path, reason)
             return None
 
-    def blank(self) -> np.ndarray:
-        return np.zeros((self.size, self.size, self.channels), np.uint8)
-
 
 def detect_channels(paths: Sequence[str], probe: int = 32) -> int:
     """1 when the first `probe` readable images are all single-band (grey), else 3."""

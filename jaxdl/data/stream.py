@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxdl.data.base import Split
-from jaxdl.data.file_split import FileSplit
+from jaxdl.data.file_split import FileSplit, RecordSplit
 from jaxdl.data.pipeline import Loader, epoch_order, eval_plan
 from jaxdl.errors import DataError
 
@@ -51,9 +51,9 @@ def decode_all(split: FileSplit) -> Split:
 
 
 class StreamLoader:
-    """Batches of a `FileSplit`, decoded by Grain threads, sharded over the mesh's `data` axis."""
+    """Batches of a `FileSplit` or `RecordSplit`, read by Grain threads, sharded over the mesh's `data` axis."""
 
-    def __init__(self, split: FileSplit, mesh: Mesh):
+    def __init__(self, split: FileSplit | RecordSplit, mesh: Mesh):
         self.num_examples = len(split)
         self.process_index, self.process_count = jax.process_index(), jax.process_count()
         self.shard = np.arange(self.process_index, self.num_examples, self.process_count)
@@ -79,10 +79,10 @@ class StreamLoader:
         local_batch = batch_size // self.process_count
         order, spare = self.train_order(batch_size, seed, epoch)
         stream = np.concatenate([order, spare])
-        paths, labels, decoder = self.split.paths, self.split.labels, self.split.decoder
+        split, labels = self.split, self.split.labels
 
         def load(position: int, i: int):
-            image = decoder(str(paths[i]), np.random.default_rng([seed, epoch, position]))
+            image = split.load(i, np.random.default_rng([seed, epoch, position]))
             return None if image is None else (image, labels[i])
 
         batches = (grain.MapDataset.source(stream).map_with_index(load)
@@ -101,12 +101,12 @@ class StreamLoader:
         plan = list(eval_plan(self.num_examples, self.process_index, self.process_count, batch_size))
         if not plan:
             return
-        paths, labels, decoder = self.split.paths, self.split.labels, self.split.decoder
+        split, labels = self.split, self.split.labels
         shard = self.shard if len(self.shard) else np.zeros(1, np.int64)
 
         def load(i: int):
-            image = decoder(str(paths[i]))
-            return (decoder.blank(), np.int32(-1)) if image is None else (image, labels[i])
+            image = split.load(i)
+            return (np.zeros(split.image_shape, np.uint8), np.int32(-1)) if image is None else (image, labels[i])
 
         positions = shard[np.concatenate([local for local, _ in plan])]
         batches = (grain.MapDataset.source(positions).map(load)
@@ -116,6 +116,7 @@ class StreamLoader:
             yield (*self._global(images, batch_labels.astype(np.int32)), ids)
 
 
-def loader_for(split: Split | FileSplit, mesh: Mesh, on_device: bool | None = None) -> Loader | StreamLoader:
-    """The loader of a split: streamed from files, or the in-memory `Loader`."""
-    return StreamLoader(split, mesh) if isinstance(split, FileSplit) else Loader(split, mesh, on_device)
+def loader_for(split: Split | FileSplit | RecordSplit, mesh: Mesh, on_device: bool | None = None
+               ) -> Loader | StreamLoader:
+    """The loader of a split: streamed from files or records, or the in-memory `Loader`."""
+    return Loader(split, mesh, on_device) if isinstance(split, Split) else StreamLoader(split, mesh)
