@@ -17,7 +17,13 @@ from jaxdl.data.images import ImageDecoder, _random_resized_crop, detect_channel
 from jaxdl.errors import DataError, JaxdlError
 from jaxdl.trainer import train_and_evaluate
 from tests.conftest import compose_config, quick_overrides, run_cli
-from tests.image_files import jpeg_bytes, photo, save, write_corrupt_files, write_photo_tree
+from tests.image_files import (
+    jpeg_bytes,
+    photo,
+    save,
+    write_corrupt_files,
+    write_photo_tree,
+)
 
 FOLDER = ["data=folder", "trainer.progress=false"]
 EXACT = ["data.augment.crop_scale=null", "data.augment.hflip=false"]  # the evaluation transform in training too
@@ -58,7 +64,8 @@ def test_modes_and_exif_become_the_models_channels(tmp_path):
     upright = rgb(str(files["rocket_exif.jpg"]))  # EXIF orientation 6: displayed turned 90 degrees clockwise
     (tmp_path / "turned.jpg").write_bytes(jpeg_bytes(np.ascontiguousarray(np.rot90(rocket, -1))))
     (tmp_path / "plain.jpg").write_bytes(jpeg_bytes(rocket))
-    assert _diff(upright, rgb(str(tmp_path / "turned.jpg"))) < 4.0 < 20 < _diff(upright, rgb(str(tmp_path / "plain.jpg")))
+    assert _diff(upright, rgb(str(tmp_path / "turned.jpg"))) < 4.0
+    assert _diff(upright, rgb(str(tmp_path / "plain.jpg"))) > 20.0
     assert rgb(str(files["camera_0.jpg"])).shape == (64, 64, 3)  # grey to RGB
     assert grey(str(files["astronaut_0.jpg"])).shape == (64, 64, 1)  # RGB to grey
 
@@ -118,7 +125,7 @@ def test_photos_with_corrupt_files_train_and_list_exactly_the_bad_ones(photos, t
 
 
 def test_on_bad_file_raise_names_the_file(photos, tmp_path):
-    root, corrupt = photos
+    root, _ = photos
     cfg = compose_config(*FOLDER, f"data.root={root}", "data.image_size=32", "data.on_bad_file=raise")
     with pytest.raises(DataError, match=r"cannot read image .*(truncated|empty|notes|floats)"):
         train_and_evaluate(cfg, tmp_path)
@@ -231,3 +238,16 @@ def test_manifest_with_relative_paths_loads_its_labels(tmp_path):
     assert dataset.class_names == ("cats", "dogs")
     assert sorted(np.concatenate([s.labels for s in (dataset.train, dataset.val, dataset.test)]).tolist()) == [0] * 4 + [1] * 4
     assert math.isclose(len(dataset.test), 2)
+
+
+def test_data_app_checks_its_command_and_format(tmp_path):
+    from jaxdl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown command 'convert'"):
+        data_app("convert", [])
+    with pytest.raises(ConfigError, match="format must be one of png, jpg"):
+        data_app("write-folder", [f"out={tmp_path}", "format=gif"])
+    with pytest.raises(ConfigError, match="inspect reads image folders"):
+        data_app("inspect", ["data=digits"])
+    assert data_app("write-folder", [f"out={tmp_path}", "format=jpg", "data.classes=[0,1]"]).startswith("wrote ")
+    assert len(list((tmp_path / "train" / "0").glob("*.jpg"))) == len(list((tmp_path / "train" / "0").iterdir())) > 50

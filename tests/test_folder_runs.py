@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from jaxdl.data import load_dataset
 from jaxdl.data.folder_tools import folder_name, write_folder
 from jaxdl.trainer import train_and_evaluate
@@ -44,7 +42,7 @@ def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path
     tree = tmp_path / "digits"
     write_folder(load_dataset(compose_config("data=digits").data), tree)
     args = ["-m", "jaxdl.apps.train", "data=folder", f"data.root={tree}", "data.image_size=8", "data.stream=true",
-            "trainer.epochs=3", "trainer.batch_size=8", "trainer.progress=false", "trainer.keep_checkpoints=5"]
+            "trainer.epochs=3", "trainer.batch_size=16", "trainer.progress=false", "trainer.keep_checkpoints=5"]
     reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", env=compile_cache_env)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
@@ -52,7 +50,7 @@ def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path
     proc = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={killed}"], cwd=REPO,
                             env={**os.environ, **compile_cache_env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_epoch = killed / "checkpoints" / str(1295 // 8)
+    first_epoch = killed / "checkpoints" / str(1295 // 16)
     deadline = time.time() + 300
     while not first_epoch.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

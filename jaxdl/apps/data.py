@@ -9,8 +9,8 @@ Any `data.*` override of `jaxdl-train` works here (e.g. data.train_subset=2000).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict

@@ -26,7 +26,7 @@ class LazyImages:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, split: "FileSplit | RecordSplit"):
+    def __init__(self, split: FileSplit | RecordSplit):
         self.split = split
 
     @property
@@ -70,11 +70,11 @@ class _Streamed:
     def images(self) -> LazyImages:
         return LazyImages(self)
 
-    def stats_images(self, seed: int = 0) -> np.ndarray:
+    def stats_images(self) -> np.ndarray:
         """A seeded sample of at most `STATS_SAMPLE` training images (all of them in smaller sets)."""
         if len(self) <= STATS_SAMPLE:
             return self.images[:]
-        return self.images[np.sort(np.random.default_rng(seed).choice(len(self), STATS_SAMPLE, replace=False))]
+        return self.images[np.sort(np.random.default_rng(0).choice(len(self), STATS_SAMPLE, replace=False))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,7 @@ class FileSplit(_Streamed):
     def load(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray | None:
         return self.decoder(str(self.paths[i]), rng)
 
-    def subset(self, indices: np.ndarray) -> "FileSplit":
+    def subset(self, indices: np.ndarray) -> FileSplit:
         return dataclasses.replace(self, paths=self.paths[indices], labels=self.labels[indices])
 
 
@@ -115,5 +115,5 @@ class RecordSplit(_Streamed):
     def load(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
         return np.asarray(self.source[int(self.indices[i])][self.image_key], np.uint8).reshape(self.image_shape)
 
-    def subset(self, indices: np.ndarray) -> "RecordSplit":
+    def subset(self, indices: np.ndarray) -> RecordSplit:
         return dataclasses.replace(self, indices=self.indices[indices], labels=self.labels[indices])

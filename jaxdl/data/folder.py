@@ -13,8 +13,9 @@ memory (the fast path); larger ones, or `data.stream=true`, are streamed through
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -13,12 +13,13 @@ a full batch and all processes take the same number of steps.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import grain
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxdl.data.base import Split
 from jaxdl.data.file_split import FileSplit, RecordSplit

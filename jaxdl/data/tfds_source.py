@@ -84,9 +84,9 @@ def load(
             raise DataError(f"TFDS '{name}' has images of varying size {shape}; streaming needs one size "
                             "(write it as a folder with jaxdl-data write-folder and use data=folder)")
         workers = int(workers or default_workers())
-        read = lambda source: _record_split(source, image_key, label_key, shape, workers)  # noqa: E731
+        read = lambda source: _record_split(source, image_key, label_key, shape, workers)
     else:
-        read = lambda source: _read_split(source, image_key, label_key)  # noqa: E731
+        read = lambda source: _read_split(source, image_key, label_key)
     train = read(sources[0])
     test = read(sources[1])
     if val_split:
