@@ -61,8 +61,8 @@ def write_photo_jpegs(root: Path, count: int, seed: int = 0) -> Path:
 
 def write_fashion_pngs(root: Path, count: int) -> Path:
     """The first `count` Fashion-MNIST training images as root/<class>/<index>.png (jaxdl's write_folder)."""
-    if root.is_dir() and sum(1 for _ in root.rglob("*.png")) >= count:
-        return root
+    if (root / "train").is_dir() and sum(1 for _ in (root / "train").rglob("*.png")) >= count:
+        return root / "train"
     import dataclasses
 
     from jaxdl.data import load_dataset
