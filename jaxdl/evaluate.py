@@ -18,6 +18,7 @@ class Evaluation:
 
     labels: np.ndarray
     logits: np.ndarray
+    ids: np.ndarray | None = None  # split index of every row (unreadable files are left out)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -51,13 +52,17 @@ def _to_host(x: jax.Array) -> np.ndarray:
 
 
 def evaluate(predict, params, model_state, loader: Loader, batch_size: int) -> Evaluation:
-    """Run `predict` over every example of `loader` once; results are in split order on every process."""
+    """Run `predict` over every example of `loader` once; results are in split order on every process.
+
+    Padding rows (id -1) and unreadable files (label -1) are left out."""
     logits, labels, ids = [], [], []
     for images, batch_labels, batch_ids in loader.eval_batches(batch_size):
         out = predict(params, model_state, images)
-        keep = batch_ids >= 0
+        host_labels = _to_host(batch_labels)
+        keep = (batch_ids >= 0) & (host_labels >= 0)
         logits.append(_to_host(out)[keep])
-        labels.append(_to_host(batch_labels)[keep])
+        labels.append(host_labels[keep])
         ids.append(batch_ids[keep])
-    order = np.argsort(np.concatenate(ids))
-    return Evaluation(np.concatenate(labels)[order], np.concatenate(logits)[order])
+    ids = np.concatenate(ids)
+    order = np.argsort(ids)
+    return Evaluation(np.concatenate(labels)[order], np.concatenate(logits)[order], ids[order])

@@ -25,6 +25,7 @@ from jaxdl import distributed, models, optim, plots, transfer
 from jaxdl.artifacts import DTYPES, card_from_config
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader, Preprocess, make_preprocess
+from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
 from jaxdl.evaluate import Evaluation, evaluate
 from jaxdl.parallel import check_batch_size, data_mesh
@@ -150,7 +151,7 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     check_batch_size(t.eval_batch_size, mesh, "trainer.eval_batch_size")
     dataset = dataset or load_dataset(cfg.data)
     spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
-    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats())
+    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats(), streamed=getattr(dataset.train, "augments_in_workers", False))
     steps_per_epoch = len(dataset.train) // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
@@ -188,11 +189,20 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path, experiment: Experim
         run.close()
 
 
+def _report_bad_files(dataset: Dataset, run: RunDirectory) -> str:
+    """Write `data_errors.txt` (every unreadable file and why) and say the count in the epoch line."""
+    if not dataset.bad_files:
+        return ""
+    if run.main:
+        dataset.bad_files.write(run.dir / "data_errors.txt")
+    return f" | {len(dataset.bad_files)} unreadable file(s) skipped, listed in data_errors.txt"
+
+
 def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     cfg, t = exp.cfg, exp.cfg.trainer
     mesh, dataset, state, compute_dtype = exp.mesh, exp.dataset, run.state, exp.compute_dtype
     on_device = cfg.data.get("on_device")
-    train_loader, val_loader, test_loader = (Loader(s, mesh, on_device) for s in (dataset.train, dataset.val, dataset.test))
+    train_loader, val_loader, test_loader = (loader_for(s, mesh, on_device) for s in (dataset.train, dataset.val, dataset.test))
     log.info("%s on %s: %s parameters, %d train / %d val / %d test examples, %d device(s)",
              cfg.model.name, dataset.name, f"{exp.num_params:,}", len(dataset.train), len(dataset.val), len(dataset.test), mesh.size)
     train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
@@ -201,9 +211,9 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         state, record = train_epoch(train_step, state, train_loader, cfg, epoch, run, dataset.num_classes)
         record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
         run.end_epoch(int(state.step), epoch, state, record)
-        log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s",
+        log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s%s",
                  epoch, t.epochs, record["train/loss"], record["train/accuracy"], record["val/loss"],
-                 record["val/accuracy"], record["train/samples_per_s"])
+                 record["val/accuracy"], record["train/samples_per_s"], _report_bad_files(dataset, run))
 
     best = run.ckpts.select_step("best")
     if best != int(state.step):
@@ -216,9 +226,9 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     if best_val:
         summary[f"best_{t.best_metric}"] = best_val[0][t.best_metric]
     if run.main:
-        summary.update(write_evaluation(run.dir, test, dataset.test.images, dataset.class_names))
+        summary.update(write_evaluation(run.dir, test, dataset.test.subset(test.ids).images, dataset.class_names))
         plots.learning_curves(run.metrics.records, run.dir / "curves.png")
         run.write_results(summary)
-    log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s",
-             test.accuracy, test.loss, best, run.dir)
+    log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s%s",
+             test.accuracy, test.loss, best, run.dir, _report_bad_files(dataset, run))
     return summary

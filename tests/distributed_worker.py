@@ -12,6 +12,7 @@ the two processes train one short epoch together through `train_and_evaluate`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -62,10 +63,30 @@ def main(out: Path, role: str, coordinator: str | None) -> None:
         "val_logits": val.logits.tolist(), "val_labels": val.labels.tolist(),
     }
     name = "reference" if reference else f"process{role}"
+    if not reference and os.environ.get("JAXDL_TEST_FOLDER"):
+        result["folder"] = folder_shards(cfg, exp.mesh, os.environ["JAXDL_TEST_FOLDER"], predict, state)
     (out / f"{name}.json").write_text(json.dumps(result))
     if not reference:
         summary = train_and_evaluate(cfg, out / "run")
         (out / f"{name}_summary.json").write_text(json.dumps({k: summary[k] for k in ("test/accuracy", "best_step")}))
+
+
+def folder_shards(cfg, mesh, root: str, predict, state) -> dict:
+    """This process's shard of a `data=folder` tree, the files it streams in epoch 1, and its validation result."""
+    from jaxdl.data import load_dataset
+    from jaxdl.data.stream import StreamLoader
+    from jaxdl.evaluate import evaluate
+    from tests.conftest import compose_config
+
+    dataset = load_dataset(compose_config("data=folder", f"data.root={root}", "data.image_size=8", "data.stream=true").data)
+    loader = StreamLoader(dataset.train, mesh)
+    t = cfg.trainer
+    order, _ = loader.train_order(t.batch_size, t.seed, 1)
+    images, _ = next(loader.train_batches(t.batch_size, t.seed, 1))
+    val = evaluate(predict, state.params, state.model_state, StreamLoader(dataset.val, mesh), t.eval_batch_size)
+    return {"shard_files": [str(p) for p in dataset.train.paths[loader.shard]], "train_size": len(dataset.train),
+            "epoch_files": [str(p) for p in dataset.train.paths[order]], "global_batch": list(images.shape),
+            "val_labels": val.labels.tolist()}
 
 
 if __name__ == "__main__":

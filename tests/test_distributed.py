@@ -13,7 +13,9 @@ import pytest
 
 from jaxdl import distributed
 from jaxdl.errors import ConfigError
-from tests.conftest import REPO
+from jaxdl.data import load_dataset
+from jaxdl.data.folder_tools import write_folder
+from tests.conftest import REPO, compose_config
 
 WORKER = REPO / "tests" / "distributed_worker.py"
 
@@ -34,7 +36,9 @@ def _start(out, env: dict, role: str, devices: int, coordinator: str | None = No
 def results(tmp_path_factory, compile_cache_env):
     out = tmp_path_factory.mktemp("distributed")
     coordinator = f"127.0.0.1:{_free_port()}"
-    env = compile_cache_env
+    folder = out / "digits_folder"  # data=folder: every process streams its own shard of these files
+    write_folder(load_dataset(compose_config("data=digits").data), folder)
+    env = {**compile_cache_env, "JAXDL_TEST_FOLDER": str(folder)}
     procs = [_start(out, env, "reference", 4), _start(out, env, "0", 2, coordinator), _start(out, env, "1", 2, coordinator)]
     try:
         logs = [p.communicate(timeout=300)[0] for p in procs]
@@ -77,6 +81,22 @@ def test_two_processes_train_together_and_only_process_0_writes(results):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 1]  # one epoch record and the test record: written once
     assert (run / "checkpoints" / str(s0["best_step"])).is_dir()
+
+
+def test_folder_shards_are_disjoint_and_their_union_is_the_split(results):
+    _, r = results
+    folder = [r[f"process{i}"]["folder"] for i in (0, 1)]
+    shards = [set(f["shard_files"]) for f in folder]
+    assert not shards[0] & shards[1] and len(shards[0] | shards[1]) == folder[0]["train_size"] == 1295
+    for f, shard in zip(folder, shards):
+        assert set(f["epoch_files"]) <= shard and len(set(f["epoch_files"])) == 1295 // 2 // 16 * 16  # full local batches
+        assert f["global_batch"] == [32, 8, 8, 1]
+
+
+def test_folder_streamed_evaluation_gives_every_process_the_whole_split(results):
+    _, r = results
+    for i in (0, 1):  # the folder tree was written from digits in order, so its labels are digits' validation labels
+        assert r[f"process{i}"]["folder"]["val_labels"] == r["reference"]["val_labels"]
 
 
 def test_distributed_setting_is_checked():

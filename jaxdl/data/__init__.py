@@ -1,10 +1,12 @@
-"""Data sources chosen by `conf/data/*.yaml` (`source: digits | idx | tfds`)."""
+"""Data sources chosen by `conf/data/*.yaml` (`source: digits | idx | tfds | folder | signals1d`)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from jaxdl.data import digits, idx, signals, tfds_source
+import inspect
+
+from jaxdl.data import digits, folder, idx, signals, tfds_source
 from jaxdl.data.base import Dataset, Split
 from jaxdl.data.select import SELECTION_KEYS, apply_selection
 from jaxdl.errors import DataError, unknown_name
@@ -48,7 +50,7 @@ def _load_tfds(name: str, tfds_name: str | None = None, **options: Any) -> Datas
     return tfds_source.load(tfds_name or name, **options)
 
 
-SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load}
+SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load, "folder": folder.load}
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
 PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
@@ -60,4 +62,6 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     if source not in SOURCES:
         raise unknown_name("data source", str(source), list(SOURCES))
     kwargs = {k: v for k, v in cfg.items() if k not in PIPELINE_KEYS + SELECTION_KEYS}
+    if "augment" in inspect.signature(SOURCES[source]).parameters:  # a source that augments in its input workers
+        kwargs["augment"] = cfg.get("augment")
     return apply_selection(call_with_options(SOURCES[source], kwargs, f"data source '{source}'"), cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,10 @@ class Split:
     def subset(self, indices: np.ndarray) -> "Split":
         return Split(self.images[indices], self.labels[indices])
 
+    def stats_images(self) -> np.ndarray:
+        """The images the channel statistics are computed from: all of them."""
+        return self.images
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -41,6 +46,7 @@ class Dataset:
     val: Split
     test: Split
     class_names: tuple[str, ...]
+    bad_files: Any = None  # `images.BadFiles` of a source that reads files (data.on_bad_file=skip)
 
     def __post_init__(self):
         if len(self.class_names) < 2:
@@ -66,8 +72,9 @@ class Dataset:
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the training inputs, in the units `Preprocess` sees (uint8 / 255)."""
-        pixels = self.train.images.reshape(-1, self.image_shape[-1]).astype(np.float64)
-        if self.train.images.dtype == np.uint8:
+        images = self.train.stats_images()
+        pixels = np.asarray(images).reshape(-1, self.image_shape[-1]).astype(np.float64)
+        if images.dtype == np.uint8:
             pixels /= 255.0
         std = np.maximum(pixels.std(axis=0), 1e-3)
         return tuple(pixels.mean(axis=0).tolist()), tuple(std.tolist())

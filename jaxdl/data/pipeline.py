@@ -69,9 +69,11 @@ class Preprocess:
         return x
 
 
-def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std) -> Preprocess:
-    """The `Preprocess` a data config asks for, with the training set's channel statistics."""
-    augment = data_cfg.get("augment") or {}
+def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std, streamed: bool = False) -> Preprocess:
+    """The `Preprocess` a data config asks for, with the training set's channel statistics.
+
+    A streamed split is augmented in the input workers (random-resized crop, flip), not here."""
+    augment = {} if streamed else (data_cfg.get("augment") or {})
     return Preprocess(
         size=tuple(size), mean=tuple(mean), std=tuple(std), resize=data_cfg.get("resize", "auto"),
         crop_padding=int(augment.get("crop_padding", 0)), hflip=bool(augment.get("hflip", False)),
@@ -132,11 +134,20 @@ class Loader:
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
         """Every example once: (images, labels, ids), `ids` the split index of each global row, -1 for padding."""
-        count, local_batch = self.process_count, batch_size // self.process_count
-        shard_sizes = [len(range(p, self.num_examples, count)) for p in range(count)]
-        for start in range(0, shard_sizes[0], local_batch):
-            positions = start + np.arange(local_batch)
-            ids = np.concatenate([np.where(positions < n, p + count * positions, -1) for p, n in enumerate(shard_sizes)])
-            local = np.where(positions < len(self.split), positions, 0).astype(np.int32)  # pad with a real example
+        for local, ids in eval_plan(self.num_examples, self.process_index, self.process_count, batch_size):
             images, labels = self.batch(local)
             yield images, labels, ids
+
+
+def eval_plan(num_examples: int, process_index: int, process_count: int, batch_size: int
+              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per global evaluation batch: (positions in this process's shard, split index of every global row).
+
+    Process p holds examples p, p + count, ...; short shards are padded with their first example,
+    whose rows get id -1 (not counted)."""
+    local_batch = batch_size // process_count
+    shard_sizes = [len(range(p, num_examples, process_count)) for p in range(process_count)]
+    for start in range(0, shard_sizes[0], local_batch):
+        positions = start + np.arange(local_batch)
+        ids = np.concatenate([np.where(positions < n, p + process_count * positions, -1) for p, n in enumerate(shard_sizes)])
+        yield np.where(positions < shard_sizes[process_index], positions, 0).astype(np.int32), ids

@@ -31,7 +31,7 @@ def select_classes(split: Split, classes: Sequence[int]) -> Split:
     lookup = np.full(int(max(max(classes), split.labels.max(initial=0))) + 1, -1, np.int32)
     lookup[list(classes)] = np.arange(len(classes), dtype=np.int32)
     keep = np.flatnonzero(lookup[split.labels] >= 0)
-    return Split(split.images[keep], lookup[split.labels[keep]])
+    return dataclasses.replace(split.subset(keep), labels=lookup[split.labels[keep]])
 
 
 def label_fraction(split: Split, fraction: float, seed: int) -> Split:
@@ -90,6 +90,8 @@ def apply_selection(dataset: Dataset, cfg: Mapping[str, Any]) -> Dataset:
         names = tuple(names[c] for c in classes)
     train, val = label_fraction(train, fraction, seed), label_fraction(val, fraction, seed + 1)
     if extra is not None:
+        if not isinstance(train, Split):
+            raise DataError("data.extra_train_dirs needs an in-memory data set; this one is streamed from files")
         if extra.labels.max(initial=0) >= len(names):
             raise DataError(f"extra training labels go up to {extra.labels.max()} but the data set has {len(names)} classes")
         train = Split(np.concatenate([train.images, extra.images]), np.concatenate([train.labels, extra.labels]))

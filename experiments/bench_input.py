@@ -1,0 +1,223 @@
+"""Input throughput of jaxdl's streaming pipeline vs torchvision's ImageFolder + DataLoader, and its memory.
+
+    python experiments/bench_input.py throughput --workers 2 --images 1024
+    python experiments/bench_input.py memory --small 10000 --large 100000
+
+throughput: the same files, the same transforms (decode, random-resized crop 224, horizontal flip,
+uint8) and the same number of workers (jaxdl: Grain threads; torchvision: DataLoader worker
+processes), images/s over one pass of `--images` images (after the first batch, which holds
+start-up), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b) JPEG photographs
+of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9 photographs, one
+class each; random crops of 40-100% of each side, resized to a random 400-600 x 400-600).
+
+memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
+over a tree of `--small` and of `--large` files; the large tree repeats the small one's files under
+new names (hard links), so only the number of files differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+          "colorwheel", "stereo_motorcycle")
+BATCH = 64
+
+
+def write_photo_jpegs(root: Path, count: int, seed: int = 0) -> Path:
+    """`count` JPEGs of 400-600 px in root/<photo>/, cut at random from scikit-image's colour photographs."""
+    import skimage.data
+
+    if root.is_dir() and sum(1 for _ in root.rglob("*.jpg")) >= count:
+        return root
+    rng = np.random.default_rng(seed)
+    sources = {}
+    for name in PHOTOS:
+        image = getattr(skimage.data, name)()
+        sources[name] = Image.fromarray(image[0] if isinstance(image, tuple) else image)
+    for i in range(count):
+        name = PHOTOS[i % len(PHOTOS)]
+        src = sources[name]
+        w, h = (int(src.width * rng.uniform(0.4, 1.0)), int(src.height * rng.uniform(0.4, 1.0)))
+        left, top = int(rng.integers(0, src.width - w + 1)), int(rng.integers(0, src.height - h + 1))
+        size = (int(rng.integers(400, 601)), int(rng.integers(400, 601)))
+        out = root / name / f"{i:06d}.jpg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        src.crop((left, top, left + w, top + h)).resize(size, Image.Resampling.BILINEAR).save(out, "JPEG", quality=90)
+    return root
+
+
+def write_fashion_pngs(root: Path, count: int) -> Path:
+    """The first `count` Fashion-MNIST training images as root/<class>/<index>.png (jaxdl's write_folder)."""
+    if (root / "train").is_dir() and sum(1 for _ in (root / "train").rglob("*.png")) >= count:
+        return root / "train"
+    import dataclasses
+
+    from jaxdl.data import load_dataset
+    from jaxdl.data.folder_tools import write_folder
+    from tests.conftest import compose_config
+
+    fashion = load_dataset(compose_config("data=fashion_mnist").data)
+    first = fashion.train.subset(np.arange(count))
+    tiny = fashion.val.subset(np.arange(len(fashion.class_names)))
+    write_folder(dataclasses.replace(fashion, train=first, val=tiny, test=tiny), root)
+    return root / "train"
+
+
+def jaxdl_rate(root: Path, workers: int, images: int, channels: int) -> dict:
+    from jaxdl.data import load_dataset
+    from jaxdl.data.stream import StreamLoader
+    from jaxdl.parallel import data_mesh
+    from tests.conftest import compose_config
+
+    cfg = compose_config("data=folder", f"data.root={root}", "data.image_size=224", f"data.channels={channels}",
+                         "data.stream=true", f"data.workers={workers}", "data.val_fraction=0.01", "data.test_fraction=0.01")
+    split = load_dataset(cfg.data).train
+    split = split.subset(np.arange(min(images, len(split))))
+    loader = StreamLoader(split, data_mesh())
+    start = time.perf_counter()
+    first = None
+    count = 0
+    for batch, _ in loader.train_batches(BATCH, seed=0, epoch=1):
+        batch.block_until_ready()
+        count += batch.shape[0]
+        if first is None:
+            first, count = time.perf_counter(), 0
+    end = time.perf_counter()
+    return {"images_per_s": count / (end - first), "first_batch_s": first - start, "images": count}
+
+
+def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
+    import torch
+    from torchvision import datasets, transforms
+
+    torch.set_num_threads(1)
+    mode = "L" if channels == 1 else "RGB"
+    transform = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
+                                    transforms.PILToTensor()])
+    folder = datasets.ImageFolder(str(root), transform=transform, loader=lambda p: Image.open(p).convert(mode))
+    subset = torch.utils.data.Subset(folder, np.random.default_rng(0).permutation(len(folder))[:images].tolist())
+    loader = torch.utils.data.DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=workers, drop_last=True)
+    start = time.perf_counter()
+    first = None
+    count = 0
+    for batch, _ in loader:
+        count += batch.shape[0]
+        if first is None:
+            first, count = time.perf_counter(), 0
+    end = time.perf_counter()
+    return {"images_per_s": count / (end - first), "first_batch_s": first - start, "images": count}
+
+
+def throughput(args) -> None:
+    work = Path(args.work)
+    sets = {"fashion_png": (write_fashion_pngs(work / "fashion_png", args.images), 1),
+            "photo_jpeg": (write_photo_jpegs(work / "photo_jpeg", args.photos), 3)}
+    results = {}
+    for name, (root, channels) in sets.items():
+        for repeat in range(args.repeats):  # alternate the two, so a busy moment on the shared machine hits both
+            for peer, fn in (("jaxdl", jaxdl_rate), ("torchvision", torch_rate)):
+                r = fn(root, args.workers, args.images, channels)
+                results.setdefault(name, {}).setdefault(peer, []).append(r)
+                print(name, peer, repeat, json.dumps(r), flush=True)
+        best = {peer: max(r["images_per_s"] for r in runs) for peer, runs in results[name].items()}
+        results[name]["ratio_best"] = best["jaxdl"] / best["torchvision"]
+        print(f"{name}: jaxdl {best['jaxdl']:.0f} img/s, torchvision {best['torchvision']:.0f} img/s, "
+              f"ratio {results[name]['ratio_best']:.2f}", flush=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+def memory_child(root: str, workers: int) -> None:
+    """One epoch streamed over every file under `root`; prints the peak RSS in MiB."""
+    from jaxdl.data import load_dataset
+    from jaxdl.data.stream import StreamLoader
+    from jaxdl.parallel import data_mesh
+    from tests.conftest import compose_config
+
+    cfg = compose_config("data=folder", f"data.root={root}", "data.image_size=28", "data.channels=1",
+                         "data.stream=true", f"data.workers={workers}", "data.augment.crop_scale=null",
+                         "data.val_fraction=0.001", "data.test_fraction=0.001")
+    split = load_dataset(cfg.data).train
+    count = 0
+    for batch, _ in StreamLoader(split, data_mesh()).train_batches(256, seed=0, epoch=1):
+        batch.block_until_ready()
+        count += batch.shape[0]
+    print(json.dumps({"files": len(split), "streamed": count,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def link_tree(small: Path, large: Path, count: int) -> Path:
+    """`count` hard links to the files of `small`, under new names, in the same class folders."""
+    if large.is_dir() and sum(1 for _ in large.rglob("*.png")) >= count:
+        return large
+    files = sorted(small.rglob("*.png"))
+    for i in range(count):
+        src = files[i % len(files)]
+        dst = large / src.parent.name / f"{i:07d}.png"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            os.link(src, dst)
+    return large
+
+
+def memory(args) -> None:
+    work = Path(args.work)
+    small = write_fashion_pngs(work / "fashion_png", args.small)
+    trees = {args.small: link_tree(small, work / f"links_{args.small}", args.small),
+             args.large: link_tree(small, work / f"links_{args.large}", args.large)}
+    results = {}
+    for n, root in trees.items():
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, __file__, "memory-child", str(root), str(args.workers)],
+                             capture_output=True, text=True, check=True)
+        results[n] = {**json.loads(out.stdout.strip().splitlines()[-1]), "seconds": time.perf_counter() - start}
+        print(n, json.dumps(results[n]), flush=True)
+    small_rss, large_rss = results[args.small]["peak_rss_mib"], results[args.large]["peak_rss_mib"]
+    results["large_over_small"] = large_rss / small_rss
+    print(f"peak RSS {args.small} files: {small_rss:.0f} MiB, {args.large} files: {large_rss:.0f} MiB, "
+          f"ratio {large_rss / small_rss:.3f}")
+    Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--images", type=int, default=1024, help="images per measured pass")
+    t.add_argument("--photos", type=int, default=2000, help="JPEG photographs written")
+    t.add_argument("--repeats", type=int, default=2)
+    t.add_argument("--work", default="/tmp/jaxdl_bench_input")
+    t.add_argument("--out", default="experiments/results/bench_input_throughput.json")
+    m = sub.add_parser("memory")
+    m.add_argument("--small", type=int, default=10000)
+    m.add_argument("--large", type=int, default=100000)
+    m.add_argument("--workers", type=int, default=2)
+    m.add_argument("--work", default="/tmp/jaxdl_bench_input")
+    m.add_argument("--out", default="experiments/results/bench_input_memory.json")
+    c = sub.add_parser("memory-child")
+    c.add_argument("root")
+    c.add_argument("workers", type=int)
+    args = parser.parse_args()
+    if args.command == "throughput":
+        throughput(args)
+    elif args.command == "memory":
+        memory(args)
+    else:
+        memory_child(args.root, args.workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""`data=folder`: your own images, one sub-folder per class, or a CSV manifest.
+
+    jaxdl-train data=folder data.root=photos             # photos/<class>/*.jpg (val/test carved, stratified)
+    jaxdl-train data=folder data.root=photos             # photos/{train,val,test}/<class>/*.jpg when present
+    jaxdl-train data=folder data.manifest=labels.csv     # `path,label` lines, paths relative to the CSV
+
+Class names are the folder names (or the manifest's labels), sorted. Every layout mistake
+(no classes, one class, an empty class folder, a missing file, an unknown label) is a one-line
+error before training. Sets whose decoded pixels fit `data.memory_budget_mb` are decoded once into
+memory (the fast path); larger ones, or `data.stream=true`, are streamed through Grain.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxdl.data.base import Dataset, carve
+from jaxdl.data.file_split import FileSplit
+from jaxdl.data.images import ImageDecoder, detect_channels
+from jaxdl.data.stream import decode_all, default_workers
+from jaxdl.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SPLIT_DIRS = ("train", "val", "test")
+STREAM_CHOICES = ("auto", "true", "false")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _check_classes(root: Path, names: Sequence[str]) -> None:
+    if not names:
+        raise DataError(f"{root} has no class sub-folders; put each class's images in {root}/<class>/ "
+                        "or pass data.manifest=FILE.csv")
+    if len(names) == 1:
+        raise DataError(f"{root} has one class folder ('{names[0]}'); a classifier needs at least two classes")
+
+
+def scan_folder(root: Path, class_names: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of every image under `root/<class>/`, sorted by file name, and the class names."""
+    dirs = _class_dirs(root)
+    names = list(class_names) if class_names else [d.name for d in dirs]
+    _check_classes(root, names)
+    unknown = [d.name for d in dirs if d.name not in names]
+    if unknown:
+        raise DataError(f"class folder(s) {', '.join(unknown)} in {root} are not among the training classes "
+                        f"({', '.join(names)})")
+    items = []
+    for d in dirs:
+        files = _image_files(d)
+        if not files:
+            raise DataError(f"class folder {d} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        items += [(str(f), names.index(d.name), str(f.relative_to(d))) for f in files]
+    items.sort(key=lambda item: (item[2], item[1]))  # by file name: a tree written from arrays keeps their order
+    return [(path, label) for path, label, _ in items], names
+
+
+def read_manifest(path: Path, class_names: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(path, label) of every `path,label` line (a `path,label` header is allowed) and the class names."""
+    if not path.is_file():
+        raise DataError(f"data.manifest {path} does not exist")
+    with path.open(newline="") as f:
+        rows = [(n, row) for n, row in enumerate(csv.reader(f), 1) if row and not row[0].startswith("#")]
+    if rows and [c.strip().lower() for c in rows[0][1]] == ["path", "label"]:
+        rows = rows[1:]
+    lines = []
+    for n, row in rows:
+        if len(row) != 2:
+            raise DataError(f"{path} line {n}: expected 'path,label', got {','.join(row)!r}")
+        file = Path(row[0].strip()).expanduser()
+        file = file if file.is_absolute() else path.parent / file
+        if not file.is_file():
+            raise DataError(f"{path} line {n}: file {file} does not exist")
+        lines.append((n, str(file), row[1].strip()))
+    names = list(class_names) if class_names else sorted({label for _, _, label in lines})
+    for n, _, label in lines:
+        if label not in names:
+            raise DataError(f"{path} line {n}: label '{label}' is not one of the classes ({', '.join(names)})")
+    _check_classes(path, names)
+    return [(file, names.index(label)) for _, file, label in lines], names
+
+
+def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int) -> FileSplit:
+    paths = np.asarray([p for p, _ in items], dtype=object)
+    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers)
+
+
+def _wants_stream(stream: Any, num_files: int, decoder: ImageDecoder, memory_budget_mb: float) -> bool:
+    choice = str(stream).lower()
+    if choice not in STREAM_CHOICES:
+        raise ConfigError(f"data.stream must be auto, true or false, got '{stream}'")
+    if choice == "auto":
+        return num_files * decoder.size ** 2 * decoder.channels > memory_budget_mb * 2**20
+    return choice == "true"
+
+
+def load(
+    name: str = "folder",
+    root: str | None = None,
+    manifest: str | None = None,
+    class_names: Sequence[str] | None = None,
+    image_size: int = 224,
+    channels: int | str = "auto",
+    eval_crop: float = 1.0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    on_bad_file: str = "skip",
+    stream: Any = "auto",
+    memory_budget_mb: float = 1024,
+    workers: int | None = None,
+    augment: Mapping[str, Any] | None = None,
+) -> Dataset:
+    """The data set of an image folder tree or a manifest, in memory or streamed as `stream` says."""
+    if bool(root) == bool(manifest):
+        raise ConfigError("data=folder needs exactly one of data.root=PATH (class sub-folders) or data.manifest=FILE.csv")
+    splits: dict[str, list[tuple[str, int]]] = {}
+    if manifest:
+        splits["train"], names = read_manifest(Path(manifest).expanduser(), class_names)
+    else:
+        base = Path(root).expanduser()
+        if not base.is_dir():
+            raise DataError(f"data.root {base} is not a directory")
+        if (base / "train").is_dir():
+            splits["train"], names = scan_folder(base / "train", class_names)
+            for split in ("val", "test"):
+                if (base / split).is_dir():
+                    splits[split], _ = scan_folder(base / split, names)
+        else:
+            splits["train"], names = scan_folder(base, class_names)
+    augment = augment or {}
+    train_paths = [p for p, _ in splits["train"]]
+    scale = augment.get("crop_scale", (0.08, 1.0))
+    decoder = ImageDecoder(
+        size=int(image_size), channels=detect_channels(train_paths) if str(channels) == "auto" else int(channels),
+        eval_crop=float(eval_crop), crop_scale=tuple(scale) if scale else None,
+        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))), hflip=bool(augment.get("hflip", True)),
+        on_bad_file=on_bad_file,
+    )
+    workers = int(workers or default_workers())
+    files = {k: _split(v, decoder, workers) for k, v in splits.items()}
+    train = files["train"]
+    if "test" not in files:
+        train, files["test"] = carve(train, test_fraction, split_seed)
+    if "val" not in files:
+        train, files["val"] = carve(train, val_fraction, split_seed + 1)
+    result = {"train": train, "val": files["val"], "test": files["test"]}
+    if not _wants_stream(stream, sum(map(len, result.values())), decoder, memory_budget_mb):
+        result = {k: decode_all(v) for k, v in result.items()}
+    return Dataset(name, result["train"], result["val"], result["test"], tuple(names), bad_files=decoder.bad_files)

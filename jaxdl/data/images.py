@@ -1,0 +1,173 @@
+"""Decode one image file into a uint8 (size, size, channels) array, the way training and evaluation want it.
+
+Evaluation: the largest centred square (times `eval_crop`) resized to `size`, i.e. resize of the
+shorter side plus a centre crop. Training: a random-resized crop (area `crop_scale`, aspect
+`crop_ratio`, as torchvision's RandomResizedCrop) plus a horizontal flip, drawn from a seed so a
+resumed run draws the same crops. Crop and resize are one PIL call; JPEGs are decoded in libjpeg's
+draft mode at the smallest 1/2, 1/4 or 1/8 scale that still leaves enough pixels, so a 12000x9000
+photo is never decoded at full size for a 224-pixel target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from jaxdl.errors import ConfigError, DataError
+
+BAD_FILE_POLICIES = ("skip", "raise")
+SINGLE_BAND_MODES = ("1", "L", "P;L", "I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+class BadImage(Exception):
+    """A file that decodes but cannot become the model's input (e.g. a float image)."""
+
+
+# Every decoding failure PIL reports for a file that is not a readable image.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, BadImage)
+
+
+class BadFiles:
+    """The unreadable files met so far (thread-safe: decoding runs in Grain's threads)."""
+
+    def __init__(self):
+        self._reasons: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def record(self, path: str, reason: str) -> None:
+        with self._lock:
+            self._reasons.setdefault(path, reason)
+
+    def __len__(self) -> int:
+        return len(self._reasons)
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            return [f"{path}\t{reason}" for path, reason in sorted(self._reasons.items())]
+
+    def write(self, path: Path) -> None:
+        """`path`: one `file<TAB>reason` line per bad file."""
+        Path(path).write_text("".join(line + "\n" for line in self.lines()))
+
+
+def _to_channels(img: Image.Image, channels: int) -> Image.Image:
+    """Grey, palette, RGBA (on white), CMYK and 16-bit images as L or RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        array = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, (255, 255, 255))
+        img.paste(rgba, mask=rgba.getchannel("A"))
+    if img.mode not in ("1", "L", "P", "RGB", "CMYK", "YCbCr", "LAB", "HSV"):
+        raise BadImage(f"unsupported image mode {img.mode}")
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def _random_resized_crop(width: int, height: int, rng: np.random.Generator, scale: Sequence[float],
+                         ratio: Sequence[float]) -> tuple[float, float, float, float]:
+    """torchvision's RandomResizedCrop box: 10 tries at a random area and aspect, else the centre crop."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w, h = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            return left, top, left + w, top + h
+    aspect = width / height
+    w, h = (width, round(width / ratio[0])) if aspect < ratio[0] else (
+        (round(height * ratio[1]), height) if aspect > ratio[1] else (width, height))
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+def _centre_square(width: int, height: int, fraction: float) -> tuple[float, float, float, float]:
+    side = min(width, height) * fraction
+    left, top = (width - side) / 2, (height - side) / 2
+    return left, top, left + side, top + side
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDecoder:
+    """Turns a path into the model's uint8 input; bad files are recorded (`skip`) or raised (`raise`)."""
+
+    size: int
+    channels: int
+    eval_crop: float = 1.0
+    crop_scale: tuple[float, float] | None = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+    on_bad_file: str = "skip"
+    bad_files: BadFiles = dataclasses.field(default_factory=BadFiles, compare=False)
+
+    def __post_init__(self):
+        if self.on_bad_file not in BAD_FILE_POLICIES:
+            raise ConfigError(f"data.on_bad_file must be skip or raise, got '{self.on_bad_file}'")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1, 3 or auto, got {self.channels}")
+        if not 0.0 < self.eval_crop <= 1.0:
+            raise ConfigError(f"data.eval_crop must be in (0, 1], got {self.eval_crop}")
+
+    def _open(self, path: str, smallest_side: float) -> Image.Image:
+        """The decoded image, at a reduced JPEG scale when its shorter side stays >= `smallest_side`."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if img.format == "JPEG":
+                w, h = img.size
+                keep = min(1.0, smallest_side / min(w, h))  # draft picks the smallest scale >= this size
+                img.draft("L" if self.channels == 1 else "RGB", (math.ceil(w * keep), math.ceil(h * keep)))
+            img.load()
+        return _to_channels(ImageOps.exif_transpose(img), self.channels)
+
+    def _decode(self, path: str, rng: np.random.Generator | None) -> np.ndarray:
+        train = rng is not None and self.crop_scale is not None
+        need = self.size / math.sqrt(self.crop_scale[0]) if train else self.size / self.eval_crop
+        img = self._open(path, need)
+        box = (_random_resized_crop(*img.size, rng, self.crop_scale, self.crop_ratio) if train
+               else _centre_square(*img.size, self.eval_crop))
+        out = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
+        array = np.asarray(out, dtype=np.uint8)
+        if rng is not None and self.hflip and rng.random() < 0.5:
+            array = array[:, ::-1]
+        return np.ascontiguousarray(array.reshape(self.size, self.size, self.channels))
+
+    def __call__(self, path: str, rng: np.random.Generator | None = None) -> np.ndarray | None:
+        """The image at `path` (training transform when `rng` is given), or None for a bad file under `skip`."""
+        try:
+            return self._decode(path, rng)
+        except DECODE_ERRORS as err:
+            reason = f"{type(err).__name__}: {err}".replace("\n", " ")
+            if self.on_bad_file == "raise":
+                raise DataError(f"cannot read image {path} ({reason}); data.on_bad_file=skip skips such files") from None
+            self.bad_files.record(path, reason)
+            return None
+
+
+def detect_channels(paths: Sequence[str], probe: int = 32) -> int:
+    """1 when the first `probe` readable images are all single-band (grey), else 3."""
+    for path in paths[:probe]:
+        try:
+            with Image.open(path) as img:
+                if img.mode not in SINGLE_BAND_MODES and not (img.mode == "P" and _grey_palette(img)):
+                    return 3
+        except DECODE_ERRORS:
+            continue
+    return 1
+
+
+def _grey_palette(img: Image.Image) -> bool:
+    palette = np.asarray(img.getpalette() or [], dtype=np.int32).reshape(-1, 3)
+    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
