@@ -2,7 +2,7 @@
 
     python experiments/explain_zoo_models.py
 """
-import time, numpy as np, jax
+import time, numpy as np
 from jaxdl import models
 from xai.explain.probe import layer_names
 from xai.explain.methods import default_target_layer

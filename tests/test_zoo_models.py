@@ -13,7 +13,6 @@ from omegaconf import OmegaConf
 from jaxdl import models
 from jaxdl.config import CONF_DIR
 from jaxdl.data.pipeline import Preprocess
-from jaxdl.errors import ConfigError
 from jaxdl.models import InputSpec
 from jaxdl.parallel import data_mesh
 from jaxdl.steps import TrainState, init_state, make_train_step, split_model
