@@ -28,7 +28,8 @@ from jaxdl.pretrained.torch_io import numpy_state_dict  # noqa: E402
 from jaxdl.models import InputSpec  # noqa: E402
 from jaxdl.models.registry import build_unfilled  # noqa: E402
 from tests.conftest import compose_config, quick_overrides  # noqa: E402
-from tests.test_pretrained_import import assert_same_logits, torch_logits, torch_model  # noqa: E402
+from jaxdl.pretrained.verify import agreement  # noqa: E402
+from tests.test_pretrained_import import assert_agrees, torch_model  # noqa: E402
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
@@ -86,6 +87,17 @@ def test_import_cli_errors_are_one_line(tmp_path, capsys):
     assert "missing key fc.weight" in capsys.readouterr().err
 
 
+def test_import_from_the_library_verifies_itself_against_torch(tmp_path, capsys):
+    import json
+
+    import_main(["source=torchvision:squeezenet1_1", "weights=none", f"out={tmp_path / 'sq'}"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["weights"] == "random (weights=none)" and summary["parameters"] == 1_235_496
+    assert summary["preprocess"]["resize_shorter"] == 256 and summary["preprocess"]["crop"] == [224, 224]
+    assert_agrees(summary["verified_against_torch"])
+    assert load_model(tmp_path / "sq").card.provenance["source"] == "torchvision:squeezenet1_1"
+
+
 @pytest.fixture(scope="module")
 def resnet18_artifact(tmp_path_factory):
     """jaxdl-import of a checkpoint-style .pth (DataParallel `module.` keys under `state_dict`) and its torch model."""
@@ -102,7 +114,7 @@ def test_import_cli_writes_an_artifact_that_loads_without_torch_objects(resnet18
     assert loaded.card.provenance["source"] == "torchvision:resnet18" and loaded.class_names[0] == "tench"
     assert loaded.preprocess.resize_shorter == 256 and loaded.preprocess.mean == IMAGENET["mean"]
     images = np.stack([fit_photo(Image.fromarray(data.coffee()), loaded.preprocess, 3)])
-    assert_same_logits(np.asarray(loaded(images)), torch_logits(model, images, IMAGENET))
+    assert_agrees(agreement(loaded.model, loaded.card, model, IMAGENET["mean"], IMAGENET["std"], images))
 
 
 def test_safetensors_file_imports(tmp_path):
@@ -113,7 +125,7 @@ def test_safetensors_file_imports(tmp_path):
     import_main(["source=torchvision:squeezenet1_1", f"file={tmp_path / 's.safetensors'}", f"out={tmp_path / 'sq'}"])
     loaded = load_model(tmp_path / "sq")
     images = np.stack([fit_photo(Image.fromarray(data.rocket()), loaded.preprocess, 3)])
-    assert_same_logits(np.asarray(loaded(images)), torch_logits(model, images, IMAGENET))
+    assert_agrees(agreement(loaded.model, loaded.card, model, IMAGENET["mean"], IMAGENET["std"], images))
 
 
 def test_predict_on_a_photo_folder_agrees_with_torchvision(resnet18_artifact, tmp_path, capsys):
@@ -164,3 +176,24 @@ def test_finetuning_from_an_import_keeps_frozen_batchnorm_and_its_normalisation(
     for name in ("stages.1.0.conv1.conv.kernel", "stages.1.0.conv1.norm.mean"):  # trained: weights and statistics
         assert not np.array_equal(np.asarray(after[name]), np.asarray(before[name])), name
     assert after["head.kernel"].shape == (512, 10)
+
+
+def test_explain_photos_with_an_imported_network(resnet18_artifact, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from jaxdl.config import CONF_DIR
+    from xai.explain import app
+
+    path, _ = resnet18_artifact
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea", "coffee"):
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("explain_app", overrides=[
+            f"run_dir={path}", f"explain.images.paths=[{folder}]", "explain.methods=[gradcam]",
+            "explain.target_layer=stages.3", "explain.metrics.faithfulness=false", "explain.metrics.sanity=false"])
+    summary = app.explain(cfg, tmp_path / "out")
+    assert np.load(tmp_path / "out" / "maps" / "gradcam.npy").shape == (2, 224, 224)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "chelsea.png, coffee.png" in page and "true " not in page and summary["indices"] == [0, 1]

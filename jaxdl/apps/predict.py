@@ -33,16 +33,16 @@ class PredictOptions:
     batch_size: int = 16
 
 
-def probabilities_fn(loaded: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A jitted `uint8 images -> class probabilities` of a loaded model (preprocessing included)."""
+def logits_fn(loaded: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A jitted `uint8 images -> float32 logits` of a loaded model (preprocessing included)."""
     graphdef, state = nnx.split(loaded.model)
     preprocess = loaded.preprocess
 
     @jax.jit
-    def probabilities(state, images):
-        return jax.nn.softmax(nnx.merge(graphdef, state)(preprocess(images)).astype(np.float32), axis=-1)
+    def logits(state, images):
+        return nnx.merge(graphdef, state)(preprocess(images)).astype(np.float32)
 
-    return lambda images: np.asarray(probabilities(state, images))
+    return lambda images: np.asarray(logits(state, images))
 
 
 def predict_files(options: PredictOptions) -> list[dict[str, Any]]:
@@ -56,14 +56,14 @@ def predict_files(options: PredictOptions) -> list[dict[str, Any]]:
     if loaded.card.input_dtype != "uint8":
         raise ConfigError(f"model={options.model} takes {loaded.card.input_dtype} signals, not images")
     paths = find_images(options.images)
-    probabilities = probabilities_fn(loaded)
+    logits = logits_fn(loaded)
     k = min(options.top_k, loaded.spec.num_classes)
     rows = []
     for start in range(0, len(paths), options.batch_size):
         chunk = paths[start:start + options.batch_size]
         images = read_photos(chunk, loaded.preprocess, loaded.spec.channels)
         padded = np.concatenate([images, np.repeat(images[-1:], options.batch_size - len(chunk), axis=0)])
-        probs = probabilities(padded)[:len(chunk)]  # one batch shape: one compilation
+        probs = np.asarray(jax.nn.softmax(logits(padded)[:len(chunk)], axis=-1))  # one batch shape: one compilation
         for path, p in zip(chunk, probs):
             top = np.argsort(-p, kind="stable")[:k]
             rows.append({"file": str(path), "top": [(loaded.class_names[i], float(p[i])) for i in top]})

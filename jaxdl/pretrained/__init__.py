@@ -26,7 +26,7 @@ from jaxdl.models.registry import build_unfilled
 from jaxdl.pretrained.mapping import load_state_dict
 from jaxdl.pretrained.sources import Architecture, known_sources, parse_source
 
-__all__ = ["import_model", "known_sources", "zoo_config"]
+__all__ = ["import_model", "known_sources", "source_metadata", "source_model", "zoo_config"]
 
 
 def zoo_config(arch: Architecture, input_size: int | None) -> dict[str, Any]:
@@ -52,21 +52,30 @@ def fold_transform_input(mean: Sequence[float], std: Sequence[float], source_mea
     return tuple(map(float, np.asarray(mean) - b * new_std)), tuple(map(float, new_std))
 
 
-def _metadata(lib: str, name: str, weights: str | None) -> dict[str, Any]:
+def source_metadata(source: str, weights: str | None = None) -> dict[str, Any]:
+    """The source's evaluation transform (crop, resize, mean, std, interpolation), class names and weights name."""
     from jaxdl.pretrained import torch_io
 
+    lib, name, _ = parse_source(source)
     return torch_io.torchvision_metadata(name, weights) if lib == "torchvision" else torch_io.timm_metadata(name)
 
 
-def _state_dict(lib: str, name: str, weights: str | None, file: str | None, torch_model: Any) -> tuple[dict, Any]:
+def source_model(source: str, weights: str | None = None) -> Any:
+    """The torch model of `source` from its library (downloading `weights` through the library's cache)."""
     from jaxdl.pretrained import torch_io
 
+    lib, name, _ = parse_source(source)
+    return (torch_io.torchvision_model if lib == "torchvision" else torch_io.timm_model)(name, weights)
+
+
+def _state_dict(source: str, weights: str | None, file: str | None, torch_model: Any) -> tuple[dict, Any]:
+    from jaxdl.pretrained import torch_io
+
+    if torch_model is None and not file:
+        torch_model = source_model(source, weights)
     if torch_model is not None:
         return torch_io.numpy_state_dict(torch_model.state_dict()), torch_model
-    if file:
-        return torch_io.read_state_dict(file), None
-    torch_model = (torch_io.torchvision_model if lib == "torchvision" else torch_io.timm_model)(name, weights)
-    return torch_io.numpy_state_dict(torch_model.state_dict()), torch_model
+    return torch_io.read_state_dict(file), None
 
 
 def _shape(state_dict: Mapping[str, np.ndarray], key: str, source: str) -> tuple[int, ...]:
@@ -87,10 +96,10 @@ def import_model(source: str, *, weights: str | None = None, file: str | None = 
     random weights). The number of classes and input channels are read off the state dict; class
     names and preprocessing come from the source's metadata unless given.
     """
-    lib, name, arch = parse_source(source)
+    _, _, arch = parse_source(source)
     in_memory = torch_model is not None
-    state_dict, torch_model = _state_dict(lib, name, weights, file, torch_model)
-    meta = _metadata(lib, name, weights)
+    state_dict, torch_model = _state_dict(source, weights, file, torch_model)
+    meta = source_metadata(source, weights)
     num_classes = _shape(state_dict, arch.head, source)[0]
     channels = _shape(state_dict, arch.stem, source)[1]
     cfg = zoo_config(arch, input_size)
@@ -132,8 +141,8 @@ def _class_names(meta: Mapping[str, Any], given: Sequence[str] | None, num_class
 
 def _weights_note(meta: Mapping[str, Any], weights: str | None, file: str | None, in_memory: bool) -> str:
     """What the card's provenance says the weights were."""
-    if in_memory:
-        return "a torch module passed in memory"
     if file:
         return f"file {file}"
-    return "random (weights=none)" if str(weights).lower() == "none" else str(meta["weights"])
+    if str(weights).lower() == "none":
+        return "random (weights=none)"
+    return "a torch module passed in memory" if in_memory and weights is None else str(meta["weights"])

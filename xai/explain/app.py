@@ -9,6 +9,7 @@ The app's own run directory (default `<run_dir>/explain/<date>/`) gets `report.h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -60,6 +61,55 @@ def select_images(labels: np.ndarray, predictions: np.ndarray, spec: DictConfig)
     return candidates[:count]
 
 
+@dataclasses.dataclass
+class Inputs:
+    """A model and the images to explain: a run's split, or photo files."""
+
+    model: Any
+    preprocess: Any
+    images: np.ndarray          # float32 NHWC in [0, 1]
+    labels: np.ndarray          # -1 where unknown (photos)
+    probs: np.ndarray
+    indices: np.ndarray
+    class_names: tuple
+    run_dir: Path
+    step: int | None
+    title: str
+
+
+def split_inputs(cfg: DictConfig) -> Inputs:
+    """Images of the run's data set split, chosen by explain.images."""
+    e = cfg.explain
+    run = open_run(cfg.run_dir, cfg.checkpoint)
+    split = getattr(run.dataset, e.images.split, None)
+    if split is None:
+        raise ExplainError(f"explain.images.split must be train, val or test, got '{e.images.split}'")
+    all_probs = np.asarray(jax.nn.softmax(Probe(run.model, (), run.preprocess).logits(split.images, batch_size=1000)))
+    indices = select_images(split.labels, all_probs.argmax(-1), e.images)
+    return Inputs(run.model, run.preprocess, np.asarray(check_images(split.images[indices])), split.labels[indices],
+                  all_probs[indices], indices, tuple(run.dataset.class_names), run.run_dir, run.step,
+                  f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})")
+
+
+def photo_inputs(cfg: DictConfig) -> Inputs:
+    """Image files (explain.images.paths: folders, files, globs) fitted to any model artifact's input."""
+    from jaxdl.artifacts import load_model
+    from jaxdl.data.photos import find_images, read_photos
+
+    e = cfg.explain
+    if e.target == "label":
+        raise ExplainError("photos have no labels: use explain.target=predicted with explain.images.paths")
+    loaded = load_model(cfg.run_dir, cfg.checkpoint)
+    paths = find_images(list(e.images.paths) if not isinstance(e.images.paths, str) else e.images.paths)
+    pixels = read_photos(paths, loaded.preprocess, loaded.spec.channels)
+    probs = np.asarray(jax.nn.softmax(Probe(loaded.model, (), loaded.preprocess).logits(pixels, batch_size=16)))
+    log.info("photos: %s", ", ".join(p.name for p in paths))
+    return Inputs(loaded.model, loaded.preprocess, np.asarray(check_images(pixels)), np.full(len(paths), -1), probs,
+                  np.arange(len(paths)), tuple(loaded.class_names), loaded.path, loaded.step,
+                  f"Explanations of {loaded.card.model.get('name')} ({loaded.path.name}) on "
+                  f"{', '.join(p.name for p in paths)}")
+
+
 def _timed(fn, *args) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     out = np.asarray(jax.block_until_ready(fn(*args)))
@@ -77,20 +127,13 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     (out_dir / "maps").mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     e = cfg.explain
-    run = open_run(cfg.run_dir, cfg.checkpoint)
-    split = getattr(run.dataset, e.images.split, None)
-    if split is None:
-        raise ExplainError(f"explain.images.split must be train, val or test, got '{e.images.split}'")
-    probe = Probe(run.model, (), run.preprocess)
-    all_probs = np.asarray(jax.nn.softmax(probe.logits(split.images, batch_size=1000)))
-    indices = select_images(split.labels, all_probs.argmax(-1), e.images)
-    images = np.asarray(check_images(split.images[indices]))
-    labels, probs = split.labels[indices], all_probs[indices]
     if e.target not in ("predicted", "label"):
         raise ExplainError(f"explain.target must be 'predicted' or 'label', got '{e.target}'")
+    run = photo_inputs(cfg) if e.images.get("paths") else split_inputs(cfg)
+    images, labels, probs, indices = run.images, run.labels, run.probs, run.indices
     targets = probs.argmax(-1) if e.target == "predicted" else labels
     layer = e.target_layer or default_target_layer(run.model, run.preprocess, images)
-    log.info("explaining %d %s images of %s (layer %s) with %s", len(indices), e.images.split, run.run_dir, layer, list(e.methods))
+    log.info("explaining %d images of %s (layer %s) with %s", len(indices), run.run_dir, layer, list(e.methods))
 
     maps, timings, explainers, lime_result = {}, {}, {}, None
     for name in e.methods:
@@ -133,9 +176,9 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
                "target_layer": layer, "seed": int(e.seed), "metrics": metrics, "sanity": sanity, "seconds": timings}
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     report = ReportData(
-        title=f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})",
-        images=images, indices=indices.tolist(), labels=labels, predictions=probs.argmax(-1), confidences=probs.max(-1),
-        targets=np.asarray(targets), class_names=list(run.dataset.class_names), maps=maps, metrics=metrics, sanity=sanity,
+        title=run.title, images=images, indices=indices.tolist(), labels=labels, predictions=probs.argmax(-1),
+        confidences=probs.max(-1), targets=np.asarray(targets), class_names=list(run.class_names), maps=maps,
+        metrics=metrics, sanity=sanity,
         lime_top=lime_top, lime_r2=lime_r2, lime_stability=stability, timings=timings,
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True))
     path = write_report(report, out_dir / "report.html")

@@ -119,7 +119,8 @@ def render(data: ReportData) -> str:
     for i, index in enumerate(data.indices):
         image = data.images[i]
         name = lambda c: data.class_names[int(c)] if int(c) < len(data.class_names) else str(int(c))
-        figures = [_img(as_rgb(image), f"#{index} true {name(data.labels[i])}, predicted {name(data.predictions[i])} "
+        truth = f"true {name(data.labels[i])}, " if int(data.labels[i]) >= 0 else ""  # photos have no label
+        figures = [_img(as_rgb(image), f"#{index} {truth}predicted {name(data.predictions[i])} "
                                        f"({data.confidences[i]:.2f}); explained {name(data.targets[i])}")]
         figures += [_img(overlay(image, maps[i]), method) for method, maps in data.maps.items()]
         if data.lime_top is not None:
