@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +66,9 @@ def train_torch(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, 
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if (i // batch) % 50 == 0:
+                print(f"step {i // batch}/{len(order) // batch} loss {loss.item():.3f} {time.perf_counter() - start:.0f}s",
+                      file=sys.stderr, flush=True)
     return time.perf_counter() - start
 
 
@@ -84,9 +88,10 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet18", choices=["resnet18", "squeezenet1_1"])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-examples", type=int, default=60000, help="the first N training images (all: 60000)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train_x, train_y = fashion("train")
+    train_x, train_y = (a[:args.train_examples] for a in fashion("train"))
     test_x, test_y = fashion("t10k")
     mean, std = float(train_x.mean() / 255), float(train_x.std() / 255)
     model = one_channel(args.arch)
@@ -100,7 +105,7 @@ def main() -> None:
         ours = jaxdl_logits(Path(tmp) / "imported", test_x)
     pred_t, pred_j = theirs.argmax(1), ours.argmax(1)
     print(json.dumps({
-        "arch": args.arch, "epochs": args.epochs, "torch_train_seconds": round(seconds, 1),
+        "arch": args.arch, "epochs": args.epochs, "train_examples": len(train_x), "torch_train_seconds": round(seconds, 1),
         "torch_test_accuracy": float((pred_t == test_y).mean()), "jaxdl_test_accuracy": float((pred_j == test_y).mean()),
         "identical_predictions": float((pred_t == pred_j).mean()),
         "max_abs_logit_gap": float(np.abs(ours - theirs).max()), "max_abs_logit": float(np.abs(theirs).max()),

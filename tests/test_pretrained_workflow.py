@@ -29,7 +29,8 @@ from jaxdl.models import InputSpec  # noqa: E402
 from jaxdl.models.registry import build_unfilled  # noqa: E402
 from tests.conftest import compose_config, quick_overrides  # noqa: E402
 from jaxdl.pretrained.verify import agreement  # noqa: E402
-from tests.test_pretrained_import import assert_agrees, torch_model  # noqa: E402
+from jaxdl.pretrained.verify import random_torch_model  # noqa: E402
+from tests.test_pretrained_import import assert_agrees  # noqa: E402
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
@@ -102,7 +103,7 @@ def test_import_from_the_library_verifies_itself_against_torch(tmp_path, capsys)
 def resnet18_artifact(tmp_path_factory):
     """jaxdl-import of a checkpoint-style .pth (DataParallel `module.` keys under `state_dict`) and its torch model."""
     tmp = tmp_path_factory.mktemp("import")
-    model = torch_model("torchvision", "resnet18", {})
+    model = random_torch_model("torchvision:resnet18")
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp / "r18.pth")
     import_main(["source=torchvision:resnet18", f"file={tmp / 'r18.pth'}", f"out={tmp / 'resnet18'}"])
     return tmp / "resnet18", model
@@ -120,7 +121,7 @@ def test_import_cli_writes_an_artifact_that_loads_without_torch_objects(resnet18
 def test_safetensors_file_imports(tmp_path):
     from safetensors.torch import save_file
 
-    model = torch_model("torchvision", "squeezenet1_1", {})
+    model = random_torch_model("torchvision:squeezenet1_1")
     save_file(model.state_dict(), tmp_path / "s.safetensors")
     import_main(["source=torchvision:squeezenet1_1", f"file={tmp_path / 's.safetensors'}", f"out={tmp_path / 'sq'}"])
     loaded = load_model(tmp_path / "sq")
@@ -151,7 +152,7 @@ def test_predict_on_a_photo_folder_agrees_with_torchvision(resnet18_artifact, tm
 
 
 def test_finetuning_from_an_import_keeps_frozen_batchnorm_and_its_normalisation(tmp_path):
-    """A one-channel ResNet-18 imported at 32 px, fine-tuned on digits with its stem and first stage frozen."""
+    """A one-channel ResNet-18 imported at 16 px, fine-tuned on digits with its stem and first stage frozen."""
     from jaxdl.runs import load_run
     from jaxdl.trainer import train_and_evaluate
     from flax import nnx
@@ -162,10 +163,10 @@ def test_finetuning_from_an_import_keeps_frozen_batchnorm_and_its_normalisation(
     model.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
     torch.save(model.state_dict(), tmp_path / "gray.pth")
     import_main(["source=torchvision:resnet18", f"file={tmp_path / 'gray.pth'}", f"out={tmp_path / 'gray'}",
-                 "input_size=32", "mean=[0.3]", "std=[0.4]"])
+                 "input_size=16", "mean=[0.3]", "std=[0.4]"])
     source = load_model(tmp_path / "gray")
     assert source.spec.channels == 1 and source.spec.num_classes == 7 and source.class_names[:2] == ("0", "1")
-    overrides = quick_overrides("trainer.epochs=1", "model=resnet18_imagenet", "model.input_size=32",
+    overrides = quick_overrides("trainer.epochs=1", "model=resnet18_imagenet", "model.input_size=16",
                                 f"trainer.init_from={tmp_path / 'gray'}", "trainer.freeze=[stem,stages.0]")
     train_and_evaluate(compose_config(*overrides), tmp_path / "run")
     run = load_run(tmp_path / "run")
@@ -192,7 +193,7 @@ def test_explain_photos_with_an_imported_network(resnet18_artifact, tmp_path):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("explain_app", overrides=[
             f"run_dir={path}", f"explain.images.paths=[{folder}]", "explain.methods=[gradcam]",
-            "explain.target_layer=stages.3", "explain.metrics.faithfulness=false", "explain.metrics.sanity=false"])
+            "explain.target_layer=stages.3.1", "explain.metrics.faithfulness=false", "explain.metrics.sanity=false"])
     summary = app.explain(cfg, tmp_path / "out")
     assert np.load(tmp_path / "out" / "maps" / "gradcam.npy").shape == (2, 224, 224)
     page = (tmp_path / "out" / "report.html").read_text()

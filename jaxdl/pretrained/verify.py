@@ -17,6 +17,12 @@ from jaxdl.data.photos import fit_photo
 
 PHOTOS = ("astronaut", "chelsea")
 
+# torchvision constructor options that make a random model look like the pretrained one.
+AS_PRETRAINED = {"googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
+                 "inception_v3": {"init_weights": True}}  # aux head kept (not imported); no transform_input
+# One timm name per importable timm architecture.
+TIMM_TAGS = {"resnet50": "resnet50.a1_in1k", "vit_base_patch16_224": "vit_base_patch16_224.augreg2_in21k_ft_in1k"}
+
 
 def photos(card: ModelCard, names: Sequence[str] = PHOTOS) -> np.ndarray:
     """(N, H, W, C) uint8: scikit-image's bundled photographs at the model's input."""
@@ -63,3 +69,34 @@ def randomise_batchnorm(torch_model: Any, seed: int = 0) -> Any:
                 uniform(m.running_mean, -0.5, 0.5), uniform(m.running_var, 0.5, 2.0)
                 uniform(m.weight, 0.5, 1.5), uniform(m.bias, -0.2, 0.2)
     return torch_model.eval()
+
+
+def random_torch_model(source: str, seed: int = 0) -> Any:
+    """The torch model of `source` with random weights (no download), random batch-norm statistics and no
+    zero-initialised layer (torchvision's ViT head starts at zero, which would make every logit 0)."""
+    import torch
+
+    from jaxdl.pretrained.sources import parse_source
+
+    lib, name, _ = parse_source(source)
+    torch.manual_seed(seed)
+    if lib == "timm":
+        import timm
+
+        model = timm.create_model(name, pretrained=False)
+    else:
+        import torchvision
+
+        model = torchvision.models.get_model(name, weights=None, **AS_PRETRAINED.get(name, {}))
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Linear) and not layer.weight.any():
+                layer.weight.normal_(0, 0.02)
+    return randomise_batchnorm(model, seed)
+
+
+def every_source() -> list[str]:
+    """One importable source name per architecture (timm ones with a pretrained tag)."""
+    from jaxdl.pretrained.sources import TIMM, TORCHVISION
+
+    return [f"torchvision:{name}" for name in TORCHVISION] + [f"timm:{TIMM_TAGS[name]}" for name in TIMM]

@@ -132,6 +132,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     run = photo_inputs(cfg) if e.images.get("paths") else split_inputs(cfg)
     images, labels, probs, indices = run.images, run.labels, run.probs, run.indices
     targets = probs.argmax(-1) if e.target == "predicted" else labels
+    probe = Probe(run.model, (), run.preprocess)
     layer = e.target_layer or default_target_layer(run.model, run.preprocess, images)
     log.info("explaining %d images of %s (layer %s) with %s", len(indices), run.run_dir, layer, list(e.methods))
 
