@@ -6,7 +6,7 @@ hot loop runs no NNX Python.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,7 @@ from jax.sharding import Mesh
 
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.parallel import batch_sharded, put_replicated, replicated
+from jaxdl.trees import module_at
 
 
 class TrainState(struct.PyTreeNode):
@@ -27,9 +28,16 @@ class TrainState(struct.PyTreeNode):
     opt_state: optax.OptState
 
 
-def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.GraphDef, nnx.State, nnx.State]:
-    """(train graphdef, eval graphdef, params, other state) of a model."""
+def split_model(model: nnx.Module, frozen: Sequence[str] = ()) -> tuple[nnx.GraphDef, nnx.GraphDef, nnx.State, nnx.State]:
+    """(train graphdef, eval graphdef, params, other state) of a model.
+
+    The `frozen` layers stay in inference mode while training: their batch norms normalise with,
+    and keep, the running statistics they were given (a frozen pretrained backbone stays itself)."""
     model.train()
+    for layer in frozen:
+        module = module_at(model, layer)
+        if module is not None:
+            module.eval()
     train_def, params, model_state = nnx.split(model, nnx.Param, ...)
     model.eval()
     eval_def = nnx.graphdef(model)

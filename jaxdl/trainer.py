@@ -125,7 +125,7 @@ class Experiment:
 
         The state gets its own copies of the arrays: training donates them, and `model` may share
         them with another model (an `nnx.clone` shares arrays) that must stay usable."""
-        train_def, eval_def, params, model_state = split_model(model)
+        train_def, eval_def, params, model_state = split_model(model, self.cfg.trainer.get("freeze") or [])
         params, model_state = jax.tree.map(lambda x: x.copy(), (params, model_state))
         state = init_state(params, model_state, self.tx, self.mesh)
         return dataclasses.replace(self, model=model, train_def=train_def, eval_def=eval_def, state=state)
@@ -163,11 +163,12 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     model = models.build(cfg.model, spec, t.seed, compute_dtype)
     if source is not None:
         transfer.copy_weights(model, source, t.get("head"), t.get("freeze") or [])
+        preprocess = transfer.source_normalisation(preprocess, source, t.get("init_normalisation", "source"))
     tx = transfer.partition_optimizer(
         optim.build(cfg.optimizer, steps_per_epoch, t.epochs), nnx.state(model, nnx.Param),
         t.get("freeze") or [], t.get("head"), float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
     )
-    train_def, eval_def, params, model_state = split_model(model)
+    train_def, eval_def, params, model_state = split_model(model, t.get("freeze") or [])
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
 

@@ -10,6 +10,7 @@ the new model's own, freshly initialised head has the new number of classes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ import optax
 from flax import nnx
 
 from jaxdl.artifacts import LoadedModel, load_model
+from jaxdl.data.pipeline import Preprocess
 from jaxdl.errors import CheckpointError, ConfigError
 from jaxdl.trees import in_layer, layer_path, map_named, named_leaves, path_name
 
@@ -92,3 +94,20 @@ def partition_optimizer(tx: optax.GradientTransformation, params: nnx.State, fre
     backbone = tx if backbone_lr_scale == 1.0 else optax.chain(tx, optax.scale(backbone_lr_scale))
     transforms = {FROZEN: optax.set_to_zero(), HEAD: tx, BACKBONE: backbone}
     return optax.multi_transform(transforms, param_labels(params, freeze, head))
+
+
+NORMALISATIONS = ("source", "data")
+
+
+def source_normalisation(preprocess: Preprocess, source: LoadedModel, choice: str = "source") -> Preprocess:
+    """The fine-tuning input pipeline: the data's resizing and augmentation with the mean/std the source's
+    weights expect (`trainer.init_normalisation=source`, e.g. ImageNet's for an imported network) or the
+    training data's own (`data`)."""
+    if choice not in NORMALISATIONS:
+        raise ConfigError(f"trainer.init_normalisation must be one of {', '.join(NORMALISATIONS)}, got '{choice}'")
+    theirs = source.preprocess
+    if choice == "data" or len(theirs.mean) != len(preprocess.mean):
+        return preprocess
+    log.info("init_from %s: inputs normalised as the source's were (mean %s, std %s)", source.path,
+             [round(m, 4) for m in theirs.mean], [round(s, 4) for s in theirs.std])
+    return dataclasses.replace(preprocess, mean=tuple(theirs.mean), std=tuple(theirs.std))

@@ -27,9 +27,13 @@ class Preprocess:
     size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    resize: str = "auto"  # auto | pad | bilinear
+    resize: str = "auto"  # auto | pad | bilinear | center_crop
     crop_padding: int = 0
     hflip: bool = False
+    # center_crop (ImageNet evaluation, as torchvision's weight transforms): the shorter side is resized
+    # to `resize_shorter` with `interpolation` (bilinear | bicubic), then the centre `size` is cut out.
+    resize_shorter: int | None = None
+    interpolation: str = "bilinear"
 
     def __call__(self, images: jax.Array, rng: jax.Array | None = None) -> jax.Array:
         x = images.astype(jnp.float32)
@@ -52,6 +56,11 @@ class Preprocess:
         if method == "pad":
             top, left = (th - h) // 2, (tw - w) // 2
             return jnp.pad(x, ((0, 0), (top, th - h - top), (left, tw - w - left), (0, 0)))
+        if method == "center_crop":
+            rh, rw = shorter_side_size((h, w), self.resize_shorter or min(th, tw))
+            x = jax.image.resize(x, (n, rh, rw, c), method=self.interpolation, antialias=True)
+            top, left = center_crop_offsets((rh, rw), (th, tw))
+            return x[:, top:top + th, left:left + tw]
         return jax.image.resize(x, (n, th, tw, c), method="bilinear", antialias=True)
 
     def _augment(self, x: jax.Array, rng: jax.Array) -> jax.Array:
@@ -67,6 +76,19 @@ class Preprocess:
             flip = jax.random.bernoulli(flip_rng, 0.5, (n, 1, 1, 1))
             x = jnp.where(flip, x[:, :, ::-1, :], x)
         return x
+
+
+def shorter_side_size(size: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """(H, W) with the shorter side `shorter` and the aspect kept, truncated as torchvision's `Resize(int)`."""
+    h, w = size
+    if h <= w:
+        return shorter, int(shorter * w / h)
+    return int(shorter * h / w), shorter
+
+
+def center_crop_offsets(size: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
+    """(top, left) of a centred `crop`, rounded as torchvision's `CenterCrop`."""
+    return int(round((size[0] - crop[0]) / 2.0)), int(round((size[1] - crop[1]) / 2.0))
 
 
 def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std, streamed: bool = False) -> Preprocess:

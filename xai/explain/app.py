@@ -9,6 +9,7 @@ The app's own run directory (default `<run_dir>/explain/<date>/`) gets `report.h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -37,6 +38,7 @@ log = logging.getLogger("jaxdl.explain")
 
 
 SPLITS = ("train", "val", "test")
+PROBE_BATCH = 1000  # images per forward pass when predicting a whole split
 
 
 def which_checkpoint(cfg: DictConfig) -> str | int:
@@ -70,6 +72,61 @@ def select_images(labels: np.ndarray, predictions: np.ndarray, spec: DictConfig)
     if not candidates.size:
         raise ExplainError("no image matches explain.images (classes / misclassified); widen the selection")
     return candidates[:count]
+
+
+@dataclasses.dataclass
+class Inputs:
+    """A model and the images to explain: a run's split, or photo files."""
+
+    model: Any
+    preprocess: Any
+    images: np.ndarray          # float32 NHWC in [0, 1]
+    labels: np.ndarray          # -1 where unknown (photos)
+    probs: np.ndarray
+    indices: np.ndarray
+    class_names: tuple
+    run_dir: Path
+    step: int | None
+    title: str
+    model_name: str
+    data_name: str
+    source: str                 # the split's name, or "photos"
+
+
+def split_inputs(cfg: DictConfig) -> Inputs:
+    """Images of the run's data set split, chosen by explain.images."""
+    e = cfg.explain
+    if e.images.split not in SPLITS:
+        raise ExplainError(f"explain.images.split must be train, val or test, got '{e.images.split}'")
+    run = open_run(cfg.run_dir, which_checkpoint(cfg))
+    split = getattr(run.dataset, e.images.split)
+    probe = Probe(run.model, (), run.preprocess)
+    all_probs = np.asarray(jax.nn.softmax(probe.logits(split.images, batch_size=PROBE_BATCH)))
+    indices = select_images(split.labels, all_probs.argmax(-1), e.images)
+    return Inputs(run.model, run.preprocess, np.asarray(check_images(split.images[indices])), split.labels[indices],
+                  all_probs[indices], indices, tuple(run.dataset.class_names), run.run_dir, run.step,
+                  f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})",
+                  str(run.cfg.model.name), str(run.dataset.name), str(e.images.split))
+
+
+def photo_inputs(cfg: DictConfig) -> Inputs:
+    """Image files (explain.images.paths: folders, files, globs) fitted to any model artifact's input."""
+    from jaxdl.artifacts import load_model
+    from jaxdl.data.photos import find_images, read_photos
+
+    e = cfg.explain
+    if e.target == "label":
+        raise ExplainError("photos have no labels: use explain.target=predicted with explain.images.paths")
+    loaded = load_model(cfg.run_dir, which_checkpoint(cfg))
+    paths = find_images(list(e.images.paths) if not isinstance(e.images.paths, str) else e.images.paths)
+    pixels = read_photos(paths, loaded.preprocess, loaded.spec.channels)
+    probs = np.asarray(jax.nn.softmax(Probe(loaded.model, (), loaded.preprocess).logits(pixels, batch_size=16)))
+    log.info("photos: %s", ", ".join(p.name for p in paths))
+    return Inputs(loaded.model, loaded.preprocess, np.asarray(check_images(pixels)), np.full(len(paths), -1), probs,
+                  np.arange(len(paths)), tuple(loaded.class_names), loaded.path, loaded.step,
+                  f"Explanations of {loaded.card.model.get('name')} ({loaded.path.name}) on "
+                  f"{', '.join(p.name for p in paths)}", str(loaded.card.model.get("name")),
+                  str(loaded.provenance.get("data", "photos")), "photos")
 
 
 def _timed(fn, *args) -> tuple[np.ndarray, float]:
@@ -116,23 +173,17 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     logs.write_to(out_dir)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     e = cfg.explain
-    if e.images.split not in SPLITS:
-        raise ExplainError(f"explain.images.split must be train, val or test, got '{e.images.split}'")
-    run = open_run(cfg.run_dir, which_checkpoint(cfg))
-    split = getattr(run.dataset, e.images.split)
-    probe = Probe(run.model, (), run.preprocess)
-    all_probs = np.asarray(jax.nn.softmax(probe.logits(split.images, batch_size=1000)))
-    indices = select_images(split.labels, all_probs.argmax(-1), e.images)
-    images = np.asarray(check_images(split.images[indices]))
-    labels, probs = split.labels[indices], all_probs[indices]
     if e.target not in ("predicted", "label"):
         raise ExplainError(f"explain.target must be 'predicted' or 'label', got '{e.target}'")
+    run = photo_inputs(cfg) if e.images.get("paths") else split_inputs(cfg)
+    images, labels, probs, indices = run.images, run.labels, run.probs, run.indices
     targets = probs.argmax(-1) if e.target == "predicted" else labels
+    probe = Probe(run.model, (), run.preprocess)
     layer = e.target_layer or default_target_layer(run.model, run.preprocess, images)
     scale = (e.get("report") or {}).get("scale", "per_method")
     if scale not in SCALES:
         raise ExplainError(f"explain.report.scale must be one of {', '.join(SCALES)}, got '{scale}'")
-    log.info("explaining %d %s images of %s (layer %s) with %s", len(indices), e.images.split, run.run_dir, layer, list(e.methods))
+    log.info("explaining %d %s images of %s (layer %s) with %s", len(indices), run.source, run.run_dir, layer, list(e.methods))
 
     maps, timings, explainers, lime_result, all_options = {}, {}, {}, None, {}
     for name in e.methods:
@@ -174,14 +225,14 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     summary = {"run_dir": str(run.run_dir), "checkpoint_step": run.step, "indices": indices.tolist(),
                "target_layer": layer, "seed": int(e.seed), "metrics": metrics, "sanity": sanity, "seconds": timings}
     (out_dir / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2))
-    header = {"model": run.cfg.model.name, "data": run.dataset.name, "split": e.images.split,
+    header = {"model": run.model_name, "data": run.data_name, "split": run.source,
               "images": f"{len(indices)} (indices {', '.join(map(str, indices.tolist()))})",
               "target layer": f"{layer}" + ("" if e.target_layer else " (resolved: explain.target_layer was null)"),
               "checkpoint": f"step {run.step} ({cfg.which}) of {run.run_dir}", "explained class": e.target}
     report = ReportData(
-        title=f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})",
+        title=run.title,
         images=images, indices=indices.tolist(), labels=labels, predictions=probs.argmax(-1), confidences=probs.max(-1),
-        targets=np.asarray(targets), class_names=list(run.dataset.class_names), maps=maps, metrics=metrics, sanity=sanity,
+        targets=np.asarray(targets), class_names=list(run.class_names), maps=maps, metrics=metrics, sanity=sanity,
         lime_top=lime_top, lime_r2=lime_r2, lime_stability=stability, timings=timings, header=header,
         command=reproduce_command(cfg, layer, run.step), config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         signed=frozenset(SIGNED), scale=scale, notes=_layer_notes(maps, run.model, run.preprocess, all_options, images, targets, layer))

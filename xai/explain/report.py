@@ -158,7 +158,8 @@ def image_grid(data: ReportData) -> str:
     rows = []
     for i, index in enumerate(data.indices):
         image = data.images[i]
-        cells = [_figure(png_data_uri(enlarge(as_rgb(image))), f"#{index} true {name(data.labels[i])}, predicted "
+        truth = f"true {name(data.labels[i])}, " if int(data.labels[i]) >= 0 else ""  # photos have no label
+        cells = [_figure(png_data_uri(enlarge(as_rgb(image))), f"#{index} {truth}predicted "
                          f"{name(data.predictions[i])} ({data.confidences[i]:.2f}); explained {name(data.targets[i])}")]
         for method, maps in data.maps.items():
             signed = method in data.signed
