@@ -23,7 +23,9 @@ def main() -> None:
     parser.add_argument("--single-thread", action="store_true")
     args = parser.parse_args()
     if args.single_thread:  # must be set before JAX starts its CPU backend
-        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        )
     from jaxdl.runs import load_run
     from xai.compress.report import jitted_forward, latencies
 
@@ -34,8 +36,10 @@ def main() -> None:
     print("| model | " + " | ".join(f"ms @ {b} (median / min) | speedup @ {b} (median / min)" for b in args.batch_sizes) + " |")
     print("| --- |" + " --- | --- |" * len(args.batch_sizes))
     for name, (median, fastest) in times.items():
-        cells = [f"{median[b]:.2f} / {fastest[b]:.2f} | {base_median[b] / median[b]:.2f}x / {base_min[b] / fastest[b]:.2f}x"
-                 for b in args.batch_sizes]
+        cells = [
+            f"{median[b]:.2f} / {fastest[b]:.2f} | {base_median[b] / median[b]:.2f}x / {base_min[b] / fastest[b]:.2f}x"
+            for b in args.batch_sizes
+        ]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -30,7 +30,7 @@ def seconds_per_image(cam, images: np.ndarray, per_call: int, repeats: int = 3) 
     for _ in range(repeats):
         start = time.perf_counter()
         for i in range(0, len(images), per_call):
-            jax.block_until_ready(cam(images[i:i + per_call]))
+            jax.block_until_ready(cam(images[i : i + per_call]))
         best = min(best, (time.perf_counter() - start) / len(images))
     return best
 
@@ -43,9 +43,15 @@ def main() -> None:
     args = parser.parse_args()
 
     run = load_run(args.run_dir)
-    images = np.asarray(check_images(run.dataset.test.images[:args.batch]))
+    images = np.asarray(check_images(run.dataset.test.images[: args.batch]))
     layer = args.layer or default_target_layer(run.model, run.preprocess, images)
-    result = {"model": run.cfg.model.name, "layer": layer, "batch": args.batch, "device": str(jax.devices()[0]), "ms_per_image": {}}
+    result = {
+        "model": run.cfg.model.name,
+        "layer": layer,
+        "batch": args.batch,
+        "device": str(jax.devices()[0]),
+        "ms_per_image": {},
+    }
     for name, cls in CAM_METHODS.items():
         cam = cls(run.model, layer, preprocess=run.preprocess)
         result["ms_per_image"][name] = 1e3 * seconds_per_image(cam, images, args.batch)

@@ -114,8 +114,11 @@ def torch_twin(model: nnx.Module, channels: int, num_classes: int) -> TorchResNe
 
 
 # What pytorch-grad-cam 1.5 imports from torchvision (for image preprocessing, SESS and box targets).
-TORCHVISION_IMPORTS = {"torchvision": (), "torchvision.transforms": ("Compose", "Normalize", "ToTensor"),
-                       "torchvision.transforms.functional": ("resize",)}
+TORCHVISION_IMPORTS = {
+    "torchvision": (),
+    "torchvision.transforms": ("Compose", "Normalize", "ToTensor"),
+    "torchvision.transforms.functional": ("resize",),
+}
 
 
 def import_grad_cam() -> tuple[type, type, bool]:
@@ -126,6 +129,7 @@ def import_grad_cam() -> tuple[type, type, bool]:
     so there empty stand-in modules take its place."""
     try:
         import torchvision  # noqa: F401
+
         stand_in = False
     except (ImportError, RuntimeError):
         for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
@@ -152,17 +156,24 @@ def summary(corr: np.ndarray) -> dict:
     return {"mean": float(np.nanmean(corr)), "min": float(np.nanmin(corr)), "constant_maps": int(np.isnan(corr).sum())}
 
 
-def compare(jax_cam: GradCAM, jax_low: GradCAM, torch_cam, images: jax.Array, x: torch.Tensor,
-            classes: np.ndarray, targets: list) -> dict:
+def compare(
+    jax_cam: GradCAM, jax_low: GradCAM, torch_cam, images: jax.Array, x: torch.Tensor, classes: np.ndarray, targets: list
+) -> dict:
     """Per-image correlation of the two packages' maps: low resolution (ReLU'd, unscaled) and final."""
     jax_maps, jax_low_maps = np.asarray(jax_cam(images, classes)), np.asarray(jax_low(images, classes))
     torch_maps = torch_cam(x, targets)
     recorded = torch_cam.activations_and_grads  # the package's own weighting, without its scaling and resize
-    torch_low_maps = np.maximum(torch_cam.get_cam_image(x, torch_cam.target_layers[0], targets, recorded.activations[0].numpy(),
-                                                        recorded.gradients[0].numpy()), 0)
+    torch_low_maps = np.maximum(
+        torch_cam.get_cam_image(
+            x, torch_cam.target_layers[0], targets, recorded.activations[0].numpy(), recorded.gradients[0].numpy()
+        ),
+        0,
+    )
     return {
-        "correlation": {"layer_resolution": summary(correlations(jax_low_maps, torch_low_maps)),
-                        "input_resolution": summary(correlations(jax_maps, torch_maps))},
+        "correlation": {
+            "layer_resolution": summary(correlations(jax_low_maps, torch_low_maps)),
+            "input_resolution": summary(correlations(jax_maps, torch_maps)),
+        },
         "maps_max_abs_diff": float(np.abs(jax_maps - torch_maps).max()),
     }
 
@@ -183,15 +194,21 @@ def best_seconds(calls: dict[str, Callable[[], object]], repeats: int) -> dict[s
     return best
 
 
-def ms_per_image(jax_cam: GradCAM, torch_cam, images: jax.Array, x: torch.Tensor, classes: np.ndarray,
-                 targets: list, repeats: int) -> dict[str, float]:
+def ms_per_image(
+    jax_cam: GradCAM, torch_cam, images: jax.Array, x: torch.Tensor, classes: np.ndarray, targets: list, repeats: int
+) -> dict[str, float]:
     """Both packages on the whole batch, and jaxdl on 32 images one per call."""
-    single = [lambda i=i: jax.block_until_ready(jax_cam(images[i:i + 1], classes[i:i + 1])) for i in range(min(32, len(images)))]
-    seconds = best_seconds({
-        "jaxdl": lambda: jax.block_until_ready(jax_cam(images, classes)),
-        "grad_cam_torch": lambda: torch_cam(x, targets),
-        "jaxdl_batch1": lambda: [call() for call in single],
-    }, repeats)
+    single = [
+        lambda i=i: jax.block_until_ready(jax_cam(images[i : i + 1], classes[i : i + 1])) for i in range(min(32, len(images)))
+    ]
+    seconds = best_seconds(
+        {
+            "jaxdl": lambda: jax.block_until_ready(jax_cam(images, classes)),
+            "grad_cam_torch": lambda: torch_cam(x, targets),
+            "jaxdl_batch1": lambda: [call() for call in single],
+        },
+        repeats,
+    )
     counts = {"jaxdl": len(images), "grad_cam_torch": len(images), "jaxdl_batch1": len(single)}
     return {name: 1e3 * seconds[name] / counts[name] for name in seconds}
 
@@ -225,11 +242,13 @@ def main() -> None:
 
     run = load_run(args.run_dir)
     if run.cfg.model.name != "resnet18" or run.cfg.model.get("variant", "small") != "small":
-        raise SystemExit(f"{args.run_dir} holds a {run.cfg.model.name} ({run.cfg.model.get('variant')}); the torch mirror is the small ResNet-18")
+        raise SystemExit(
+            f"{args.run_dir} holds a {run.cfg.model.name} ({run.cfg.model.get('variant')}); the torch mirror is the small ResNet-18"
+        )
     spec = run.experiment.spec
     model = float32_model(run)
     twin = torch_twin(model, spec.channels, spec.num_classes)
-    images = check_images(run.dataset.test.images[:args.batch])
+    images = check_images(run.dataset.test.images[: args.batch])
     inputs = np.asarray(run.preprocess(images))
     x = torch.from_numpy(np.array(inputs.transpose(0, 3, 1, 2)))
     logits = np.asarray(model(jnp.asarray(inputs)))
@@ -243,10 +262,15 @@ def main() -> None:
     torch_cam = TorchGradCAM(twin, [twin.stages[3][1]])
     load_before = os.getloadavg()[0]
     result = {
-        "model": run.cfg.model.name, "layer": LAYER, "batch": args.batch, "run_dir": str(args.run_dir),
-        "machine": f"{cpu_name()}, {platform.machine()}, {os.cpu_count()} cores", "torch_threads": torch.get_num_threads(),
+        "model": run.cfg.model.name,
+        "layer": LAYER,
+        "batch": args.batch,
+        "run_dir": str(args.run_dir),
+        "machine": f"{cpu_name()}, {platform.machine()}, {os.cpu_count()} cores",
+        "torch_threads": torch.get_num_threads(),
         "versions": versions(stand_in),
-        "logits_max_abs_diff": float(np.abs(logits - torch_logits).max()), "logits_max_abs": float(np.abs(logits).max()),
+        "logits_max_abs_diff": float(np.abs(logits - torch_logits).max()),
+        "logits_max_abs": float(np.abs(logits).max()),
         "predictions_agree": float((torch_logits.argmax(-1) == classes).mean()),
         **compare(jax_cam, jax_low, torch_cam, images, x, classes, targets),
         "ms_per_image": ms_per_image(jax_cam, torch_cam, images, x, classes, targets, args.repeats),
@@ -262,12 +286,18 @@ def main() -> None:
 
 def print_table(result: dict) -> None:
     ms, corr, load = result["ms_per_image"], result["correlation"], result["load_average_1min"]
-    print(f"{result['model']} {result['layer']}, batch {result['batch']}, {result['machine']}, "
-          f"torch threads {result['torch_threads']}, load average {load['before']:.1f} -> {load['after']:.1f}")
-    print(f"logits max |diff| {result['logits_max_abs_diff']:.2e} (max |logit| {result['logits_max_abs']:.1f}), "
-          f"predictions agree {result['predictions_agree']:.3f}")
+    print(
+        f"{result['model']} {result['layer']}, batch {result['batch']}, {result['machine']}, "
+        f"torch threads {result['torch_threads']}, load average {load['before']:.1f} -> {load['after']:.1f}"
+    )
+    print(
+        f"logits max |diff| {result['logits_max_abs_diff']:.2e} (max |logit| {result['logits_max_abs']:.1f}), "
+        f"predictions agree {result['predictions_agree']:.3f}"
+    )
     for name, c in corr.items():
-        print(f"map correlation at {name.replace('_', ' ')}: mean {c['mean']:.6f}, min {c['min']:.6f}, constant maps {c['constant_maps']}")
+        print(
+            f"map correlation at {name.replace('_', ' ')}: mean {c['mean']:.6f}, min {c['min']:.6f}, constant maps {c['constant_maps']}"
+        )
     print(f"final maps max |diff| {result['maps_max_abs_diff']:.2e}")
     print(f"{'':26}{'ms/image':>10}")
     print(f"{'jaxdl, batch ' + str(result['batch']):26}{ms['jaxdl']:10.3f}")

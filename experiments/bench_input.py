@@ -31,8 +31,17 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "colorwheel", "stereo_motorcycle")
+PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "colorwheel",
+    "stereo_motorcycle",
+)
 BATCH = 64
 
 
@@ -82,8 +91,16 @@ def jaxdl_rate(root: Path, workers: int, images: int, channels: int) -> dict:
     from jaxdl.parallel import data_mesh
     from tests.conftest import compose_config
 
-    cfg = compose_config("data=folder", f"data.root={root}", "data.image_size=224", f"data.channels={channels}",
-                         "data.stream=true", f"data.workers={workers}", "data.val_fraction=0.01", "data.test_fraction=0.01")
+    cfg = compose_config(
+        "data=folder",
+        f"data.root={root}",
+        "data.image_size=224",
+        f"data.channels={channels}",
+        "data.stream=true",
+        f"data.workers={workers}",
+        "data.val_fraction=0.01",
+        "data.test_fraction=0.01",
+    )
     split = load_dataset(cfg.data).train
     split = split.subset(np.arange(min(images, len(split))))
     loader = StreamLoader(split, data_mesh())
@@ -105,8 +122,9 @@ def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
 
     torch.set_num_threads(1)
     mode = "L" if channels == 1 else "RGB"
-    transform = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
-                                    transforms.PILToTensor()])
+    transform = transforms.Compose(
+        [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.PILToTensor()]
+    )
     folder = datasets.ImageFolder(str(root), transform=transform, loader=lambda p: Image.open(p).convert(mode))
     subset = torch.utils.data.Subset(folder, np.random.default_rng(0).permutation(len(folder))[:images].tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=workers, drop_last=True)
@@ -123,8 +141,10 @@ def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
 
 def throughput(args) -> None:
     work = Path(args.work)
-    sets = {"fashion_png": (write_fashion_pngs(work / "fashion_png", args.images), 1),
-            "photo_jpeg": (write_photo_jpegs(work / "photo_jpeg", args.photos), 3)}
+    sets = {
+        "fashion_png": (write_fashion_pngs(work / "fashion_png", args.images), 1),
+        "photo_jpeg": (write_photo_jpegs(work / "photo_jpeg", args.photos), 3),
+    }
     results = {}
     for name, (root, channels) in sets.items():
         for repeat in range(args.repeats):  # alternate the two, so a busy moment on the shared machine hits both
@@ -134,8 +154,11 @@ def throughput(args) -> None:
                 print(name, peer, repeat, json.dumps(r), flush=True)
         best = {peer: max(r["images_per_s"] for r in runs) for peer, runs in results[name].items()}
         results[name]["ratio_best"] = best["jaxdl"] / best["torchvision"]
-        print(f"{name}: jaxdl {best['jaxdl']:.0f} img/s, torchvision {best['torchvision']:.0f} img/s, "
-              f"ratio {results[name]['ratio_best']:.2f}", flush=True)
+        print(
+            f"{name}: jaxdl {best['jaxdl']:.0f} img/s, torchvision {best['torchvision']:.0f} img/s, "
+            f"ratio {results[name]['ratio_best']:.2f}",
+            flush=True,
+        )
     Path(args.out).write_text(json.dumps(results, indent=2))
 
 
@@ -146,16 +169,27 @@ def memory_child(root: str, workers: int) -> None:
     from jaxdl.parallel import data_mesh
     from tests.conftest import compose_config
 
-    cfg = compose_config("data=folder", f"data.root={root}", "data.image_size=28", "data.channels=1",
-                         "data.stream=true", f"data.workers={workers}", "data.augment.crop_scale=null",
-                         "data.val_fraction=0.001", "data.test_fraction=0.001")
+    cfg = compose_config(
+        "data=folder",
+        f"data.root={root}",
+        "data.image_size=28",
+        "data.channels=1",
+        "data.stream=true",
+        f"data.workers={workers}",
+        "data.augment.crop_scale=null",
+        "data.val_fraction=0.001",
+        "data.test_fraction=0.001",
+    )
     split = load_dataset(cfg.data).train
     count = 0
     for batch, _ in StreamLoader(split, data_mesh()).train_batches(256, seed=0, epoch=1):
         batch.block_until_ready()
         count += batch.shape[0]
-    print(json.dumps({"files": len(split), "streamed": count,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {"files": len(split), "streamed": count, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        )
+    )
 
 
 def link_tree(small: Path, large: Path, count: int) -> Path:
@@ -175,19 +209,24 @@ def link_tree(small: Path, large: Path, count: int) -> Path:
 def memory(args) -> None:
     work = Path(args.work)
     small = write_fashion_pngs(work / "fashion_png", args.small)
-    trees = {args.small: link_tree(small, work / f"links_{args.small}", args.small),
-             args.large: link_tree(small, work / f"links_{args.large}", args.large)}
+    trees = {
+        args.small: link_tree(small, work / f"links_{args.small}", args.small),
+        args.large: link_tree(small, work / f"links_{args.large}", args.large),
+    }
     results = {}
     for n, root in trees.items():
         start = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "memory-child", str(root), str(args.workers)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "memory-child", str(root), str(args.workers)], capture_output=True, text=True, check=True
+        )
         results[n] = {**json.loads(out.stdout.strip().splitlines()[-1]), "seconds": time.perf_counter() - start}
         print(n, json.dumps(results[n]), flush=True)
     small_rss, large_rss = results[args.small]["peak_rss_mib"], results[args.large]["peak_rss_mib"]
     results["large_over_small"] = large_rss / small_rss
-    print(f"peak RSS {args.small} files: {small_rss:.0f} MiB, {args.large} files: {large_rss:.0f} MiB, "
-          f"ratio {large_rss / small_rss:.3f}")
+    print(
+        f"peak RSS {args.small} files: {small_rss:.0f} MiB, {args.large} files: {large_rss:.0f} MiB, "
+        f"ratio {large_rss / small_rss:.3f}"
+    )
     Path(args.out).write_text(json.dumps(results, indent=2))
 
 

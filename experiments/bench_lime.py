@@ -39,15 +39,25 @@ def time_package(predict, images, segments, targets, samples: int, batch_size: i
     gray = lambda rgb: predict(np.asarray(rgb, np.float32)[..., :1])
     start = time.perf_counter()
     for image, seg, target in zip(images, segments, targets):
-        explainer.explain_instance(np.repeat(image, 3, -1).astype(np.float64), gray, labels=(int(target),), top_labels=None,
-                                   num_samples=samples, batch_size=batch_size, segmentation_fn=lambda _, s=seg: s,
-                                   random_seed=0, hide_color=None)
+        explainer.explain_instance(
+            np.repeat(image, 3, -1).astype(np.float64),
+            gray,
+            labels=(int(target),),
+            top_labels=None,
+            num_samples=samples,
+            batch_size=batch_size,
+            segmentation_fn=lambda _, s=seg: s,
+            random_seed=0,
+            hide_color=None,
+        )
     return (time.perf_counter() - start) / len(images)
 
 
 def time_jaxdl(lime: LimeImage, images, segments, targets, per_call: int, repeats: int = 3) -> float:
     """Seconds per image for jaxdl's LIME, `per_call` images per call (after one warm-up call)."""
-    calls = [(images[i:i + per_call], segments[i:i + per_call], targets[i:i + per_call]) for i in range(0, len(images), per_call)]
+    calls = [
+        (images[i : i + per_call], segments[i : i + per_call], targets[i : i + per_call]) for i in range(0, len(images), per_call)
+    ]
     lime(*calls[0][::2], segments=calls[0][1])  # compile
     best = float("inf")
     for _ in range(repeats):
@@ -81,10 +91,18 @@ def main() -> None:
     predict(images[:1])
 
     n = args.images
-    result = {"model": args.model, "images": n, "samples": args.samples, "features": int(segments.max() + 1), "device": str(jax.devices()[0]),
-              "package_s_per_image": {}}
+    result = {
+        "model": args.model,
+        "images": n,
+        "samples": args.samples,
+        "features": int(segments.max() + 1),
+        "device": str(jax.devices()[0]),
+        "package_s_per_image": {},
+    }
     for batch_size in (10, 100, 1000):
-        result["package_s_per_image"][batch_size] = time_package(predict, images[:n], segments[:n], targets[:n], args.samples, batch_size)
+        result["package_s_per_image"][batch_size] = time_package(
+            predict, images[:n], segments[:n], targets[:n], args.samples, batch_size
+        )
         print(f"lime package, batch_size {batch_size}: {result['package_s_per_image'][batch_size]:.3f} s/image", flush=True)
     result["jaxdl_s_per_image_single"] = time_jaxdl(lime, images[:n], segments[:n], targets[:n], per_call=1)
     result["jaxdl_s_per_image_batch64"] = time_jaxdl(lime, images, segments, targets, per_call=64)

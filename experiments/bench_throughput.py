@@ -54,8 +54,7 @@ def jaxdl_runner(cfg, data, steps, batch, bf16=False):
     step = make_train_step(train_def, tx, preprocess, mesh, seed=0, compute_dtype=dtype)
     loader = Loader(data.train, mesh)
     per_epoch = len(data.train) // batch
-    order = [idx for epoch in range(1, 2 + (steps + 40) // per_epoch)
-             for idx in epoch_order(len(data.train), batch, 0, epoch)]
+    order = [idx for epoch in range(1, 2 + (steps + 40) // per_epoch) for idx in epoch_order(len(data.train), batch, 0, epoch)]
 
     def flops() -> float:  # exact on XLA:CPU only
         return float(step.lower(state, *loader.batch(order[0])).compile().cost_analysis()["flops"])
@@ -76,7 +75,7 @@ def naive_nnx_runner(cfg, data, batch):
     model = models.build(cfg.model, models.InputSpec((28, 28), 1, 10), seed=0)
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     mean, std = data.channel_stats()
-    images = ((data.train.images.astype(np.float32) / 255.0 - mean[0]) / std[0])
+    images = (data.train.images.astype(np.float32) / 255.0 - mean[0]) / std[0]
     labels = data.train.labels
     rng = np.random.default_rng(0)
 
@@ -105,12 +104,25 @@ def torch_runner(data, batch):
     device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10),
+        nn.Conv2d(1, 20, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(20, 50, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(800, 500),
+        nn.ReLU(),
+        nn.Linear(500, 10),
     ).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     mean, std = data.channel_stats()
-    images = torch.from_numpy((data.train.images.astype(np.float32) / 255.0 - mean[0]) / std[0]).permute(0, 3, 1, 2).contiguous().to(device)
+    images = (
+        torch.from_numpy((data.train.images.astype(np.float32) / 255.0 - mean[0]) / std[0])
+        .permute(0, 3, 1, 2)
+        .contiguous()
+        .to(device)
+    )
     labels = torch.from_numpy(data.train.labels.astype(np.int64)).to(device)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator(device).manual_seed(0)
@@ -170,8 +182,7 @@ def mfu(samples_per_s: float, step_flops: float, batch: int) -> dict:
     peak = next((v for k, v in PEAK_BF16.items() if k in kind), None)
     if jax.default_backend() != "gpu" or peak is None:
         return {"achieved_tflops": achieved / 1e12}
-    return {"device_kind": kind, "achieved_tflops": achieved / 1e12, "peak_bf16_tflops": peak / 1e12,
-            "mfu": achieved / peak}
+    return {"device_kind": kind, "achieved_tflops": achieved / 1e12, "peak_bf16_tflops": peak / 1e12, "mfu": achieved / peak}
 
 
 def main() -> None:
@@ -199,10 +210,15 @@ def main() -> None:
     median = {name: statistics.median(v) for name, v in rates.items()}
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, JAX on {jax.devices()[0].platform}",
-        "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         **extra,
-        "batch": args.batch, "jaxdl_compute": "bfloat16" if args.bf16 else "float32", "steps_per_round": args.steps, "rounds": args.rounds,
-        "samples_per_s": rates, "median_samples_per_s": median,
+        "batch": args.batch,
+        "jaxdl_compute": "bfloat16" if args.bf16 else "float32",
+        "steps_per_round": args.steps,
+        "rounds": args.rounds,
+        "samples_per_s": rates,
+        "median_samples_per_s": median,
         "ratio_jaxdl_vs_pytorch": median["jaxdl"] / median["pytorch"],
         "ratio_naive_nnx_vs_pytorch": median["naive_nnx"] / median["pytorch"],
         "jaxdl_utilisation": mfu(median["jaxdl"], train_step_flops(args.batch, args.bf16), args.batch),

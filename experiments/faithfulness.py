@@ -38,34 +38,52 @@ def main() -> None:
     args = parser.parse_args()
 
     run = load_run(args.run_dir)
-    images = np.asarray(check_images(run.dataset.test.images[:args.images]))
+    images = np.asarray(check_images(run.dataset.test.images[: args.images]))
     layer = default_target_layer(run.model, run.preprocess, images)
     methods = {"gradcam": {}, "lime": {"num_samples": 1000}, "occlusion": {}}
     explainers = {name: build_method(name, run.model, run.preprocess, opts, layer) for name, opts in methods.items()}
     faith = Faithfulness(explainers["gradcam"].probe, steps=20)
     targets = np.asarray(explainers["gradcam"].probe.logits(images)).argmax(-1)
-    maps = {name: np.concatenate([np.asarray(e(images[i:i + args.chunk], targets[i:i + args.chunk]))
-                                  for i in range(0, len(images), args.chunk)]) for name, e in explainers.items()}
+    maps = {
+        name: np.concatenate(
+            [np.asarray(e(images[i : i + args.chunk], targets[i : i + args.chunk])) for i in range(0, len(images), args.chunk)]
+        )
+        for name, e in explainers.items()
+    }
     maps["random"] = random_baseline(images.shape[:3], 0)
     maps["sobel"] = sobel_baseline(images)
-    scores = {name: {**faith.deletion_insertion(images, saliency, targets), **faith.road(images, saliency, targets, key=0)}
-              for name, saliency in maps.items()}
+    scores = {
+        name: {**faith.deletion_insertion(images, saliency, targets), **faith.road(images, saliency, targets, key=0)}
+        for name, saliency in maps.items()
+    }
     used = {name: ~empty_maps(saliency) for name, saliency in maps.items()}
     table = {name: summarise(scores[name], used[name]) for name in maps}
     for name in [m for m in methods if not used[m].all()]:  # the baselines on the same images, for a fair comparison
         for baseline in ("random", "sobel"):
             table[f"{baseline}, on {name}'s non-empty images"] = summarise(scores[baseline], used[name])
-    result = {"model": run.cfg.model.name, "data": run.dataset.name, "run_dir": str(run.run_dir), "images": len(images),
-              "target_layer": layer, "accuracy_on_these": float(np.mean(targets == run.dataset.test.labels[:len(images)])),
-              "table": table}
+    result = {
+        "model": run.cfg.model.name,
+        "data": run.dataset.name,
+        "run_dir": str(run.run_dir),
+        "images": len(images),
+        "target_layer": layer,
+        "accuracy_on_these": float(np.mean(targets == run.dataset.test.labels[: len(images)])),
+        "table": table,
+    }
     out = Path(__file__).parent / "results" / f"faithfulness_{run.cfg.model.name}_{run.dataset.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print("| method | maps used | " + " | ".join(KEYS) + " |\n|---|---|" + "---|" * len(KEYS))
     for name, row in table.items():
-        print(f"| {name} | {row['images_used']} / {len(images)} | " + " | ".join(f"{row[k][0]:.3f} ± {row[k][1]:.3f}" for k in KEYS) + " |")
-    print("all images, empty maps included: " + "; ".join(
-        f"{name} " + " / ".join(f"{row['all_images_mean'][k]:.3f}" for k in KEYS) for name, row in table.items()))
+        print(
+            f"| {name} | {row['images_used']} / {len(images)} | "
+            + " | ".join(f"{row[k][0]:.3f} ± {row[k][1]:.3f}" for k in KEYS)
+            + " |"
+        )
+    print(
+        "all images, empty maps included: "
+        + "; ".join(f"{name} " + " / ".join(f"{row['all_images_mean'][k]:.3f}" for k in KEYS) for name, row in table.items())
+    )
 
 
 if __name__ == "__main__":

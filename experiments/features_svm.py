@@ -24,8 +24,16 @@ from jaxdl.runs import load_run
 def train_autoencoder(name: str, out: Path, epochs: int) -> Path:
     run_dir = out / f"autoencoder_{name}"
     if not (run_dir / "results.json").exists():
-        cmd = [sys.executable, "-m", "jaxdl.apps.autoencoder", "data=fashion_mnist", f"autoencoder={name}",
-               f"trainer.epochs={epochs}", "trainer.progress=false", f"hydra.run.dir={run_dir}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jaxdl.apps.autoencoder",
+            "data=fashion_mnist",
+            f"autoencoder={name}",
+            f"trainer.epochs={epochs}",
+            "trainer.progress=false",
+            f"hydra.run.dir={run_dir}",
+        ]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
     return run_dir
@@ -42,8 +50,15 @@ def main() -> None:
     dataset = load_run(args.classifier).dataset
     chosen = subsample(len(dataset.train), args.max_train, 0)
     flat = lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0
-    rows.append(("raw pixels", 784, svm_accuracy(flat(dataset.train.images[chosen]), dataset.train.labels[chosen],
-                                                 flat(dataset.test.images), dataset.test.labels)))
+    rows.append(
+        (
+            "raw pixels",
+            784,
+            svm_accuracy(
+                flat(dataset.train.images[chosen]), dataset.train.labels[chosen], flat(dataset.test.images), dataset.test.labels
+            ),
+        )
+    )
     sources = [(train_autoencoder(name, args.out, args.ae_epochs), "encoder") for name in ("conv", "sparse")]
     sources += [(args.classifier, "conv2"), (args.classifier, "hidden/0")]
     for run_dir, layer in sources:
@@ -51,7 +66,9 @@ def main() -> None:
         rows.append((f"{run_dir.name} / {layer}", result["dimensions"], result["test/svm_accuracy"]))
     for run_dir, _ in sources[:2]:
         summary = json.loads((run_dir / "results.json").read_text())
-        print(f"{run_dir.name}: test reconstruction MSE {summary['test/mse']:.5f}, active code units {summary['test/code_active']:.2f}")
+        print(
+            f"{run_dir.name}: test reconstruction MSE {summary['test/mse']:.5f}, active code units {summary['test/code_active']:.2f}"
+        )
     print(f"\n| features (SVM, RBF, C=1, {len(chosen)} train images) | dimensions | test accuracy |\n|---|---|---|")
     for name, dims, acc in rows:
         print(f"| {name} | {dims} | {acc:.4f} |")

@@ -44,25 +44,49 @@ def main() -> None:
     out = args.out.absolute()
     classifier = out / "classifier"
     # the feature space of the recorded Fréchet distances: the experiment file's recipe as it was then
-    clf = run("jaxdl.apps.train", ["experiment=fashion_mnist_lenet5", "trainer.epochs=1", "model.dropout=0.3",
-                              "data.val_fraction=0.1"], classifier)
+    clf = run(
+        "jaxdl.apps.train",
+        ["experiment=fashion_mnist_lenet5", "trainer.epochs=1", "model.dropout=0.3", "data.val_fraction=0.1"],
+        classifier,
+    )
     quality = [f"quality.classifier={classifier}", "quality.layer=hidden/0"]
     full_gan = out / "cdcgan_full"
-    run("jaxdl.apps.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.gan_epochs}", *quality], full_gan)
+    run(
+        "jaxdl.apps.gan",
+        ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.gan_epochs}", *quality],
+        full_gan,
+    )
     subset = [f"data.label_fraction={args.fraction}"]
     small_gan = out / "cdcgan_subset"
-    run("jaxdl.apps.gan", ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.small_gan_epochs}",
-                      *subset, *quality], small_gan)
+    run(
+        "jaxdl.apps.gan",
+        ["data=fashion_mnist", "gan=cdcgan", "gan.width=32", f"trainer.epochs={args.small_gan_epochs}", *subset, *quality],
+        small_gan,
+    )
     common = ["data=fashion_mnist", "model=lenet5", "optimizer=adam", f"trainer.epochs={args.classifier_epochs}", *subset]
     real = run("jaxdl.apps.train", common, out / "small_real")
     rows = [("real only", real)]
-    for gan_dir, what in ((small_gan, "cDCGAN trained on the same subset"),
-                          (full_gan, "cDCGAN trained on all 54,000 labelled images: leaks labels, an upper bound")):
+    for gan_dir, what in (
+        (small_gan, "cDCGAN trained on the same subset"),
+        (full_gan, "cDCGAN trained on all 54,000 labelled images: leaks labels, an upper bound"),
+    ):
         synthetic = out / f"synthetic_{gan_dir.name}"
         if not (synthetic / "meta.json").exists():
-            subprocess.run([sys.executable, "-m", "jaxdl.apps.gan_sample", f"run_dir={gan_dir}", f"n={args.synthetic}",
-                            "test_n=0", f"out={synthetic}"], check=True)
-        augmented = run("jaxdl.apps.train", [*common, f"data.extra_train_dirs=[{synthetic}]"], out / f"small_real_plus_{gan_dir.name}")
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "jaxdl.apps.gan_sample",
+                    f"run_dir={gan_dir}",
+                    f"n={args.synthetic}",
+                    "test_n=0",
+                    f"out={synthetic}",
+                ],
+                check=True,
+            )
+        augmented = run(
+            "jaxdl.apps.train", [*common, f"data.extra_train_dirs=[{synthetic}]"], out / f"small_real_plus_{gan_dir.name}"
+        )
         rows.append((f"real + {args.synthetic} synthetic ({what})", augmented))
     print(f"\nclassifier (feature space): Fashion-MNIST test accuracy {clf['test/accuracy']:.4f}")
     print(f"cDCGAN, all 54,000 training images: FID per epoch {fids(full_gan)}")
@@ -70,6 +94,7 @@ def main() -> None:
     print(f"\n| LeNet-5, {args.fraction:.0%} of the labels | test accuracy |\n|---|---|")
     for name, result in rows:
         print(f"| {name} | {result['test/accuracy']:.4f} |")
+
 
 if __name__ == "__main__":
     main()

@@ -77,7 +77,9 @@ def main() -> None:
     print(f"core -> plugin (jaxdl -> xai) edges: {len(back)}" + "".join(f"\n  {a} -> {b}" for a, b in back))
     print(f"import cycles: {len(loops)}" + "".join(f"\n  {' <-> '.join(c)}" for c in loops))
     lines = ["digraph imports {", "  rankdir=LR;"]
-    lines += [f'  "{a}" -> "{b}"{" [color=red]" if (a, b) in back else ""};' for a, bs in sorted(edges.items()) for b in sorted(bs)]
+    lines += [
+        f'  "{a}" -> "{b}"{" [color=red]" if (a, b) in back else ""};' for a, bs in sorted(edges.items()) for b in sorted(bs)
+    ]
     Path("import_graph.dot").write_text("\n".join(lines + ["}"]) + "\n")
 
 

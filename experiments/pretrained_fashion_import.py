@@ -52,8 +52,16 @@ def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
-def train_torch(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, mean: float, std: float, epochs: int,
-                batch: int = 128, seed: int = 0) -> float:
+def train_torch(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    mean: float,
+    std: float,
+    epochs: int,
+    batch: int = 128,
+    seed: int = 0,
+) -> float:
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     start = time.perf_counter()
@@ -61,26 +69,29 @@ def train_torch(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, 
     for _ in range(epochs):
         order = torch.randperm(len(images)).numpy()
         for i in range(0, len(order) - batch + 1, batch):
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             loss = torch.nn.functional.cross_entropy(model(to_tensor(images[idx], mean, std)), torch.from_numpy(labels[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
             if (i // batch) % 50 == 0:
-                print(f"step {i // batch}/{len(order) // batch} loss {loss.item():.3f} {time.perf_counter() - start:.0f}s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"step {i // batch}/{len(order) // batch} loss {loss.item():.3f} {time.perf_counter() - start:.0f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return time.perf_counter() - start
 
 
 def torch_logits(model: torch.nn.Module, images: np.ndarray, mean: float, std: float) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        return np.concatenate([model(to_tensor(images[i:i + 500], mean, std)).numpy() for i in range(0, len(images), 500)])
+        return np.concatenate([model(to_tensor(images[i : i + 500], mean, std)).numpy() for i in range(0, len(images), 500)])
 
 
 def jaxdl_logits(path: Path, images: np.ndarray) -> np.ndarray:
     logits = logits_fn(load_model(path))
-    return np.concatenate([logits(images[i:i + 500]) for i in range(0, len(images), 500)])
+    return np.concatenate([logits(images[i : i + 500]) for i in range(0, len(images), 500)])
 
 
 def main() -> None:
@@ -91,7 +102,7 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=60000, help="the first N training images (all: 60000)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train_x, train_y = (a[:args.train_examples] for a in fashion("train"))
+    train_x, train_y = (a[: args.train_examples] for a in fashion("train"))
     test_x, test_y = fashion("t10k")
     mean, std = float(train_x.mean() / 255), float(train_x.std() / 255)
     model = one_channel(args.arch)
@@ -99,17 +110,32 @@ def main() -> None:
     theirs = torch_logits(model, test_x, mean, std)
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(model.state_dict(), Path(tmp) / "trained.pth")
-        module, card = import_model(f"torchvision:{args.arch}", file=str(Path(tmp) / "trained.pth"), input_size=28,
-                                    mean=[mean], std=[std], class_names=list(CLASSES))
+        module, card = import_model(
+            f"torchvision:{args.arch}",
+            file=str(Path(tmp) / "trained.pth"),
+            input_size=28,
+            mean=[mean],
+            std=[std],
+            class_names=list(CLASSES),
+        )
         save_model(Path(tmp) / "imported", module, card)
         ours = jaxdl_logits(Path(tmp) / "imported", test_x)
     pred_t, pred_j = theirs.argmax(1), ours.argmax(1)
-    print(json.dumps({
-        "arch": args.arch, "epochs": args.epochs, "train_examples": len(train_x), "torch_train_seconds": round(seconds, 1),
-        "torch_test_accuracy": float((pred_t == test_y).mean()), "jaxdl_test_accuracy": float((pred_j == test_y).mean()),
-        "identical_predictions": float((pred_t == pred_j).mean()),
-        "max_abs_logit_gap": float(np.abs(ours - theirs).max()), "max_abs_logit": float(np.abs(theirs).max()),
-    }))
+    print(
+        json.dumps(
+            {
+                "arch": args.arch,
+                "epochs": args.epochs,
+                "train_examples": len(train_x),
+                "torch_train_seconds": round(seconds, 1),
+                "torch_test_accuracy": float((pred_t == test_y).mean()),
+                "jaxdl_test_accuracy": float((pred_j == test_y).mean()),
+                "identical_predictions": float((pred_t == pred_j).mean()),
+                "max_abs_logit_gap": float(np.abs(ours - theirs).max()),
+                "max_abs_logit": float(np.abs(theirs).max()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

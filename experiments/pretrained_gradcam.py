@@ -50,7 +50,7 @@ def main() -> None:
     model = random_torch_model(source)
     module, card = import_model(source, torch_model=model)
     meta = source_metadata(source)
-    names = (PHOTOS * (args.batch // len(PHOTOS) + 1))[:args.batch]
+    names = (PHOTOS * (args.batch // len(PHOTOS) + 1))[: args.batch]
     images = photos(card, names)
     targets = torch_logits(model, images, meta["mean"], meta["std"]).argmax(1)
 
@@ -65,10 +65,21 @@ def main() -> None:
         seconds_ours = min(seconds_ours, timed(run_ours))
         seconds_theirs = min(seconds_theirs, timed(run_theirs))
     corr = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(maps_ours, maps_theirs)]
-    print(json.dumps({"batch": args.batch, "photos": list(names), "min_correlation": min(corr),
-                      "mean_correlation": float(np.mean(corr)), "max_abs_map_gap": float(np.abs(maps_ours - maps_theirs).max()),
-                      "jaxdl_seconds": round(seconds_ours, 3), "grad_cam_seconds": round(seconds_theirs, 3),
-                      "speedup": round(seconds_theirs / seconds_ours, 2), "torch_threads": args.threads}))
+    print(
+        json.dumps(
+            {
+                "batch": args.batch,
+                "photos": list(names),
+                "min_correlation": min(corr),
+                "mean_correlation": float(np.mean(corr)),
+                "max_abs_map_gap": float(np.abs(maps_ours - maps_theirs).max()),
+                "jaxdl_seconds": round(seconds_ours, 3),
+                "grad_cam_seconds": round(seconds_theirs, 3),
+                "speedup": round(seconds_theirs / seconds_ours, 2),
+                "torch_threads": args.threads,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

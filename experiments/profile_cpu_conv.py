@@ -44,7 +44,7 @@ def conv_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
     kh, kw, cin, cout = kernel.shape
     b, h, w, _ = x.shape
     oh, ow = h - kh + 1, w - kw + 1
-    patches = jnp.concatenate([x[:, i:i + oh, j:j + ow, :] for i in range(kh) for j in range(kw)], axis=-1)
+    patches = jnp.concatenate([x[:, i : i + oh, j : j + ow, :] for i in range(kh) for j in range(kw)], axis=-1)
     return (patches.reshape(-1, kh * kw * cin) @ kernel.reshape(-1, cout)).reshape(b, oh, ow, cout)
 
 
@@ -67,16 +67,28 @@ def main() -> None:
         print(f"   {filters:3d} filters  {median_ms(forward, x, normal(5, 5, 1, filters)):6.2f}")
 
     print("2. LeNet-5 convolutions, batch 128 (ms): forward / kernel gradient / input gradient")
-    for name, x, kernel in (("conv1 1->20, 28x28", normal(128, 28, 28, 1), normal(5, 5, 1, 20)),
-                            ("conv2 20->50, 12x12", normal(128, 12, 12, 20), normal(5, 5, 20, 50))):
+    for name, x, kernel in (
+        ("conv1 1->20, 28x28", normal(128, 28, 28, 1), normal(5, 5, 1, 20)),
+        ("conv2 20->50, 12x12", normal(128, 12, 12, 20), normal(5, 5, 20, 50)),
+    ):
         d_kernel = jax.jit(jax.grad(lambda k, x: conv_xla(x, k).sum()))
         d_input = jax.jit(jax.grad(lambda x, k: conv_xla(x, k).sum()))
-        print(f"   {name:20s} {median_ms(forward, x, kernel):6.2f} / {median_ms(d_kernel, kernel, x):6.2f} / "
-              f"{median_ms(d_input, x, kernel):6.2f}")
+        print(
+            f"   {name:20s} {median_ms(forward, x, kernel):6.2f} / {median_ms(d_kernel, kernel, x):6.2f} / "
+            f"{median_ms(d_input, x, kernel):6.2f}"
+        )
 
     print("3. LeNet-5 at batch 128 (ms): forward / loss gradient, XLA conv vs im2col")
-    params = (normal(5, 5, 1, 20), normal(20), normal(5, 5, 20, 50), normal(50), normal(800, 500), normal(500),
-              normal(500, 10), normal(10))
+    params = (
+        normal(5, 5, 1, 20),
+        normal(20),
+        normal(5, 5, 20, 50),
+        normal(50),
+        normal(800, 500),
+        normal(500),
+        normal(500, 10),
+        normal(10),
+    )
     x, labels = normal(128, 28, 28, 1), jnp.asarray(rng.integers(0, 10, 128))
     gradients = {}
     for name, conv in (("xla", conv_xla), ("im2col", conv_im2col)):
@@ -90,8 +102,10 @@ def main() -> None:
 
     print("4. GFLOP/s: LeNet-5 forward on 1,000 images vs a 2048x2048 matmul")
     forward = jax.jit(lambda p, x: lenet_logits(conv_xla, p, x))
-    for name, fn, args in (("LeNet-5 forward, batch 1000", forward, (params, normal(1000, 28, 28, 1))),
-                           ("matmul 2048x2048x2048", jax.jit(jnp.matmul), (normal(2048, 2048), normal(2048, 2048)))):
+    for name, fn, args in (
+        ("LeNet-5 forward, batch 1000", forward, (params, normal(1000, 28, 28, 1))),
+        ("matmul 2048x2048x2048", jax.jit(jnp.matmul), (normal(2048, 2048), normal(2048, 2048))),
+    ):
         gflop = fn.lower(*args).compile().cost_analysis()["flops"] / 1e9
         ms = median_ms(fn, *args)
         print(f"   {name:28s} {gflop:6.2f} GFLOP in {ms:6.2f} ms = {gflop / ms * 1e3:6.1f} GFLOP/s")

@@ -49,8 +49,14 @@ from xai.explain.segmentation import segment_batch  # noqa: E402
 from xai.explain.shap_partition import PartitionShap  # noqa: E402
 
 LAYER = "features"
-PACKAGE_CAMS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "hirescam": "HiResCAM", "xgradcam": "XGradCAM",
-                "layercam": "LayerCAM", "eigencam": "EigenCAM"}
+PACKAGE_CAMS = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+}
 
 
 class TorchLeNet5(nn.Module):
@@ -61,8 +67,14 @@ class TorchLeNet5(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.tensor(np.asarray(mean, np.float32).reshape(1, -1, 1, 1)))
         self.register_buffer("std", torch.tensor(np.asarray(std, np.float32).reshape(1, -1, 1, 1)))
-        self.features = nn.Sequential(nn.Conv2d(channels, filters[0], 5), nn.ReLU(), nn.MaxPool2d(2, 2),
-                                      nn.Conv2d(filters[0], filters[1], 5), nn.ReLU(), nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, filters[0], 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(filters[0], filters[1], 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),
+        )
         self.hidden, self.relu, self.head = nn.Linear(16 * filters[1], hidden), nn.ReLU(), nn.Linear(hidden, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,8 +85,14 @@ class TorchLeNet5(nn.Module):
 def torch_twin(model: nnx.Module, preprocess) -> TorchLeNet5:
     """The twin with jaxdl's weights (HWIO -> OIHW kernels, (in, out) -> (out, in) matrices)."""
     p = lambda param: torch.from_numpy(np.array(param[...], np.float32))
-    twin = TorchLeNet5(model.conv1.in_features, model.head.out_features, (model.conv1.out_features, model.conv2.out_features),
-                       model.hidden[0].out_features, preprocess.mean, preprocess.std)
+    twin = TorchLeNet5(
+        model.conv1.in_features,
+        model.head.out_features,
+        (model.conv1.out_features, model.conv2.out_features),
+        model.hidden[0].out_features,
+        preprocess.mean,
+        preprocess.std,
+    )
     with torch.no_grad():
         for conv, ours in ((twin.features[0], model.conv1), (twin.features[3], model.conv2)):
             conv.weight.copy_(p(ours.kernel).permute(3, 2, 0, 1))
@@ -92,7 +110,9 @@ def nchw(images: np.ndarray) -> torch.Tensor:
 def probabilities(twin: TorchLeNet5, images: np.ndarray, batch: int = 1000) -> np.ndarray:
     """The twin's softmax on NHWC numpy images, in chunks."""
     with torch.no_grad():
-        return np.concatenate([torch.softmax(twin(nchw(images[i:i + batch])), -1).numpy() for i in range(0, len(images), batch)])
+        return np.concatenate(
+            [torch.softmax(twin(nchw(images[i : i + batch])), -1).numpy() for i in range(0, len(images), batch)]
+        )
 
 
 def scaled(maps: np.ndarray) -> np.ndarray:
@@ -109,10 +129,14 @@ def agreement(ours: np.ndarray, reference: np.ndarray, up_to_sign: bool = False)
     both_constant = np.isnan(corr) & np.all(np.isclose(ours.reshape(len(ours), -1), reference.reshape(len(reference), -1)), 1)
     corr = np.abs(corr) if up_to_sign else corr
     valid = corr[~both_constant]
-    return {"images": len(ours), "both_constant": int(both_constant.sum()), "undefined": int(np.isnan(valid).sum()),
-            "correlation_min": float(np.nanmin(valid)) if valid.size else None,
-            "correlation_mean": float(np.nanmean(valid)) if valid.size else None,
-            "max_abs_difference": None if up_to_sign else float(np.abs(ours - reference).max())}
+    return {
+        "images": len(ours),
+        "both_constant": int(both_constant.sum()),
+        "undefined": int(np.isnan(valid).sum()),
+        "correlation_min": float(np.nanmin(valid)) if valid.size else None,
+        "correlation_mean": float(np.nanmean(valid)) if valid.size else None,
+        "max_abs_difference": None if up_to_sign else float(np.abs(ours - reference).max()),
+    }
 
 
 def package_cam_maps(cam, x: torch.Tensor, targets: list) -> np.ndarray:
@@ -148,8 +172,16 @@ def lime_reference(twin, images, classes, segments, num_samples: int) -> tuple[n
     for image, c, seg in zip(images, classes, segments):
         features = int(seg.max()) + 1
         explanation = LimeImageExplainer(random_state=0).explain_instance(
-            np.repeat(image, 3, -1).astype(np.float64), predict, labels=(int(c),), top_labels=None, num_samples=num_samples,
-            batch_size=100, segmentation_fn=lambda _, seg=seg: seg, random_seed=0, hide_color=None)
+            np.repeat(image, 3, -1).astype(np.float64),
+            predict,
+            labels=(int(c),),
+            top_labels=None,
+            num_samples=num_samples,
+            batch_size=100,
+            segmentation_fn=lambda _, seg=seg: seg,
+            random_seed=0,
+            hide_color=None,
+        )
         w = np.zeros(features)
         for feature, weight in explanation.local_exp[int(c)]:
             w[feature] = weight
@@ -162,9 +194,17 @@ def lime_reference(twin, images, classes, segments, num_samples: int) -> tuple[n
 
 def shap_reference(twin, images, classes, max_evals: int, batch_size: int) -> np.ndarray:
     """shap's PartitionExplainer on the twin with jaxdl's masker (hidden pixels 0), summed over channels."""
-    explainer = shap.PartitionExplainer(lambda x: probabilities(twin, x), shap.maskers.Image(np.zeros(images.shape[1:]), images.shape[1:]))
-    return np.stack([explainer(image[None], max_evals=max_evals, batch_size=batch_size, outputs=np.array([c]),
-                               silent=True).values[0, ..., 0].sum(-1) for image, c in zip(images, classes)])
+    explainer = shap.PartitionExplainer(
+        lambda x: probabilities(twin, x), shap.maskers.Image(np.zeros(images.shape[1:]), images.shape[1:])
+    )
+    return np.stack(
+        [
+            explainer(image[None], max_evals=max_evals, batch_size=batch_size, outputs=np.array([c]), silent=True)
+            .values[0, ..., 0]
+            .sum(-1)
+            for image, c in zip(images, classes)
+        ]
+    )
 
 
 def occlusion_reference(twin, images, classes, size: int, stride: int) -> np.ndarray:
@@ -177,9 +217,9 @@ def occlusion_reference(twin, images, classes, size: int, stride: int) -> np.nda
         for y in range(-(size // 2), h - size // 2, stride):
             for x in range(-(size // 2), w - size // 2, stride):
                 hidden = image.copy()
-                hidden[max(y, 0):y + size, max(x, 0):x + size] = image.mean((0, 1))
-                total[max(y, 0):y + size, max(x, 0):x + size] += base - probabilities(twin, hidden[None])[0, c]
-                cover[max(y, 0):y + size, max(x, 0):x + size] += 1
+                hidden[max(y, 0) : y + size, max(x, 0) : x + size] = image.mean((0, 1))
+                total[max(y, 0) : y + size, max(x, 0) : x + size] += base - probabilities(twin, hidden[None])[0, c]
+                cover[max(y, 0) : y + size, max(x, 0) : x + size] += 1
         maps.append(total / np.maximum(cover, 1))
     return np.stack(maps)
 
@@ -194,7 +234,7 @@ def deletion_insertion_reference(twin, images, saliency, classes, steps: int) ->
     deletion, insertion = np.zeros((b, steps + 1)), np.zeros((b, steps + 1))
     for s in range(steps + 1):
         top = np.zeros((b, h * w), bool)
-        np.put_along_axis(top, order[:, :int(np.round(s / steps * h * w))], True, axis=1)
+        np.put_along_axis(top, order[:, : int(np.round(s / steps * h * w))], True, axis=1)
         top = top.reshape(b, h, w, 1)
         deletion[:, s] = probabilities(twin, np.where(top, 0.0, images))[np.arange(b), classes]
         insertion[:, s] = probabilities(twin, np.where(top, images, blurred))[np.arange(b), classes]
@@ -214,7 +254,7 @@ def main() -> None:
     run = load_run(args.run_dir)
     if run.cfg.model.name != "lenet5":
         raise SystemExit(f"{args.run_dir} holds a {run.cfg.model.name}; the torch twin is the modern LeNet-5")
-    images = np.asarray(check_images(run.dataset.test.images[:args.images]))
+    images = np.asarray(check_images(run.dataset.test.images[: args.images]))
     if tuple(run.preprocess.size) != images.shape[1:3]:
         raise SystemExit("the twin normalises but does not resize: use a data set whose images are the model's input size")
     model, pre = run.model, run.preprocess
@@ -230,50 +270,82 @@ def main() -> None:
     layer = twin.features
     rows: dict[str, dict] = {}
     for name, cls in PACKAGE_CAMS.items():
-        ours = np.asarray(CAM_METHODS[name](model, LAYER, preprocess=pre, upsample=False, relu=name != "eigencam")(images, classes))
+        ours = np.asarray(
+            CAM_METHODS[name](model, LAYER, preprocess=pre, upsample=False, relu=name != "eigencam")(images, classes)
+        )
         theirs = package_cam_maps(TorchCams[cls](twin, [layer]), x, targets)
-        rows[name] = {"reference": "pytorch-grad-cam " + cls, **agreement(ours, scaled(theirs) if name != "eigencam" else theirs,
-                                                                          up_to_sign=name == "eigencam")}
+        rows[name] = {
+            "reference": "pytorch-grad-cam " + cls,
+            **agreement(ours, scaled(theirs) if name != "eigencam" else theirs, up_to_sign=name == "eigencam"),
+        }
     ours = np.asarray(ScoreCAM(model, LAYER, preprocess=pre, upsample=False, weighting="pytorch_grad_cam")(images, classes))
-    rows["scorecam (weighting=pytorch_grad_cam)"] = {"reference": "pytorch-grad-cam ScoreCAM",
-                                                     **agreement(ours, scaled(package_cam_maps(TorchCams["ScoreCAM"](twin, [layer]), x, targets)))}
+    rows["scorecam (weighting=pytorch_grad_cam)"] = {
+        "reference": "pytorch-grad-cam ScoreCAM",
+        **agreement(ours, scaled(package_cam_maps(TorchCams["ScoreCAM"](twin, [layer]), x, targets))),
+    }
     ours = np.asarray(ScoreCAM(model, LAYER, preprocess=pre, upsample=False)(images, classes))
-    rows["scorecam"] = {"reference": "Wang et al. 2020 in numpy + torch", **agreement(ours, scorecam_as_published(twin, images, classes))}
+    rows["scorecam"] = {
+        "reference": "Wang et al. 2020 in numpy + torch",
+        **agreement(ours, scorecam_as_published(twin, images, classes)),
+    }
     guided = TorchCams["GuidedBackpropReLUModel"](twin, device="cpu")
-    theirs = np.stack([guided(x[i:i + 1], int(c)) for i, c in enumerate(classes)])
-    rows["guided backprop"] = {"reference": "pytorch-grad-cam GuidedBackpropReLUModel",
-                               **agreement(np.asarray(GuidedBackprop(model, preprocess=pre)(images, classes)), theirs)}
+    theirs = np.stack([guided(x[i : i + 1], int(c)) for i, c in enumerate(classes)])
+    rows["guided backprop"] = {
+        "reference": "pytorch-grad-cam GuidedBackpropReLUModel",
+        **agreement(np.asarray(GuidedBackprop(model, preprocess=pre)(images, classes)), theirs),
+    }
     occlusion = Occlusion(model, preprocess=pre)
     size = max(1, round(0.2 * min(images.shape[1:3])))
-    rows["occlusion"] = {"reference": "numpy loop + torch", **agreement(np.asarray(occlusion(images, classes)),
-                                                                       occlusion_reference(twin, images, classes, size, max(1, size // 2)))}
+    rows["occlusion"] = {
+        "reference": "numpy loop + torch",
+        **agreement(np.asarray(occlusion(images, classes)), occlusion_reference(twin, images, classes, size, max(1, size // 2))),
+    }
     faith = Faithfulness(Probe(model, (), pre), steps=20)
-    for label, saliency in (("Grad-CAM maps", np.asarray(CAM_METHODS["gradcam"](model, LAYER, preprocess=pre)(images, classes))),
-                            ("random maps", random_baseline(images.shape[:3], 0))):
+    for label, saliency in (
+        ("Grad-CAM maps", np.asarray(CAM_METHODS["gradcam"](model, LAYER, preprocess=pre)(images, classes))),
+        ("random maps", random_baseline(images.shape[:3], 0)),
+    ):
         ours = faith.deletion_insertion(images, saliency, classes)
         deletion, insertion = deletion_insertion_reference(twin, images, saliency, classes, 20)
         for key, theirs in (("deletion_auc", deletion), ("insertion_auc", insertion)):
             diff = np.abs(ours[key] - theirs)
             rows[f"{key.replace('_auc', '')} AUC of {label}"] = {
-                "reference": "RISE by hand (numpy + torch)", "images": len(images), "both_constant": 0, "undefined": 0,
-                "correlation_min": None, "correlation_mean": float(np.corrcoef(ours[key], theirs)[0, 1]),
-                "max_abs_difference": float(diff.max())}
+                "reference": "RISE by hand (numpy + torch)",
+                "images": len(images),
+                "both_constant": 0,
+                "undefined": 0,
+                "correlation_min": None,
+                "correlation_mean": float(np.corrcoef(ours[key], theirs)[0, 1]),
+                "max_abs_difference": float(diff.max()),
+            }
 
-    few, few_classes = images[:args.slow_images], classes[:args.slow_images]
+    few, few_classes = images[: args.slow_images], classes[: args.slow_images]
     segments = segment_batch(few, "auto")
     weights, samples = lime_reference(twin, few, few_classes, segments, args.lime_samples)
     result = LimeImage(model, preprocess=pre, num_samples=args.lime_samples)(few, few_classes, segments=segments, samples=samples)
-    rows["lime (superpixel weights)"] = {"reference": "lime LimeImageExplainer, same segments and samples",
-                                         **agreement(result.weights[:, None, :], weights[:, None, :])}
+    rows["lime (superpixel weights)"] = {
+        "reference": "lime LimeImageExplainer, same segments and samples",
+        **agreement(result.weights[:, None, :], weights[:, None, :]),
+    }
     ours = PartitionShap(model, preprocess=pre, max_evals=args.shap_evals)(few, few_classes)
-    rows["shap"] = {"reference": "shap PartitionExplainer", **agreement(ours, shap_reference(twin, few, few_classes, args.shap_evals, 500))}
+    rows["shap"] = {
+        "reference": "shap PartitionExplainer",
+        **agreement(ours, shap_reference(twin, few, few_classes, args.shap_evals, 500)),
+    }
 
-    report = {"run_dir": args.run_dir, "model": run.cfg.model.name, "data": run.dataset.name, "layer": LAYER,
-              "machine": f"{cpu_name()}, {os.cpu_count()} cores", "versions": {**versions(stand_in), "lime": _version("lime"),
-                                                                                   "shap": _version("shap")},
-              "logits_max_abs_diff": float(np.abs(logits - torch_logits).max()),
-              "predictions_agree": float((torch_logits.argmax(-1) == classes).mean()),
-              "lime_samples": args.lime_samples, "shap_evals": args.shap_evals, "rows": rows}
+    report = {
+        "run_dir": args.run_dir,
+        "model": run.cfg.model.name,
+        "data": run.dataset.name,
+        "layer": LAYER,
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+        "versions": {**versions(stand_in), "lime": _version("lime"), "shap": _version("shap")},
+        "logits_max_abs_diff": float(np.abs(logits - torch_logits).max()),
+        "predictions_agree": float((torch_logits.argmax(-1) == classes).mean()),
+        "lime_samples": args.lime_samples,
+        "shap_evals": args.shap_evals,
+        "rows": rows,
+    }
     out = Path(__file__).parent / "results" / f"reference_agreement_{run.cfg.model.name}_{run.dataset.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
@@ -299,15 +371,19 @@ def import_grad_cam_classes() -> tuple[dict, bool]:
 
 
 def print_table(report: dict) -> None:
-    print(f"{report['model']} on {report['data']}, layer {report['layer']}; logits max |diff| {report['logits_max_abs_diff']:.2e}, "
-          f"predictions agree {report['predictions_agree']:.3f}")
+    print(
+        f"{report['model']} on {report['data']}, layer {report['layer']}; logits max |diff| {report['logits_max_abs_diff']:.2e}, "
+        f"predictions agree {report['predictions_agree']:.3f}"
+    )
     print("| method | reference | images | correlation min / mean | max abs difference |")
     print("|---|---|---|---|---|")
     fmt = lambda v, f: "—" if v is None else format(v, f)
     for name, row in report["rows"].items():
         extra = f" ({row['both_constant']} both constant)" if row["both_constant"] else ""
-        print(f"| {name} | {row['reference']} | {row['images']}{extra} | {fmt(row['correlation_min'], '.6f')} / "
-              f"{fmt(row['correlation_mean'], '.6f')} | {fmt(row['max_abs_difference'], '.2e')} |")
+        print(
+            f"| {name} | {row['reference']} | {row['images']}{extra} | {fmt(row['correlation_min'], '.6f')} / "
+            f"{fmt(row['correlation_mean'], '.6f')} | {fmt(row['max_abs_difference'], '.2e')} |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ from xai.explain.inputs import check_images
 from xai.explain.methods import default_target_layer
 from xai.explain.metrics import empty_maps
 
-VARIANTS = {"Score-CAM (Wang et al. 2020, default)": (ScoreCAM, {}),
-            "Score-CAM (weighting=pytorch_grad_cam)": (ScoreCAM, {"weighting": "pytorch_grad_cam"}),
-            "Grad-CAM": (GradCAM, {})}
+VARIANTS = {
+    "Score-CAM (Wang et al. 2020, default)": (ScoreCAM, {}),
+    "Score-CAM (weighting=pytorch_grad_cam)": (ScoreCAM, {"weighting": "pytorch_grad_cam"}),
+    "Grad-CAM": (GradCAM, {}),
+}
 
 
 def main() -> None:
@@ -32,7 +34,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     args = parser.parse_args()
     run = load_run(args.run_dir)
-    images = np.asarray(check_images(run.dataset.test.images[:args.images]))
+    images = np.asarray(check_images(run.dataset.test.images[: args.images]))
     layer = default_target_layer(run.model, run.preprocess, images)
     rows = {}
     for name, (cls, options) in VARIANTS.items():
@@ -47,7 +49,9 @@ def main() -> None:
     result = {"run_dir": args.run_dir, "layer": layer, "images": len(images), "rows": rows}
     out = Path(__file__).parent / "results" / f"class_sensitivity_{run.cfg.model.name}_{run.dataset.name}.json"
     out.write_text(json.dumps(result, indent=2))
-    print(f"layer {layer}, {len(images)} images\n| method | top-1 vs top-2 map correlation (mean / median) | images used |\n|---|---|---|")
+    print(
+        f"layer {layer}, {len(images)} images\n| method | top-1 vs top-2 map correlation (mean / median) | images used |\n|---|---|---|"
+    )
     for name, row in rows.items():
         print(f"| {name} | {row['mean']:.3f} / {row['median']:.3f} | {row['images_used']} / {len(images)} |")
 

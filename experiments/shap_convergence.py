@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     args = parser.parse_args()
     run = load_run(args.run_dir)
-    images = np.asarray(check_images(run.dataset.test.images[:args.images]))
+    images = np.asarray(check_images(run.dataset.test.images[: args.images]))
     explainer = PartitionShap(run.model, preprocess=run.preprocess, max_evals=REFERENCE)
     targets = explainer.predict(images).argmax(-1)
     reference, reference_seconds = timed_maps(explainer, images, targets)
@@ -66,27 +66,46 @@ def main() -> None:
         explainer.max_evals = budget
         maps, seconds = timed_maps(explainer, images, targets)
         corr = correlations(maps, reference)
-        rows[budget] = {"correlation_mean": float(corr.mean()), "correlation_min": float(corr.min()),
-                        "distinct_values_median": float(np.median([len(np.unique(m)) for m in maps])),
-                        "seconds_per_image": seconds}
-    rows[REFERENCE] = {"correlation_mean": 1.0, "correlation_min": 1.0,
-                       "distinct_values_median": float(np.median([len(np.unique(m)) for m in reference])),
-                       "seconds_per_image": reference_seconds}
-    first = {"fixed_batch": first_call_seconds(run, images, targets, True),
-             "power_of_two_batches": first_call_seconds(run, images, targets, False)}
-    result = {"run_dir": args.run_dir, "model": run.cfg.model.name, "data": run.dataset.name, "images": len(images),
-              "pixels": int(np.prod(images.shape[1:3])), "cores": os.cpu_count(), "budgets": rows,
-              "first_call_seconds": first}
+        rows[budget] = {
+            "correlation_mean": float(corr.mean()),
+            "correlation_min": float(corr.min()),
+            "distinct_values_median": float(np.median([len(np.unique(m)) for m in maps])),
+            "seconds_per_image": seconds,
+        }
+    rows[REFERENCE] = {
+        "correlation_mean": 1.0,
+        "correlation_min": 1.0,
+        "distinct_values_median": float(np.median([len(np.unique(m)) for m in reference])),
+        "seconds_per_image": reference_seconds,
+    }
+    first = {
+        "fixed_batch": first_call_seconds(run, images, targets, True),
+        "power_of_two_batches": first_call_seconds(run, images, targets, False),
+    }
+    result = {
+        "run_dir": args.run_dir,
+        "model": run.cfg.model.name,
+        "data": run.dataset.name,
+        "images": len(images),
+        "pixels": int(np.prod(images.shape[1:3])),
+        "cores": os.cpu_count(),
+        "budgets": rows,
+        "first_call_seconds": first,
+    }
     out = Path(__file__).parent / "results" / f"shap_convergence_{run.cfg.model.name}_{run.dataset.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"| evaluations | correlation with {REFERENCE:,} (mean / min) | distinct values per map (median) | s per image |")
     print("|---|---|---|---|")
     for budget, row in rows.items():
-        print(f"| {budget:,} | {row['correlation_mean']:.3f} / {row['correlation_min']:.3f} | "
-              f"{row['distinct_values_median']:.0f} | {row['seconds_per_image']:.2f} |")
-    print(f"first call (1 image, compilation included): fixed batch {first['fixed_batch']:.2f} s, "
-          f"power-of-two batches {first['power_of_two_batches']:.2f} s")
+        print(
+            f"| {budget:,} | {row['correlation_mean']:.3f} / {row['correlation_min']:.3f} | "
+            f"{row['distinct_values_median']:.0f} | {row['seconds_per_image']:.2f} |"
+        )
+    print(
+        f"first call (1 image, compilation included): fixed batch {first['fixed_batch']:.2f} s, "
+        f"power-of-two batches {first['power_of_two_batches']:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -28,15 +28,32 @@ LAUNCHERS = {
 
 def run_sweep(name: str, extra: list[str], out: Path, epochs: int) -> dict:
     sweep_dir = out / name
-    args = [sys.executable, "-m", "jaxdl.apps.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", "data=digits",
-            "model=lenet5", f"trainer.epochs={epochs}", "trainer.progress=false", *GRID, *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "jaxdl.apps.train",
+        "--multirun",
+        f"hydra.sweep.dir={sweep_dir}",
+        "data=digits",
+        "model=lenet5",
+        f"trainer.epochs={epochs}",
+        "trainer.progress=false",
+        *GRID,
+        *extra,
+    ]
     start = time.perf_counter()
     result = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
     (out / f"{name}.log").write_text(result.stdout + result.stderr)
     statuses = [json.loads(p.read_text())["status"] for p in sorted(sweep_dir.glob("*/status.json"))]
-    return {"launcher": name, "wall_s": round(wall, 1), "returncode": result.returncode, "runs": len(statuses),
-            "completed": statuses.count("completed"), "command": " ".join(args[1:])}
+    return {
+        "launcher": name,
+        "wall_s": round(wall, 1),
+        "returncode": result.returncode,
+        "runs": len(statuses),
+        "completed": statuses.count("completed"),
+        "command": " ".join(args[1:]),
+    }
 
 
 def main() -> None:

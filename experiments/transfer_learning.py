@@ -45,8 +45,13 @@ def main() -> None:
     for name, slug, extra in ARMS:
         accs = []
         for seed in args.seeds:
-            overrides = ["experiment=transfer_fashion_finetune", f"trainer.init_from={pretrained}",
-                         f"data.label_seed={seed}", f"trainer.seed={seed}", *extra]
+            overrides = [
+                "experiment=transfer_fashion_finetune",
+                f"trainer.init_from={pretrained}",
+                f"data.label_seed={seed}",
+                f"trainer.seed={seed}",
+                *extra,
+            ]
             accs.append(train(overrides, args.out / f"{slug}_seed{seed}")["test/accuracy"])
         rows.append((name, accs))
     print(f"\npretrained on classes 0-4: test accuracy {base['test/accuracy']:.4f}\n")

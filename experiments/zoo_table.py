@@ -60,8 +60,10 @@ def measure(config: str, spec: InputSpec) -> tuple[int, float | None]:
 
 
 def imagenet_table() -> str:
-    rows = ["| model | input | parameters | published | forward GMACs (XLA FLOPs / 2) | published GMACs |",
-            "| --- | --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| model | input | parameters | published | forward GMACs (XLA FLOPs / 2) | published GMACs |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for config, (pub_params, pub_macs) in PUBLISHED.items():
         params, flops = measure(config, InputSpec((224, 224), 3, 1000))
         size = OmegaConf.load(CONF_DIR / "model" / f"{config}.yaml").input_size
@@ -85,8 +87,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, help=f"a Markdown file whose {START} ... {END} block is replaced")
     args = parser.parse_args()
-    text = ("ImageNet variants (1000 classes):\n\n" + imagenet_table()
-            + "\n\nSmall variants as configured (Fashion-MNIST: 28x28x1, 10 classes):\n\n" + small_table())
+    text = (
+        "ImageNet variants (1000 classes):\n\n"
+        + imagenet_table()
+        + "\n\nSmall variants as configured (Fashion-MNIST: 28x28x1, 10 classes):\n\n"
+        + small_table()
+    )
     print(text)
     if args.results:
         old = args.results.read_text()

@@ -1,6 +1,6 @@
 """jaxdl: train, explain and compress Flax NNX models, configured with Hydra.
 
-    model = jaxdl.load_model("runs/digits-lenet5/<date>")   # any run, exported or compressed model
+model = jaxdl.load_model("runs/digits-lenet5/<date>")   # any run, exported or compressed model
 """
 
 from typing import Any

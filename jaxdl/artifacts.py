@@ -56,24 +56,40 @@ class ModelCard:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "version": VERSION, "model": self.model,
-            "input": {"size": list(self.spec.size), "channels": self.spec.channels,
-                      "num_classes": self.spec.num_classes, "dtype": self.input_dtype},
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model,
+            "input": {
+                "size": list(self.spec.size),
+                "channels": self.spec.channels,
+                "num_classes": self.spec.num_classes,
+                "dtype": self.input_dtype,
+            },
             "preprocess": {**dataclasses.asdict(self.preprocess), "size": list(self.preprocess.size)},
-            "class_names": list(self.class_names), "compute_dtype": self.compute_dtype, "provenance": self.provenance,
+            "class_names": list(self.class_names),
+            "compute_dtype": self.compute_dtype,
+            "provenance": self.provenance,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: Path) -> "ModelCard":
         if data.get("format") != FORMAT or int(data.get("version", 0)) > VERSION:
-            raise CheckpointError(f"{where} is not a jaxdl model card of version <= {VERSION} "
-                                  f"(format {data.get('format')!r}, version {data.get('version')!r}); upgrade jaxdl")
+            raise CheckpointError(
+                f"{where} is not a jaxdl model card of version <= {VERSION} "
+                f"(format {data.get('format')!r}, version {data.get('version')!r}); upgrade jaxdl"
+            )
         try:
             i, p = data["input"], dict(data["preprocess"])
             p["size"], p["mean"], p["std"] = tuple(p["size"]), tuple(p["mean"]), tuple(p["std"])
-            return cls(dict(data["model"]), models.InputSpec(tuple(i["size"]), int(i["channels"]), int(i["num_classes"])),
-                       Preprocess(**p), tuple(data["class_names"]), str(i.get("dtype", "uint8")),
-                       str(data.get("compute_dtype", "float32")), dict(data.get("provenance") or {}))
+            return cls(
+                dict(data["model"]),
+                models.InputSpec(tuple(i["size"]), int(i["channels"]), int(i["num_classes"])),
+                Preprocess(**p),
+                tuple(data["class_names"]),
+                str(i.get("dtype", "uint8")),
+                str(data.get("compute_dtype", "float32")),
+                dict(data.get("provenance") or {}),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{where} is damaged ({type(err).__name__}: {err}); re-export the model") from err
 
@@ -99,12 +115,19 @@ class ModelCard:
         return model
 
 
-def card_from_config(cfg: DictConfig, spec: models.InputSpec, preprocess: Preprocess, class_names, input_dtype: str,
-                     **provenance: Any) -> ModelCard:
+def card_from_config(
+    cfg: DictConfig, spec: models.InputSpec, preprocess: Preprocess, class_names, input_dtype: str, **provenance: Any
+) -> ModelCard:
     """The card of a model a jaxdl config trains."""
-    return ModelCard(OmegaConf.to_container(cfg.model, resolve=True), spec, preprocess, tuple(map(str, class_names)),
-                     input_dtype, str(cfg.trainer.compute_dtype),
-                     {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": str(cfg.data.get("name")), **provenance})
+    return ModelCard(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        spec,
+        preprocess,
+        tuple(map(str, class_names)),
+        input_dtype,
+        str(cfg.trainer.compute_dtype),
+        {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": str(cfg.data.get("name")), **provenance},
+    )
 
 
 @dataclasses.dataclass
@@ -159,8 +182,10 @@ def load_model(path: str | Path, which: str | int = "best") -> LoadedModel:
         fmt = FORMATS.get(name)
         if fmt.detect(path):
             return fmt.load(path, which)
-    raise CheckpointError(f"{path} is not a jaxdl model (no {MODEL_CARD} or checkpoints/); "
-                          f"pass the directory jaxdl-train, jaxdl-import or jaxdl-compress wrote")
+    raise CheckpointError(
+        f"{path} is not a jaxdl model (no {MODEL_CARD} or checkpoints/); "
+        f"pass the directory jaxdl-train, jaxdl-import or jaxdl-compress wrote"
+    )
 
 
 # ---- exported models: model.json + weights/ ----------------------------------------------------------
@@ -214,7 +239,6 @@ def load_weights(module: nnx.Module, weights: Mapping[str, Any]) -> None:
 FORMATS.register("exported")(ArtifactFormat(_is_exported, _load_exported))
 
 
-
 # ---- run directories of jaxdl-train: model.json + checkpoints/<step>/ ------------------------------------
 
 
@@ -256,8 +280,15 @@ def run_card(run_dir: Path, cfg: DictConfig) -> ModelCard:
     log.info("%s predates model cards: reading its data set once to store its normalisation in %s", run_dir, MODEL_CARD)
     dataset = load_dataset(cfg.data)
     spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
-    card = card_from_config(cfg, spec, make_preprocess(cfg.data, spec.size, *dataset.channel_stats()), dataset.class_names,
-                            str(dataset.train.images.dtype), source="jaxdl-train", note="model card added on first load")
+    card = card_from_config(
+        cfg,
+        spec,
+        make_preprocess(cfg.data, spec.size, *dataset.channel_stats()),
+        dataset.class_names,
+        str(dataset.train.images.dtype),
+        source="jaxdl-train",
+        note="model card added on first load",
+    )
     try:
         card.write(run_dir)
     except OSError as err:  # a read-only run directory still loads
@@ -272,7 +303,9 @@ def _load_run(path: Path, which: str | int) -> LoadedModel:
     cfg = run_config(run_dir)
     card = run_card(run_dir, cfg)
     t = cfg.trainer
-    ckpts = RunCheckpoints(run_dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=t.best_metric, best_mode=t.best_mode)
+    ckpts = RunCheckpoints(
+        run_dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=t.best_metric, best_mode=t.best_mode
+    )
     try:
         step = ckpts.select_step(which if step is None else step)
         module = card.build()

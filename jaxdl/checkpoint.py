@@ -51,8 +51,9 @@ def verify(tree: Any, expected: dict[str, str], where: Path) -> None:
     actual = checksums(tree)
     bad = [name for name, digest in actual.items() if name in expected and expected[name] != digest]
     if bad:
-        raise CheckpointError(f"checkpoint {where} is damaged: {len(bad)} array(s) differ from what was written "
-                              f"(first: {bad[0]})")
+        raise CheckpointError(
+            f"checkpoint {where} is damaged: {len(bad)} array(s) differ from what was written (first: {bad[0]})"
+        )
 
 
 def _describe(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -66,8 +67,12 @@ def check_compatible(saved: Any, expected: Any, where: Path) -> None:
     have, want = _describe(saved), _describe(expected)
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want))
-    shapes = [f"{k}: checkpoint {have[k][0]} vs model {want[k][0]}" for k in sorted(set(have) & set(want)) if have[k][0] != want[k][0]]
-    problems = [f"missing {', '.join(missing[:3])}"] * bool(missing) + [f"unexpected {', '.join(extra[:3])}"] * bool(extra) + shapes[:3]
+    shapes = [
+        f"{k}: checkpoint {have[k][0]} vs model {want[k][0]}" for k in sorted(set(have) & set(want)) if have[k][0] != want[k][0]
+    ]
+    problems = (
+        [f"missing {', '.join(missing[:3])}"] * bool(missing) + [f"unexpected {', '.join(extra[:3])}"] * bool(extra) + shapes[:3]
+    )
     if problems:
         raise CheckpointError(
             f"checkpoint {where} does not match the model ({'; '.join(problems)}); "
@@ -140,8 +145,11 @@ class RunCheckpoints:
         self.best_metric = best_metric
         self.best_mode = best_mode
         options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=True)
-        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler(),
-                    "checksums": ocp.JsonCheckpointHandler()}
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+            "checksums": ocp.JsonCheckpointHandler(),
+        }
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def all_steps(self) -> list[int]:
@@ -155,8 +163,9 @@ class RunCheckpoints:
         """Write `step` with its metrics and checksums, then drop steps neither among the last N nor the best."""
         raw = keys_to_data(state)
         meta = {**meta, "metrics": {k: float(v) for k, v in metrics.items()}}
-        args = ocp.args.Composite(state=ocp.args.StandardSave(raw), meta=ocp.args.JsonSave(meta),
-                                  checksums=ocp.args.JsonSave(checksums(raw)))
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(raw), meta=ocp.args.JsonSave(meta), checksums=ocp.args.JsonSave(checksums(raw))
+        )
         try:
             self.manager.save(step, args=args, force=True)
             self.manager.wait_until_finished()
@@ -165,8 +174,10 @@ class RunCheckpoints:
             kept = [s for s in self.all_steps() if s != step]
             where = f"step {kept[-1]} is still the last good one" if kept else "no earlier checkpoint exists"
             if is_disk_full(err):
-                raise CheckpointError(f"no space left on device writing checkpoint {step} in {self.directory}; "
-                                      f"{where}; free space and run the same command to resume") from err
+                raise CheckpointError(
+                    f"no space left on device writing checkpoint {step} in {self.directory}; "
+                    f"{where}; free space and run the same command to resume"
+                ) from err
             raise CheckpointError(f"writing checkpoint {step} in {self.directory} failed ({_first_line(err)}); {where}") from err
         self._retain()
 
@@ -176,7 +187,7 @@ class RunCheckpoints:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _retain(self) -> None:
-        keep = set(self.all_steps()[-self.keep_last:])
+        keep = set(self.all_steps()[-self.keep_last :])
         best = self.best_step()
         if best is not None:
             keep.add(best)
@@ -212,8 +223,9 @@ class RunCheckpoints:
         else:
             step = int(which)
         if step is None or step not in self.all_steps():
-            raise CheckpointError(f"no checkpoint {'' if step is None else step} in {self.directory}; "
-                                  f"train first or pick one of {self.all_steps()}")
+            raise CheckpointError(
+                f"no checkpoint {'' if step is None else step} in {self.directory}; train first or pick one of {self.all_steps()}"
+            )
         return step
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict]:
@@ -226,9 +238,14 @@ class RunCheckpoints:
                 raise CheckpointError(f"checkpoint {where} has no model state; it is damaged or not a jaxdl checkpoint")
             check_compatible(saved, raw_like, where)
             with _quiet_async_failures():
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(_abstract(raw_like)), meta=ocp.args.JsonRestore(),
-                    checksums=ocp.args.JsonRestore()))
+                restored = self.manager.restore(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(_abstract(raw_like)),
+                        meta=ocp.args.JsonRestore(),
+                        checksums=ocp.args.JsonRestore(),
+                    ),
+                )
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
@@ -249,8 +266,9 @@ class RunCheckpoints:
             check_compatible(saved_part, raw_like, where)
             stored = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved)  # host arrays, as written
             with _quiet_async_failures():
-                restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore()))
+                restored = self.manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore())
+                )
         except CheckpointError:
             raise
         except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint

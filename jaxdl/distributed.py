@@ -47,11 +47,18 @@ def initialize(trainer: Mapping[str, Any]) -> bool:
         return False
     explicit = {k: trainer.get(k) for k in ("num_processes", "process_id")}
     if address and None in explicit.values():
-        raise ConfigError("trainer.coordinator_address needs trainer.num_processes and trainer.process_id too "
-                          "(under SLURM leave all three unset)")
+        raise ConfigError(
+            "trainer.coordinator_address needs trainer.num_processes and trainer.process_id too "
+            "(under SLURM leave all three unset)"
+        )
     jax.distributed.initialize(coordinator_address=address, **explicit)
-    log.info("jax.distributed: process %d of %d, %d local / %d global devices",
-             jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+    log.info(
+        "jax.distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+    )
     return True
 
 

@@ -65,7 +65,9 @@ def _constant(lr: float, total_steps: int, warmup_steps: int = 0):
 
 @SCHEDULES.register("cosine")
 def _cosine(lr: float, total_steps: int, warmup_steps: int = 0, final_fraction: float = 0.0):
-    return optax.warmup_cosine_decay_schedule(0.0 if warmup_steps else lr, lr, warmup_steps, max(total_steps, 1), lr * final_fraction)
+    return optax.warmup_cosine_decay_schedule(
+        0.0 if warmup_steps else lr, lr, warmup_steps, max(total_steps, 1), lr * final_fraction
+    )
 
 
 @SCHEDULES.register("warmup_cosine")
@@ -91,8 +93,11 @@ def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.Gr
     schedule_name = str(schedule_cfg.pop("name", "constant"))
     warmup_epochs = float(schedule_cfg.pop("warmup_epochs", 0))
     lr = call_with_options(
-        SCHEDULES.get(schedule_name), schedule_cfg, f"schedule '{schedule_name}'",
-        lr=float(cfg["learning_rate"]), total_steps=steps_per_epoch * epochs,
+        SCHEDULES.get(schedule_name),
+        schedule_cfg,
+        f"schedule '{schedule_name}'",
+        lr=float(cfg["learning_rate"]),
+        total_steps=steps_per_epoch * epochs,
         warmup_steps=int(warmup_epochs * steps_per_epoch),
     )
     takes = inspect.signature(factory).parameters

@@ -43,8 +43,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str = "trainer.batch_size
     devices = mesh.devices.size
     if batch_size % devices:
         raise ConfigError(
-            f"{key}={batch_size} must be divisible by the {devices} devices of the mesh; "
-            f"use a multiple of {devices}"
+            f"{key}={batch_size} must be divisible by the {devices} devices of the mesh; use a multiple of {devices}"
         )
 
 

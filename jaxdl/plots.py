@@ -57,15 +57,23 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path)
     threshold = matrix.max() / 2
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def misclassified_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
-                       class_names: Sequence[str], path: Path, limit: int = 36) -> int:
+def misclassified_grid(
+    images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str], path: Path, limit: int = 36
+) -> int:
     """A grid of up to `limit` misclassified images titled 'true -> predicted'; returns how many."""
     plt = _pyplot()
     wrong = np.flatnonzero(labels != predictions)[:limit]

@@ -43,8 +43,20 @@ log = logging.getLogger("jaxdl")
 
 LOCK_FILE = ".lock"
 # What an earlier run leaves behind; `trainer.overwrite=true` removes exactly these.
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "results.json", "tb", "eval", "curves.png", "model.json",
-               "status.json", "samples", "reconstructions", "reconstructions.png", "data_errors.txt")
+RUN_OUTPUTS = (
+    "checkpoints",
+    "metrics.jsonl",
+    "results.json",
+    "tb",
+    "eval",
+    "curves.png",
+    "model.json",
+    "status.json",
+    "samples",
+    "reconstructions",
+    "reconstructions.png",
+    "data_errors.txt",
+)
 # A training loss this many times the chance-level loss ln(K) is treated as divergence, like NaN.
 DIVERGENCE_FACTOR = 1000.0
 
@@ -64,8 +76,12 @@ class RunLock:
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_FILE
-        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job": os.environ.get("SLURM_JOB_ID"),
-                      "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         self.held = False
 
     def _stale(self, other: dict) -> bool:
@@ -85,8 +101,11 @@ class RunLock:
                 if other and not self._stale(other):
                     raise RunRefused(
                         f"run directory {self.path.parent} is in use by pid {other.get('pid')} on {other.get('host')} "
-                        f"(since {other.get('since')}); wait for it, or use another hydra.run.dir") from None
-                log.warning("taking over the stale lock of pid %s on %s in %s", other.get("pid"), other.get("host"), self.path.parent)
+                        f"(since {other.get('since')}); wait for it, or use another hydra.run.dir"
+                    ) from None
+                log.warning(
+                    "taking over the stale lock of pid %s on %s in %s", other.get("pid"), other.get("host"), self.path.parent
+                )
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as f:
@@ -130,8 +149,16 @@ class RunDirectory:
     After construction: `state` (restored or the initial one), `epoch` (the last finished one, 0 if new),
     `metrics` (the log), `ckpts` (the checkpoints)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: str | Path, state: Any, best_metric: str, best_mode: str,
-                 card: ModelCard | None = None, on_open: Callable[[], Any] | None = None):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: str | Path,
+        state: Any,
+        best_metric: str,
+        best_mode: str,
+        card: ModelCard | None = None,
+        on_open: Callable[[], Any] | None = None,
+    ):
         t = cfg.trainer
         self.cfg = cfg
         self.dir = Path(run_dir).absolute()
@@ -143,18 +170,23 @@ class RunDirectory:
         try:
             if used(self.dir) and not t.resume:
                 if not t.get("overwrite"):
-                    raise RunRefused(f"{self.dir} holds an earlier run and trainer.resume=false; pass trainer.overwrite=true "
-                                     "to delete it and start over, or choose another hydra.run.dir")
+                    raise RunRefused(
+                        f"{self.dir} holds an earlier run and trainer.resume=false; pass trainer.overwrite=true "
+                        "to delete it and start over, or choose another hydra.run.dir"
+                    )
                 if self.main:
                     log.warning("trainer.overwrite=true: removing the earlier run in %s", self.dir)
                     remove_outputs(self.dir)
-            self.ckpts = RunCheckpoints(self.dir / "checkpoints", keep_last=t.keep_checkpoints,
-                                        best_metric=best_metric, best_mode=best_mode)
+            self.ckpts = RunCheckpoints(
+                self.dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=best_metric, best_mode=best_mode
+            )
             self.state, self.epoch = state, 0
             restored = self.ckpts.restore_latest_good(state) if self.ckpts.all_steps() else None
             if self.ckpts.all_steps() and restored is None:
-                raise RunRefused(f"every checkpoint in {self.ckpts.directory} is damaged; "
-                                 "pass trainer.resume=false trainer.overwrite=true to start over")
+                raise RunRefused(
+                    f"every checkpoint in {self.ckpts.directory} is damaged; "
+                    "pass trainer.resume=false trainer.overwrite=true to start over"
+                )
             step = 0
             if restored is not None:
                 self.state, meta, step = restored
@@ -187,16 +219,24 @@ class RunDirectory:
         if math.isfinite(loss) and loss <= limit:
             return
         kept = self.ckpts.latest_step()
-        where = f"the last good checkpoint (step {kept}) is kept in {self.ckpts.directory}" if kept is not None else "no checkpoint was written"
+        where = (
+            f"the last good checkpoint (step {kept}) is kept in {self.ckpts.directory}"
+            if kept is not None
+            else "no checkpoint was written"
+        )
         what = f"is {loss}" if not math.isfinite(loss) else f"is {loss:.3g}, over {DIVERGENCE_FACTOR:g}x the chance level"
-        raise TrainingDiverged(f"training diverged: the loss {what} at step {step} (epoch {epoch}); {where}; "
-                               "lower optimizer.learning_rate or set optimizer.grad_clip_norm")
+        raise TrainingDiverged(
+            f"training diverged: the loss {what} at step {step} (epoch {epoch}); {where}; "
+            "lower optimizer.learning_rate or set optimizer.grad_clip_norm"
+        )
 
     def end_epoch(self, step: int, epoch: int, state: Any, record: dict[str, float]) -> None:
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
-            raise TrainingDiverged(f"{', '.join(bad)} not finite at epoch {epoch}; the last good checkpoint is in "
-                                   f"{self.ckpts.directory}; lower optimizer.learning_rate")
+            raise TrainingDiverged(
+                f"{', '.join(bad)} not finite at epoch {epoch}; the last good checkpoint is in "
+                f"{self.ckpts.directory}; lower optimizer.learning_rate"
+            )
         self.metrics.write(step, epoch=epoch, **record)
         self.ckpts.save(step, state, meta={"epoch": epoch}, metrics={"epoch": epoch, **record})
         self.state, self.epoch = state, epoch
@@ -204,8 +244,15 @@ class RunDirectory:
     def progress(self, batches: Iterable, total: int, epoch: int, unit: str = "batch", scale: int = 1) -> tqdm:
         """The epoch's progress bar over `batches` (off with trainer.progress=false and on processes other than 0)."""
         t = self.cfg.trainer
-        return tqdm(batches, total=total * scale, desc=f"epoch {epoch}/{t.epochs}", unit=unit, unit_scale=scale > 1,
-                    leave=False, disable=None if t.progress and self.main else True)
+        return tqdm(
+            batches,
+            total=total * scale,
+            desc=f"epoch {epoch}/{t.epochs}",
+            unit=unit,
+            unit_scale=scale > 1,
+            leave=False,
+            disable=None if t.progress and self.main else True,
+        )
 
     def write_results(self, summary: dict) -> None:
         if self.main:
@@ -219,13 +266,17 @@ class RunDirectory:
         self.lock.release()
 
 
-
-def restore_finished(run_dir: str | Path, like: Any, best_metric: str, best_mode: str, which: str | int = "best"
-                     ) -> tuple[Any, int]:
+def restore_finished(
+    run_dir: str | Path, like: Any, best_metric: str, best_mode: str, which: str | int = "best"
+) -> tuple[Any, int]:
     """(state, step) of a finished run's best, last or given checkpoint, for tools that read runs."""
     cfg = run_config(Path(run_dir))
-    ckpts = RunCheckpoints(Path(run_dir).absolute() / "checkpoints", keep_last=cfg.trainer.keep_checkpoints,
-                           best_metric=best_metric, best_mode=best_mode)
+    ckpts = RunCheckpoints(
+        Path(run_dir).absolute() / "checkpoints",
+        keep_last=cfg.trainer.keep_checkpoints,
+        best_metric=best_metric,
+        best_mode=best_mode,
+    )
     try:
         step = ckpts.select_step(which)
         state, _ = ckpts.restore(step, like)

@@ -50,8 +50,10 @@ class TrainedRun:
     @property
     def cfg(self) -> DictConfig:
         if self.loaded.cfg is None:
-            raise CheckpointError(f"{self.loaded.path} holds a model without a training config; "
-                                  "it can be used for inference, explanation and fine-tuning only")
+            raise CheckpointError(
+                f"{self.loaded.path} holds a model without a training config; "
+                "it can be used for inference, explanation and fine-tuning only"
+            )
         return self.loaded.cfg
 
     @functools.cached_property

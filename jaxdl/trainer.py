@@ -38,15 +38,22 @@ log = logging.getLogger("jaxdl")
 EPOCH_METRICS = ("train/loss", "train/accuracy", "train/samples_per_s", "time/epoch_s", "val/loss", "val/accuracy")
 
 
-def train_epoch(train_step, state: TrainState, loader: Loader, cfg: Any, epoch: int, run: RunDirectory,
-                num_classes: int) -> tuple[TrainState, dict[str, float]]:
+def train_epoch(
+    train_step, state: TrainState, loader: Loader, cfg: Any, epoch: int, run: RunDirectory, num_classes: int
+) -> tuple[TrainState, dict[str, float]]:
     """One pass over the training split; returns the new state and the epoch's train metrics."""
     t = cfg.trainer
     batches = loader.train_batches(t.batch_size, t.seed, epoch)
     total = {"loss_sum": 0.0, "correct": 0, "count": 0}
     pending = []
-    bar = tqdm(total=len(loader) // t.batch_size * t.batch_size, desc=f"epoch {epoch}/{t.epochs}",
-               unit="img", unit_scale=True, leave=False, disable=None if t.progress and jax.process_index() == 0 else True)
+    bar = tqdm(
+        total=len(loader) // t.batch_size * t.batch_size,
+        desc=f"epoch {epoch}/{t.epochs}",
+        unit="img",
+        unit_scale=True,
+        leave=False,
+        disable=None if t.progress and jax.process_index() == 0 else True,
+    )
     start = time.perf_counter()
     for i, (images, labels) in enumerate(batches, 1):
         state, metrics = train_step(state, images, labels)
@@ -117,8 +124,15 @@ class Experiment:
 
     def card(self, **provenance: Any):
         """The model card of this experiment's model (what `jaxdl.load_model` needs besides weights)."""
-        return card_from_config(self.cfg, self.spec, self.preprocess, self.dataset.class_names,
-                                str(self.dataset.train.images.dtype), source="jaxdl-train", **provenance)
+        return card_from_config(
+            self.cfg,
+            self.spec,
+            self.preprocess,
+            self.dataset.class_names,
+            str(self.dataset.train.images.dtype),
+            source="jaxdl-train",
+            **provenance,
+        )
 
     def with_model(self, model: nnx.Module) -> "Experiment":
         """The same experiment training `model` instead (a pruned, rebuilt or quantization-aware one).
@@ -151,7 +165,9 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     check_batch_size(t.eval_batch_size, mesh, "trainer.eval_batch_size")
     dataset = dataset or load_dataset(cfg.data)
     spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
-    preprocess = make_preprocess(cfg.data, spec.size, *dataset.channel_stats(), streamed=getattr(dataset.train, "augments_in_workers", False))
+    preprocess = make_preprocess(
+        cfg.data, spec.size, *dataset.channel_stats(), streamed=getattr(dataset.train, "augments_in_workers", False)
+    )
     steps_per_epoch = len(dataset.train) // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
@@ -165,16 +181,20 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
         transfer.copy_weights(model, source, t.get("head"), t.get("freeze") or [])
         preprocess = transfer.source_normalisation(preprocess, source, t.get("init_normalisation", "source"))
     tx = transfer.partition_optimizer(
-        optim.build(cfg.optimizer, steps_per_epoch, t.epochs), nnx.state(model, nnx.Param),
-        t.get("freeze") or [], t.get("head"), float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
+        optim.build(cfg.optimizer, steps_per_epoch, t.epochs),
+        nnx.state(model, nnx.Param),
+        t.get("freeze") or [],
+        t.get("head"),
+        float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
     )
     train_def, eval_def, params, model_state = split_model(model, t.get("freeze") or [])
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
 
 
-def train_and_evaluate(cfg: DictConfig, run_dir: str | Path, experiment: Experiment | None = None,
-                       on_open: Callable[[], Any] | None = None) -> dict[str, float]:
+def train_and_evaluate(
+    cfg: DictConfig, run_dir: str | Path, experiment: Experiment | None = None, on_open: Callable[[], Any] | None = None
+) -> dict[str, float]:
     """Train, validate each epoch, checkpoint, and evaluate the best checkpoint on the test split.
 
     A prebuilt `experiment` (e.g. a pruned model to fine-tune) is trained instead of building one
@@ -204,17 +224,33 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     mesh, dataset, state, compute_dtype = exp.mesh, exp.dataset, run.state, exp.compute_dtype
     on_device = cfg.data.get("on_device")
     train_loader, val_loader, test_loader = (loader_for(s, mesh, on_device) for s in (dataset.train, dataset.val, dataset.test))
-    log.info("%s on %s: %s parameters, %d train / %d val / %d test examples, %d device(s)",
-             cfg.model.name, dataset.name, f"{exp.num_params:,}", len(dataset.train), len(dataset.val), len(dataset.test), mesh.size)
+    log.info(
+        "%s on %s: %s parameters, %d train / %d val / %d test examples, %d device(s)",
+        cfg.model.name,
+        dataset.name,
+        f"{exp.num_params:,}",
+        len(dataset.train),
+        len(dataset.val),
+        len(dataset.test),
+        mesh.size,
+    )
     train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
     predict = make_predict(exp.eval_def, exp.preprocess, mesh, compute_dtype)
     for epoch in range(run.epoch + 1, t.epochs + 1):
         state, record = train_epoch(train_step, state, train_loader, cfg, epoch, run, dataset.num_classes)
         record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
         run.end_epoch(int(state.step), epoch, state, record)
-        log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s%s",
-                 epoch, t.epochs, record["train/loss"], record["train/accuracy"], record["val/loss"],
-                 record["val/accuracy"], record["train/samples_per_s"], _report_bad_files(dataset, run))
+        log.info(
+            "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s%s",
+            epoch,
+            t.epochs,
+            record["train/loss"],
+            record["train/accuracy"],
+            record["val/loss"],
+            record["val/accuracy"],
+            record["train/samples_per_s"],
+            _report_bad_files(dataset, run),
+        )
 
     best = run.ckpts.select_step("best")
     if best != int(state.step):
@@ -230,6 +266,12 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         summary.update(write_evaluation(run.dir, test, dataset.test.subset(test.ids).images, dataset.class_names))
         plots.learning_curves(run.metrics.records, run.dir / "curves.png")
         run.write_results(summary)
-    log.info("test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s%s",
-             test.accuracy, test.loss, best, run.dir, _report_bad_files(dataset, run))
+    log.info(
+        "test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s%s",
+        test.accuracy,
+        test.loss,
+        best,
+        run.dir,
+        _report_bad_files(dataset, run),
+    )
     return summary

@@ -59,9 +59,14 @@ def copy_weights(model: nnx.Module, source: LoadedModel, head: str | None, freez
         )
     copied = map_named(lambda name, leaf: leaf if in_layer(name, head) or name not in have else have[name], target)
     nnx.update(model, copied)
-    log.info("init_from %s (step %s): copied %d arrays; head '%s' freshly initialised; frozen: %s",
-             source.path, source.step, sum(1 for n in named_leaves(target) if n in have and not in_layer(n, head)),
-             layer_path(head), ", ".join(layer_path(f) for f in freeze) or "none")
+    log.info(
+        "init_from %s (step %s): copied %d arrays; head '%s' freshly initialised; frozen: %s",
+        source.path,
+        source.step,
+        sum(1 for n in named_leaves(target) if n in have and not in_layer(n, head)),
+        layer_path(head),
+        ", ".join(layer_path(f) for f in freeze) or "none",
+    )
 
 
 def param_labels(params: nnx.State, freeze: Sequence[str], head: str | None) -> Any:
@@ -80,8 +85,9 @@ def param_labels(params: nnx.State, freeze: Sequence[str], head: str | None) -> 
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-def partition_optimizer(tx: optax.GradientTransformation, params: nnx.State, freeze: Sequence[str],
-                        head: str | None, backbone_lr_scale: float = 1.0) -> optax.GradientTransformation:
+def partition_optimizer(
+    tx: optax.GradientTransformation, params: nnx.State, freeze: Sequence[str], head: str | None, backbone_lr_scale: float = 1.0
+) -> optax.GradientTransformation:
     """`tx` on the head, `tx` scaled by `backbone_lr_scale` on the backbone, no update at all on frozen layers.
 
     Without frozen layers or a scale the optimiser is returned unchanged (and so is its checkpoint layout).
@@ -108,6 +114,10 @@ def source_normalisation(preprocess: Preprocess, source: LoadedModel, choice: st
     theirs = source.preprocess
     if choice == "data" or len(theirs.mean) != len(preprocess.mean):
         return preprocess
-    log.info("init_from %s: inputs normalised as the source's were (mean %s, std %s)", source.path,
-             [round(m, 4) for m in theirs.mean], [round(s, 4) for s in theirs.std])
+    log.info(
+        "init_from %s: inputs normalised as the source's were (mean %s, std %s)",
+        source.path,
+        [round(m, 4) for m in theirs.mean],
+        [round(s, 4) for s in theirs.std],
+    )
     return dataclasses.replace(preprocess, mean=tuple(theirs.mean), std=tuple(theirs.std))

@@ -6,5 +6,8 @@ from tests.conftest import compose_config, quick_overrides
 
 
 def digits_config(*overrides: str):
-    return compose_config(*quick_overrides("data=digits", "model=lenet5", "model.input_size=16", "trainer.epochs=1",
-                                           "trainer.batch_size=64", *overrides))
+    return compose_config(
+        *quick_overrides(
+            "data=digits", "model=lenet5", "model.input_size=16", "trainer.epochs=1", "trainer.batch_size=64", *overrides
+        )
+    )

@@ -20,8 +20,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-OVERRIDES = ["model.width=0.25", "trainer.batch_size=32", "trainer.eval_batch_size=64", "trainer.epochs=1",
-             "trainer.progress=false", "optimizer=sgd", "optimizer.learning_rate=0.1"]
+OVERRIDES = [
+    "model.width=0.25",
+    "trainer.batch_size=32",
+    "trainer.eval_batch_size=64",
+    "trainer.epochs=1",
+    "trainer.progress=false",
+    "optimizer=sgd",
+    "optimizer.learning_rate=0.1",
+]
 PROCESSES = 2
 
 
@@ -36,8 +43,16 @@ def main(out: Path, role: str, coordinator: str | None) -> None:
     from tests.conftest import compose_config
 
     reference = role == "reference"
-    extra = [] if reference else [f"trainer.coordinator_address={coordinator}", f"trainer.num_processes={PROCESSES}",
-                                  f"trainer.process_id={role}", "trainer.distributed=true"]
+    extra = (
+        []
+        if reference
+        else [
+            f"trainer.coordinator_address={coordinator}",
+            f"trainer.num_processes={PROCESSES}",
+            f"trainer.process_id={role}",
+            "trainer.distributed=true",
+        ]
+    )
     cfg = compose_config(*OVERRIDES, *extra)
     started = distributed.initialize(cfg.trainer)
     exp = build_experiment(cfg)
@@ -57,10 +72,14 @@ def main(out: Path, role: str, coordinator: str | None) -> None:
     val = evaluate(predict, state.params, state.model_state, Loader(exp.dataset.val, exp.mesh), t.eval_batch_size)
     host = lambda x: np.asarray(x.addressable_data(0))  # replicated: every process holds all of it
     result = {
-        "started": started, "processes": jax.process_count(), "devices": jax.device_count(),
-        "local_devices": jax.local_device_count(), "loss_sum": float(host(metrics["loss_sum"])),
+        "started": started,
+        "processes": jax.process_count(),
+        "devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "loss_sum": float(host(metrics["loss_sum"])),
         "params": [host(leaf).tolist() for leaf in jax.tree.leaves(state.params)],
-        "val_logits": val.logits.tolist(), "val_labels": val.labels.tolist(),
+        "val_logits": val.logits.tolist(),
+        "val_labels": val.labels.tolist(),
     }
     name = "reference" if reference else f"process{role}"
     if not reference and os.environ.get("JAXDL_TEST_FOLDER"):
@@ -84,9 +103,13 @@ def folder_shards(cfg, mesh, root: str, predict, state) -> dict:
     order, _ = loader.train_order(t.batch_size, t.seed, 1)
     images, _ = next(loader.train_batches(t.batch_size, t.seed, 1))
     val = evaluate(predict, state.params, state.model_state, StreamLoader(dataset.val, mesh), t.eval_batch_size)
-    return {"shard_files": [str(p) for p in dataset.train.paths[loader.shard]], "train_size": len(dataset.train),
-            "epoch_files": [str(p) for p in dataset.train.paths[order]], "global_batch": list(images.shape),
-            "val_labels": val.labels.tolist()}
+    return {
+        "shard_files": [str(p) for p in dataset.train.paths[loader.shard]],
+        "train_size": len(dataset.train),
+        "epoch_files": [str(p) for p in dataset.train.paths[order]],
+        "global_batch": list(images.shape),
+        "val_labels": val.labels.tolist(),
+    }
 
 
 if __name__ == "__main__":

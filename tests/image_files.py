@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "colorwheel", "logo")
+COLOUR = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "logo")
 GREY = ("camera", "coins", "moon", "page", "text", "clock", "brick", "grass", "gravel", "cell", "checkerboard")
 FORMATS = ("jpg", "png", "bmp", "gif", "webp", "tiff")
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "bmp": "BMP", "gif": "GIF", "webp": "WEBP", "tiff": "TIFF"}
@@ -43,7 +42,7 @@ def write_photo_tree(root: Path) -> list[Path]:
             image = photo(name)
             for copy in range(2):
                 h, w = image.shape[:2]
-                crop = image[copy * h // 8:, : w - copy * w // 8]
+                crop = image[copy * h // 8 :, : w - copy * w // 8]
                 fmt = FORMATS[(2 * k + copy) % len(FORMATS)]
                 if crop.ndim == 3 and crop.shape[-1] == 4 and fmt in ("jpg", "bmp", "gif"):
                     fmt = "png"

@@ -53,7 +53,8 @@ def test_an_exported_model_round_trips_and_is_verified(run_dir, tmp_path):
     images = np.random.default_rng(2).integers(0, 255, (4, 8, 8, 1), dtype=np.uint8)
     np.testing.assert_array_equal(np.asarray(jaxdl.load_model(out)(images)), np.asarray(model(images)))
     (out / "weights" / "checksums.json").write_text(
-        json.dumps({k: "0" * 64 for k in json.loads((out / "weights" / "checksums.json").read_text())}))
+        json.dumps({k: "0" * 64 for k in json.loads((out / "weights" / "checksums.json").read_text())})
+    )
     with pytest.raises(CheckpointError, match="differ from what was written"):
         jaxdl.load_model(out)
 

@@ -14,9 +14,19 @@ from jaxdl.apps.features import LayerFeatures
 
 def test_sparse_autoencoder_learns_and_its_encoder_is_a_feature_extractor(tmp_path):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("autoencoder_train", overrides=[
-            "data=digits", "autoencoder=sparse", "autoencoder.code_dim=16", "autoencoder.width=8",
-            "trainer.epochs=3", "trainer.batch_size=32", "optimizer.learning_rate=5e-3", "trainer.progress=false"])
+        cfg = compose(
+            "autoencoder_train",
+            overrides=[
+                "data=digits",
+                "autoencoder=sparse",
+                "autoencoder.code_dim=16",
+                "autoencoder.width=8",
+                "trainer.epochs=3",
+                "trainer.batch_size=32",
+                "optimizer.learning_rate=5e-3",
+                "trainer.progress=false",
+            ],
+        )
     summary = train_autoencoder(cfg, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["val/mse"] < 0.7 * records[0]["val/mse"]

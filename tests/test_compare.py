@@ -15,15 +15,27 @@ from jaxdl.apps.compare.table import seeds_table, sort_runs
 from jaxdl.run_status import write_status
 
 
-def make_run(path, overrides: dict, val_accuracy: list[float], status: str = "completed", error: str = "",
-             objective: str = "val/accuracy", truncated: bool = False):
+def make_run(
+    path,
+    overrides: dict,
+    val_accuracy: list[float],
+    status: str = "completed",
+    error: str = "",
+    objective: str = "val/accuracy",
+    truncated: bool = False,
+):
     """A run directory with the files jaxdl-train writes: overrides, config, metrics per epoch, results, status."""
     (path / ".hydra").mkdir(parents=True)
-    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
-        [f"{k}={v}" for k, v in overrides.items()] + ["hydra.launcher.timeout_min=5"]))
+    (path / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump([f"{k}={v}" for k, v in overrides.items()] + ["hydra.launcher.timeout_min=5"])
+    )
     (path / "config.yaml").write_text(yaml.safe_dump({"trainer": {"objective": objective}}))
-    lines = [json.dumps({"step": 10 * e, "epoch": e, "train/loss": 1.0 / e, "val/loss": 1.0 - a, "val/accuracy": a,
-                         "time/epoch_s": 2.0}) for e, a in enumerate(val_accuracy, 1)]
+    lines = [
+        json.dumps(
+            {"step": 10 * e, "epoch": e, "train/loss": 1.0 / e, "val/loss": 1.0 - a, "val/accuracy": a, "time/epoch_s": 2.0}
+        )
+        for e, a in enumerate(val_accuracy, 1)
+    ]
     if truncated:
         lines.append('{"step": 99, "epo')  # killed while writing
     (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -40,10 +52,20 @@ def sweep(tmp_path):
     runs = [("0.1", 0, [0.6, 0.8]), ("0.1", 1, [0.7, 0.9]), ("0.1", 2, [0.9, 1.0]), ("0.01", 0, [0.5]), ("0.01", 1, [0.7])]
     for i, (lr, seed, accs) in enumerate(runs):
         make_run(root / str(i), {"optimizer.learning_rate": lr, "trainer.seed": seed, "trainer.epochs": 2}, accs)
-    make_run(root / "5", {"optimizer.learning_rate": "10", "trainer.seed": 0, "trainer.epochs": 2}, [0.1],
-             status="failed", error="TrainingDiverged: training loss is nan at step 20")
-    make_run(root / "6", {"optimizer.learning_rate": "0.01", "trainer.seed": 2, "trainer.epochs": 2}, [0.6],
-             status="running", truncated=True)
+    make_run(
+        root / "5",
+        {"optimizer.learning_rate": "10", "trainer.seed": 0, "trainer.epochs": 2},
+        [0.1],
+        status="failed",
+        error="TrainingDiverged: training loss is nan at step 20",
+    )
+    make_run(
+        root / "6",
+        {"optimizer.learning_rate": "0.01", "trainer.seed": 2, "trainer.epochs": 2},
+        [0.6],
+        status="running",
+        truncated=True,
+    )
     (root / "multirun.yaml").write_text("hydra: {}\n")
     return root
 
@@ -103,11 +125,14 @@ def test_several_paths_and_single_run_directories(sweep, tmp_path, capsys):
     assert "by wall_s" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["/nonexistent/sweep"], "error: /nonexistent/sweep is not a directory"),
-    (["{empty}"], "error: no jaxdl runs under"),
-    (["{empty}", "--sort", "accuracy"], "error: unknown sort metric 'accuracy'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["/nonexistent/sweep"], "error: /nonexistent/sweep is not a directory"),
+        (["{empty}"], "error: no jaxdl runs under"),
+        (["{empty}", "--sort", "accuracy"], "error: unknown sort metric 'accuracy'"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     args = [a.replace("{empty}", str(tmp_path)) for a in args]
     with pytest.raises(SystemExit) as exit_info:
@@ -124,7 +149,8 @@ def test_results_json_alone_marks_a_run_completed(tmp_path):
 
 def test_optuna_best_trial_is_reported(sweep, tmp_path, capsys):
     (sweep / "optimization_results.yaml").write_text(
-        "name: optuna\nbest_params:\n  optimizer.learning_rate: 0.1\nbest_value: 1.0\n")
+        "name: optuna\nbest_params:\n  optimizer.learning_rate: 0.1\nbest_value: 1.0\n"
+    )
     compare_main([str(sweep), "--out", str(tmp_path / "out")])
     line = f"Optuna best in {sweep}: 1.0000 with optimizer.learning_rate=0.1"
     assert line in capsys.readouterr().out and line in (tmp_path / "out" / "comparison.md").read_text()
@@ -161,8 +187,8 @@ def test_tensorboard_event_files_read_back_with_tensorboardx(tmp_path):
     data, events = writer.path.read_bytes(), []
     while data:
         (length,) = struct.unpack("<Q", data[:8])
-        events.append(event_pb2.Event.FromString(data[12:12 + length]))
-        data = data[16 + length:]
+        events.append(event_pb2.Event.FromString(data[12 : 12 + length]))
+        data = data[16 + length :]
     assert events[0].file_version == "brain.Event:2"
     assert events[1].step == 5 and events[1].session_log.status == event_pb2.SessionLog.START
     assert events[2].step == 7 and events[2].summary.value[0].tag == "val/accuracy"

@@ -35,7 +35,10 @@ def test_cli_without_run_dir_is_a_one_line_error(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         app.main()
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: run_dir is required: jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8"
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: run_dir is required: jaxdl-compress run_dir=PATH_OF_A_TRAINED_RUN compress=int8"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +47,14 @@ def compressed(tmp_path_factory):
     train_and_evaluate(digits_config(), run_dir)
     out = run_dir / "compress" / "channels_int8"
     cfg = compress_config(
-        f"run_dir={run_dir}", "compress=channels50", "compress.name=channels_int8", "compress.finetune.epochs=1",
+        f"run_dir={run_dir}",
+        "compress=channels50",
+        "compress.name=channels_int8",
+        "compress.finetune.epochs=1",
         "compress.quantize={rules:[{weights:int8,activations:int8,static:true}]}",
-        "calibration_examples=64", "latency.batch_sizes=[1,32]", "latency.repeats=2",
+        "calibration_examples=64",
+        "latency.batch_sizes=[1,32]",
+        "latency.repeats=2",
     )
     report = app.compress_and_report(cfg, out)
     return run_dir, out, report

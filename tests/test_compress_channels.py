@@ -95,7 +95,12 @@ def test_resnet_rule_keeps_residual_streams_consistent_and_exact():
     groups = groups_of("resnet18", model)
     stream = next(g for g in groups if g.name == "stem/0/conv")  # stage 1: stem + two blocks add into it
     assert stream.producers == ("stem/0/conv", "stages/0/0/conv2/conv", "stages/0/1/conv2/conv")
-    assert stream.consumers == ("stages/0/0/conv1/conv", "stages/0/1/conv1/conv", "stages/1/0/conv1/conv", "stages/1/0/shortcut/conv")
+    assert stream.consumers == (
+        "stages/0/0/conv1/conv",
+        "stages/0/1/conv1/conv",
+        "stages/1/0/conv1/conv",
+        "stages/1/0/shortcut/conv",
+    )
     dead = jnp.arange(0, 64, 2)
     for path in stream.norms:
         norm = module_at(model, path)

@@ -31,7 +31,11 @@ def test_layer_masks_remove_the_smallest_and_spare_biases():
 
 
 def test_global_scope_and_overrides():
-    params = {"big": jnp.arange(1.0, 101.0).reshape(10, 10), "small": 1000 + jnp.arange(4.0).reshape(2, 2), "first": jnp.arange(1.0, 5.0).reshape(2, 2)}
+    params = {
+        "big": jnp.arange(1.0, 101.0).reshape(10, 10),
+        "small": 1000 + jnp.arange(4.0).reshape(2, 2),
+        "first": jnp.arange(1.0, 5.0).reshape(2, 2),
+    }
     pruned = prune_now(params, PruningSpec(0.5, scope="global", overrides=(("first", 0.0),)))
     # One threshold over big+small: the 52 smallest of 104 are all in `big`; `first` is kept by its override.
     assert int((pruned["big"] == 0).sum()) == 52 and int((pruned["small"] == 0).sum()) == 0

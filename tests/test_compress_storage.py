@@ -16,7 +16,10 @@ from xai.compress.pruning import PruningSpec, prune_now
 from xai.compress.quantize import dequantized, post_training, rules_from_config
 from xai.compress.storage import decode, encode, pack_int4, save_compressed, unpack_int4
 
-INT8_STATIC = {"name": "t", "quantize": {"rules": [{"module_path": "conv1"}, {"weights": "int8", "activations": "int8", "static": True}]}}
+INT8_STATIC = {
+    "name": "t",
+    "quantize": {"rules": [{"module_path": "conv1"}, {"weights": "int8", "activations": "int8", "static": True}]},
+}
 
 
 def test_int4_packing_round_trips_every_value():
@@ -31,7 +34,9 @@ def test_sparse_encoding_is_bitmask_plus_values_when_smaller():
     value[::7, ::5] = np.arange(1, 10 * 7 + 1, dtype=np.float32).reshape(10, 7)
     encoding, sparse, stored = encode(value)
     assert (encoding, sparse) == ("raw", True) and stored["mask"].size == 64 * 32 // 8 and stored["values"].size == 70
-    np.testing.assert_array_equal(decode({"shape": [64, 32], "sparse": True, "encoding": "raw", "dtype": "float32"}, stored), value)
+    np.testing.assert_array_equal(
+        decode({"shape": [64, 32], "sparse": True, "encoding": "raw", "dtype": "float32"}, stored), value
+    )
     assert encode(np.ones((4, 4), np.float32))[1] is False
 
 
@@ -59,7 +64,9 @@ def quantized_export(tmp_path_factory):
     nnx.update(model, prune_now(params, PruningSpec(0.8)))
     x = exp.preprocess(exp.dataset.test.images[:64])
     quantized = post_training(model, rules_from_config(INT8_STATIC["quantize"]["rules"]), x)
-    directory = save_compressed(tmp_path_factory.mktemp("export") / "checkpoint", quantized, cfg, INT8_STATIC, exp.card(), {"step": 7})
+    directory = save_compressed(
+        tmp_path_factory.mktemp("export") / "checkpoint", quantized, cfg, INT8_STATIC, exp.card(), {"step": 7}
+    )
     return directory, quantized, exp.dataset.test.images[:64]
 
 
@@ -106,4 +113,5 @@ def test_the_installed_qwix_is_one_the_private_api_use_was_tested_with():
     installed = version("qwix")
     assert installed in QWIX_TESTED, (
         f"qwix {installed} is not among the releases xai/compress/quantize.py was tested with {QWIX_TESTED}: "
-        "it imports qwix._src modules; re-run the compression tests with it and add it to QWIX_TESTED")
+        "it imports qwix._src modules; re-run the compression tests with it and add it to QWIX_TESTED"
+    )

@@ -98,7 +98,11 @@ def test_unknown_source_option_lists_valid_options():
 
 
 def test_epoch_order_is_seeded_per_epoch_and_covers_the_data():
-    a, b, again = epoch_order(100, 10, seed=0, epoch=1), epoch_order(100, 10, seed=0, epoch=2), epoch_order(100, 10, seed=0, epoch=1)
+    a, b, again = (
+        epoch_order(100, 10, seed=0, epoch=1),
+        epoch_order(100, 10, seed=0, epoch=2),
+        epoch_order(100, 10, seed=0, epoch=1),
+    )
     assert a.shape == (10, 10) and sorted(a.ravel().tolist()) == list(range(100))
     assert not np.array_equal(a, b) and np.array_equal(a, again)
 

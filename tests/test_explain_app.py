@@ -26,14 +26,24 @@ def trained_run(tmp_path_factory):
 
 def test_report_is_written_and_every_image_in_it_exists(trained_run, tmp_path):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("explain_app", overrides=[
-            f"run_dir={trained_run}", "explain.methods=[gradcam,lime,occlusion]", "explain.images.count=2",
-            "explain.options.lime.num_samples=64", "explain.metrics.steps=4", "explain.metrics.sanity_images=2",
-            "explain.metrics.lime_stability_seeds=[0,1]"])
+        cfg = compose(
+            "explain_app",
+            overrides=[
+                f"run_dir={trained_run}",
+                "explain.methods=[gradcam,lime,occlusion]",
+                "explain.images.count=2",
+                "explain.options.lime.num_samples=64",
+                "explain.metrics.steps=4",
+                "explain.metrics.sanity_images=2",
+                "explain.metrics.lime_stability_seeds=[0,1]",
+            ],
+        )
     summary = app.explain(cfg, tmp_path)
     page = (tmp_path / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
-    assert len(images) == 2 * 5 + 3 + 3  # per image: input, 3 maps, LIME's superpixels; a colour bar and a sanity curve per method
+    assert (
+        len(images) == 2 * 5 + 3 + 3
+    )  # per image: input, 3 maps, LIME's superpixels; a colour bar and a sanity curve per method
     assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in images)
     assert not re.findall(r"src=['\"](?!data:)", page)  # nothing outside the file
     for method in ("gradcam", "lime", "occlusion"):
@@ -49,9 +59,15 @@ def test_report_is_written_and_every_image_in_it_exists(trained_run, tmp_path):
 
 
 def test_reproduce_command_composes_back_to_the_same_config():
-    overrides = ["run_dir=/runs/a b", "explain.methods=[gradcam,shap]", "explain.images.indices=[0,5]",
-                 "+explain.options.shap.mask_value='blur(8,8)'", "+explain.options.gradcam.relu=false", "explain.seed=3",
-                 "explain.report.scale=per_image"]
+    overrides = [
+        "run_dir=/runs/a b",
+        "explain.methods=[gradcam,shap]",
+        "explain.images.indices=[0,5]",
+        "+explain.options.shap.mask_value='blur(8,8)'",
+        "+explain.options.gradcam.relu=false",
+        "explain.seed=3",
+        "explain.report.scale=per_image",
+    ]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("explain_app", overrides=overrides)
         command = reproduce_command(cfg, "conv2", 1234)
@@ -94,8 +110,16 @@ def test_bad_explain_inputs_are_one_line_and_create_nothing(trained_run, tmp_pat
 
 def test_the_earlier_checkpoint_key_still_works_with_a_warning(trained_run, tmp_path, caplog):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("explain_app", overrides=[f"run_dir={trained_run}", "checkpoint=last", "explain.methods=[gradcam]",
-                                                "explain.images.count=1", "explain.metrics.faithfulness=false",
-                                                "explain.metrics.sanity=false"])
+        cfg = compose(
+            "explain_app",
+            overrides=[
+                f"run_dir={trained_run}",
+                "checkpoint=last",
+                "explain.methods=[gradcam]",
+                "explain.images.count=1",
+                "explain.metrics.faithfulness=false",
+                "explain.metrics.sanity=false",
+            ],
+        )
     summary = app.explain(cfg, tmp_path)
     assert "checkpoint=last is the earlier name of which=" in caplog.text and summary["checkpoint_step"] > 0

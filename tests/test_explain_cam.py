@@ -5,8 +5,16 @@ import pytest
 from flax import nnx
 
 from tests.explain_models import PooledLinear, SmallConvNet, TinyLSTM, trained_digits_convnet
-from xai.explain.cam import (CAM_METHODS, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, ScoreCAM, token_grid,
-                             upsample_align_corners)
+from xai.explain.cam import (
+    CAM_METHODS,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    ScoreCAM,
+    token_grid,
+    upsample_align_corners,
+)
 from xai.explain.guided import GuidedBackprop, guided
 from xai.explain.inputs import ExplainError
 from xai.explain.lime import LimeImage
@@ -51,7 +59,7 @@ def _conv_same(x, kernel, bias):
     """flax's 3x3 'SAME' convolution (a cross-correlation) in numpy: x (B, H, W, C), kernel (3, 3, C, O)."""
     h, w = x.shape[1:3]
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return sum(padded[:, dy:dy + h, dx:dx + w] @ kernel[dy, dx] for dy in range(3) for dx in range(3)) + bias
+    return sum(padded[:, dy : dy + h, dx : dx + w] @ kernel[dy, dx] for dy in range(3) for dx in range(3)) + bias
 
 
 def _numpy_small_convnet(model, x):
@@ -174,14 +182,16 @@ def test_batched_maps_equal_per_image_maps(name):
     images = np.random.default_rng(2).random((3, 10, 10, 1)).astype(np.float32)
     cam = CAM_METHODS[name](model, "conv2", batch_size=16)
     batched = np.asarray(cam(images, [0, 1, 3]))
-    single = np.concatenate([np.asarray(cam(images[i:i + 1], [t])) for i, t in enumerate([0, 1, 3])])
+    single = np.concatenate([np.asarray(cam(images[i : i + 1], [t])) for i, t in enumerate([0, 1, 3])])
     assert batched.shape == (3, 10, 10) and np.isfinite(batched).all()
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
 def test_occlusion_batched_and_finds_the_informative_region():
-    mask = np.zeros((8, 8)); mask[2:4, 5:7] = 1
+    mask = np.zeros((8, 8))
+    mask[2:4, 5:7] = 1
     from tests.explain_models import MaskedSum
+
     occlusion = Occlusion(MaskedSum(mask), mask_size=2, stride=1, mask_value=0.0, score="logit")
     images = np.random.default_rng(3).random((2, 8, 8, 1)).astype(np.float32) + 0.5
     maps = np.asarray(occlusion(images, [0, 0]))
@@ -213,14 +223,17 @@ def test_attention_rollout_follows_the_attended_patch():
     assert maps.shape == (1, 2, 2) and np.argmax(maps[0]) == 2 and maps[0, 1, 0] > 0.99
 
 
-@pytest.mark.parametrize("images, targets, layer, message", [
-    (np.zeros((10, 10, 1), np.float32), 0, "conv2", "NHWC"),
-    (np.zeros((1, 10, 10, 1), np.int64), 0, "conv2", "dtype"),
-    (np.zeros((1, 10, 10, 3), np.float32), 0, "conv2", "cannot take images"),
-    (np.full((1, 10, 10, 1), np.nan, np.float32), 0, "conv2", "NaN"),
-    (np.zeros((1, 10, 10, 1), np.float32), 4, "conv2", "out of range"),
-    (np.zeros((1, 10, 10, 1), np.float32), 0, "conv3", "valid layers: conv1, conv2, head"),
-])
+@pytest.mark.parametrize(
+    "images, targets, layer, message",
+    [
+        (np.zeros((10, 10, 1), np.float32), 0, "conv2", "NHWC"),
+        (np.zeros((1, 10, 10, 1), np.int64), 0, "conv2", "dtype"),
+        (np.zeros((1, 10, 10, 3), np.float32), 0, "conv2", "cannot take images"),
+        (np.full((1, 10, 10, 1), np.nan, np.float32), 0, "conv2", "NaN"),
+        (np.zeros((1, 10, 10, 1), np.float32), 4, "conv2", "out of range"),
+        (np.zeros((1, 10, 10, 1), np.float32), 0, "conv3", "valid layers: conv1, conv2, head"),
+    ],
+)
 def test_bad_input_is_a_one_line_error(images, targets, layer, message):
     with pytest.raises(ExplainError, match=message) as info:
         HiResCAM(SmallConvNet(nnx.Rngs(0)), layer)(images, targets)

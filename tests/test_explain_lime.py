@@ -17,8 +17,16 @@ def test_weights_equal_the_lime_package_on_the_same_samples(hide_color):
     n, features, target = 200, 16, 2
     lime = LimeImage(model, num_samples=n, hide_color=hide_color)
     reference = LimeImageExplainer(random_state=0).explain_instance(
-        image, predict_fn(lime.probe), labels=(target,), top_labels=None, num_samples=n, batch_size=64,
-        segmentation_fn=lambda _: segments, random_seed=0, hide_color=hide_color)
+        image,
+        predict_fn(lime.probe),
+        labels=(target,),
+        top_labels=None,
+        num_samples=n,
+        batch_size=64,
+        segmentation_fn=lambda _: segments,
+        random_seed=0,
+        hide_color=hide_color,
+    )
     samples = np.random.RandomState(0).randint(0, 2, n * features).reshape(n, features)  # lime's own draw
     samples[0] = 1
     ours = lime(image[None].astype(np.float32), [target], segments=segments[None], samples=samples[None])
@@ -31,9 +39,16 @@ def test_weights_equal_the_lime_package_on_the_same_samples(hide_color):
 
 
 def test_lime_over_windows_of_a_sequence_finds_the_informative_window():
-    mask = np.zeros((1, 24)); mask[0, 8:12] = 1  # class 0 reads time steps 8..11
-    lime = LimeImage(MaskedSum(mask), num_samples=300, hide_color=0.0, segmentation="windows",
-                     segmentation_options={"window": 4}, score="logit")
+    mask = np.zeros((1, 24))
+    mask[0, 8:12] = 1  # class 0 reads time steps 8..11
+    lime = LimeImage(
+        MaskedSum(mask),
+        num_samples=300,
+        hide_color=0.0,
+        segmentation="windows",
+        segmentation_options={"window": 4},
+        score="logit",
+    )
     signals = np.random.default_rng(1).random((3, 1, 24, 1)).astype(np.float32) + 0.5
     result = lime(signals, [0, 0, 0], key=0)
     assert result.weights.shape == (3, 6) and (result.num_features == 6).all()
@@ -46,5 +61,7 @@ def test_samples_start_with_the_image_and_stability_is_reported():
     samples = np.asarray(bernoulli_samples(__import__("jax").random.key(0), 2, 50, 7))
     assert (samples[:, 0] == 1).all() and 0.3 < samples[:, 1:].mean() < 0.7
     lime = LimeImage(SmallConvNet(nnx.Rngs(1)), num_samples=64, segmentation="grid", segmentation_options={"cell": 5})
-    results, agreement = lime_stability(lime, np.random.default_rng(2).random((2, 10, 10, 1)).astype(np.float32), seeds=(0, 1), k=2)
+    results, agreement = lime_stability(
+        lime, np.random.default_rng(2).random((2, 10, 10, 1)).astype(np.float32), seeds=(0, 1), k=2
+    )
     assert len(results) == 2 and agreement.shape == (2,) and ((0 <= agreement) & (agreement <= 1)).all()

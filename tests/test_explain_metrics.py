@@ -6,15 +6,23 @@ from flax import nnx
 
 from tests.explain_models import MaskedSum, PooledLinear, SmallConvNet
 from xai.explain.cam import GradCAM
-from xai.explain.metrics import (Faithfulness, empty_maps, mean_over_nonempty, noisy_linear_imputation, random_baseline,
-                                 sobel_baseline, trapezoid_auc)
+from xai.explain.metrics import (
+    Faithfulness,
+    empty_maps,
+    mean_over_nonempty,
+    noisy_linear_imputation,
+    random_baseline,
+    sobel_baseline,
+    trapezoid_auc,
+)
 from xai.explain.probe import Probe
 from xai.explain.sanity import STD_FLOOR, map_similarity, parameter_layers, randomisation_test, randomise_layers
 
 
 def _synthetic_task():
     """Class 0's evidence is a bright 4x4 square over faint noise; the oracle saliency is that square."""
-    mask = np.zeros((12, 12)); mask[3:7, 5:9] = 1
+    mask = np.zeros((12, 12))
+    mask[3:7, 5:9] = 1
     images = (0.2 * np.random.default_rng(0).random((6, 12, 12, 1)) + mask[None, ..., None]).astype(np.float32)
     oracle = mask[None] + 0.01 * np.random.default_rng(1).random((6, 12, 12))
     return MaskedSum(mask, offset=13.0), images, oracle
@@ -41,7 +49,8 @@ def test_trapezoid_auc_and_baselines():
 
 def test_imputation_fills_removed_pixels_from_their_neighbours():
     ramp = np.tile(np.linspace(0, 1, 9, dtype=np.float32), (9, 1))[None, ..., None]
-    removed = np.zeros((1, 9, 9), bool); removed[0, 3:6, 3:6] = True
+    removed = np.zeros((1, 9, 9), bool)
+    removed[0, 3:6, 3:6] = True
     filled = np.asarray(noisy_linear_imputation(ramp, removed, __import__("jax").random.key(0), 0.0, 200))
     np.testing.assert_allclose(filled, ramp, atol=1e-3)  # a linear ramp is harmonic: recovered exactly
 
@@ -60,7 +69,9 @@ def test_parameter_randomisation_drives_the_similarity_down():
 def test_empty_maps_are_the_constant_ones_and_means_leave_them_out():
     maps = np.stack([np.zeros((4, 4)), np.full((4, 4), 0.3), np.eye(4) * 1e-3, np.random.default_rng(3).random((4, 4))])
     assert empty_maps(maps).tolist() == [True, True, False, False]
-    means = mean_over_nonempty({"deletion_auc": np.array([9.0, 9.0, 0.2, 0.4]), "deletion_curve": np.zeros((4, 3))}, empty_maps(maps))
+    means = mean_over_nonempty(
+        {"deletion_auc": np.array([9.0, 9.0, 0.2, 0.4]), "deletion_curve": np.zeros((4, 3))}, empty_maps(maps)
+    )
     assert means == {"deletion_auc": pytest.approx(0.3), "images_used": 2, "images_total": 4}
     assert np.isnan(mean_over_nonempty({"x": np.ones(2)}, np.array([True, True]))["x"])
 

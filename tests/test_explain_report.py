@@ -18,30 +18,87 @@ def _report(scale: str = "per_method") -> ReportData:
     gradcam[1] = 0.0
     lime = rng.normal(size=(3, 12, 12))
     metrics = {
-        "gradcam": {"deletion_auc": 0.21, "insertion_auc": 0.80, "road_morf": 0.35, "road_lerf": 0.83, "road_gap": 0.48,
-                    "images_used": 2, "images_total": 3, "empty_maps": 1, "sanity_spearman_final": -0.04},
-        "lime": {"deletion_auc": 0.18, "insertion_auc": 0.93, "road_morf": 0.23, "road_lerf": 0.93, "road_gap": 0.70,
-                 "images_used": 3, "images_total": 3, "empty_maps": 0, "sanity_spearman_final": 0.44, "lime_r2": 0.57},
-        "random": {"deletion_auc": 0.48, "insertion_auc": 0.75, "road_morf": 0.75, "road_lerf": 0.79, "road_gap": 0.04,
-                   "images_used": 3, "images_total": 3, "empty_maps": 0},
-        "sobel": {"deletion_auc": 0.36, "insertion_auc": 0.85, "road_morf": 0.43, "road_lerf": 0.83, "road_gap": 0.40,
-                  "images_used": 3, "images_total": 3, "empty_maps": 0},
+        "gradcam": {
+            "deletion_auc": 0.21,
+            "insertion_auc": 0.80,
+            "road_morf": 0.35,
+            "road_lerf": 0.83,
+            "road_gap": 0.48,
+            "images_used": 2,
+            "images_total": 3,
+            "empty_maps": 1,
+            "sanity_spearman_final": -0.04,
+        },
+        "lime": {
+            "deletion_auc": 0.18,
+            "insertion_auc": 0.93,
+            "road_morf": 0.23,
+            "road_lerf": 0.93,
+            "road_gap": 0.70,
+            "images_used": 3,
+            "images_total": 3,
+            "empty_maps": 0,
+            "sanity_spearman_final": 0.44,
+            "lime_r2": 0.57,
+        },
+        "random": {
+            "deletion_auc": 0.48,
+            "insertion_auc": 0.75,
+            "road_morf": 0.75,
+            "road_lerf": 0.79,
+            "road_gap": 0.04,
+            "images_used": 3,
+            "images_total": 3,
+            "empty_maps": 0,
+        },
+        "sobel": {
+            "deletion_auc": 0.36,
+            "insertion_auc": 0.85,
+            "road_morf": 0.43,
+            "road_lerf": 0.83,
+            "road_gap": 0.40,
+            "images_used": 3,
+            "images_total": 3,
+            "empty_maps": 0,
+        },
     }
-    sanity = {"gradcam": {"layers": ["trained", "head", "conv1"], "spearman": [1.0, 0.4, float("nan")], "ssim": [1.0, 0.3, 0.1],
-                          "empty": [1, 1, 3], "images_used": 2, "images_total": 3}}
+    sanity = {
+        "gradcam": {
+            "layers": ["trained", "head", "conv1"],
+            "spearman": [1.0, 0.4, float("nan")],
+            "ssim": [1.0, 0.3, 0.1],
+            "empty": [1, 1, 3],
+            "images_used": 2,
+            "images_total": 3,
+        }
+    }
     return ReportData(
-        title="Explanations of a test model", images=rng.random((3, 12, 12, 1)), indices=[4, 7, 9], labels=np.array([0, 1, 2]),
-        predictions=np.array([0, 1, 1]), confidences=np.array([0.9, 0.8, 0.6]), targets=np.array([0, 1, 1]),
-        class_names=["zero", "one", "two"], maps={"gradcam": gradcam, "lime": lime}, metrics=metrics, sanity=sanity,
-        header={"target layer": "features (resolved: explain.target_layer was null)", "images": "3", "split": "test",
-                "checkpoint": "step 3374 (best)"},
-        command="jaxdl-explain run_dir=/tmp/run checkpoint=3374 explain.target_layer=features", scale=scale,
-        notes=["33% of Grad-CAM maps at layer 'features' are empty"])
+        title="Explanations of a test model",
+        images=rng.random((3, 12, 12, 1)),
+        indices=[4, 7, 9],
+        labels=np.array([0, 1, 2]),
+        predictions=np.array([0, 1, 1]),
+        confidences=np.array([0.9, 0.8, 0.6]),
+        targets=np.array([0, 1, 1]),
+        class_names=["zero", "one", "two"],
+        maps={"gradcam": gradcam, "lime": lime},
+        metrics=metrics,
+        sanity=sanity,
+        header={
+            "target layer": "features (resolved: explain.target_layer was null)",
+            "images": "3",
+            "split": "test",
+            "checkpoint": "step 3374 (best)",
+        },
+        command="jaxdl-explain run_dir=/tmp/run checkpoint=3374 explain.target_layer=features",
+        scale=scale,
+        notes=["33% of Grad-CAM maps at layer 'features' are empty"],
+    )
 
 
 def test_table_has_fixed_readable_columns_blank_cells_best_marks_and_baselines_apart():
     page = render(_report())
-    table = page[page.index("<table class='metrics'>"):page.index("</table>")]
+    table = page[page.index("<table class='metrics'>") : page.index("</table>")]
     titles = [t for _, t, _ in COLUMNS if t in table]
     assert titles == [t for _, t, _ in COLUMNS if t != "LIME top-5 agreement across seeds"]  # that column has no values
     assert [table.index(t) for t in titles] == sorted(table.index(t) for t in titles)
@@ -51,16 +108,27 @@ def test_table_has_fixed_readable_columns_blank_cells_best_marks_and_baselines_a
     assert "random map" in baselines and "Sobel edge map" in baselines and "random map" not in methods
     assert "2 / 3, 1 empty" in methods
     best = best_per_column(_report().metrics, ("random", "sobel"))
-    assert best == {"deletion_auc": "lime", "insertion_auc": "lime", "road_morf": "lime", "road_lerf": "lime",
-                    "road_gap": "lime", "sanity_spearman_final": "gradcam"}  # closest to 0; random's 0.04 gap never wins
+    assert best == {
+        "deletion_auc": "lime",
+        "insertion_auc": "lime",
+        "road_morf": "lime",
+        "road_lerf": "lime",
+        "road_gap": "lime",
+        "sanity_spearman_final": "gradcam",
+    }  # closest to 0; random's 0.04 gap never wins
     assert table.count("★") == 6
 
 
 def test_header_command_notes_and_empty_maps_are_shown():
     page = render(_report())
-    for text in ("features (resolved: explain.target_layer was null)", "step 3374 (best)", "split",
-                 "jaxdl-explain run_dir=/tmp/run checkpoint=3374 explain.target_layer=features",
-                 "33% of Grad-CAM maps at layer", "empty: no positive evidence at this layer"):
+    for text in (
+        "features (resolved: explain.target_layer was null)",
+        "step 3374 (best)",
+        "split",
+        "jaxdl-explain run_dir=/tmp/run checkpoint=3374 explain.target_layer=features",
+        "33% of Grad-CAM maps at layer",
+        "empty: no positive evidence at this layer",
+    ):
         assert text in page
     assert page.count("<figcaption>empty: no positive evidence at this layer") == 1
     assert page.count("class='bar'") == 2  # one colour bar per method
@@ -81,7 +149,9 @@ def test_signed_maps_are_centred_at_zero_and_per_method_scales_compare_across_im
 
 
 def _chromedriver() -> str | None:
-    return shutil.which("chromedriver") or next((p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if Path(p).exists()), None)
+    return shutil.which("chromedriver") or next(
+        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if Path(p).exists()), None
+    )
 
 
 def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):

@@ -114,8 +114,16 @@ def photos(tmp_path_factory):
 
 def test_photos_with_corrupt_files_train_and_list_exactly_the_bad_ones(photos, tmp_path, caplog):
     root, corrupt = photos
-    cfg = compose_config(*FOLDER, f"data.root={root}", "data.image_size=64", "data.stream=true", "data.val_fraction=0.2",
-                         "trainer.epochs=1", "trainer.batch_size=8", "trainer.eval_batch_size=16")
+    cfg = compose_config(
+        *FOLDER,
+        f"data.root={root}",
+        "data.image_size=64",
+        "data.stream=true",
+        "data.val_fraction=0.2",
+        "trainer.epochs=1",
+        "trainer.batch_size=8",
+        "trainer.eval_batch_size=16",
+    )
     with caplog.at_level("INFO", logger="jaxdl"):
         summary = train_and_evaluate(cfg, tmp_path)
     listed = [line.split("\t")[0] for line in (tmp_path / "data_errors.txt").read_text().splitlines()]
@@ -154,16 +162,20 @@ def digits_tree(tmp_path_factory):
 
 def _records(run_dir):
     keys = ("epoch", "step", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy")
-    return [{k: v for k, v in json.loads(line).items() if k in keys}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k in keys} for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_a_folder_written_from_digits_trains_like_digits(digits_tree, tmp_path):
     """File-name order keeps the arrays' order: in memory and streamed, the metrics equal data=digits'."""
     train_and_evaluate(compose_config(*quick_overrides("trainer.epochs=1")), tmp_path / "arrays")
     for stream in ("false", "true"):
-        cfg = compose_config(*quick_overrides("trainer.epochs=1", *FOLDER, f"data.root={digits_tree}", "data.image_size=8",
-                                              *EXACT, f"data.stream={stream}"))
+        cfg = compose_config(
+            *quick_overrides(
+                "trainer.epochs=1", *FOLDER, f"data.root={digits_tree}", "data.image_size=8", *EXACT, f"data.stream={stream}"
+            )
+        )
         train_and_evaluate(cfg, tmp_path / stream)
         assert _records(tmp_path / stream) == pytest.approx(_records(tmp_path / "arrays"), abs=1e-4), stream
 
@@ -186,16 +198,19 @@ def _tree(root, classes: dict[str, int]):
     return root
 
 
-@pytest.mark.parametrize("case,expected", [
-    ("empty_root", "has no class sub-folders"),
-    ("one_class", r"has one class folder \('cats'\); a classifier needs at least two classes"),
-    ("empty_class", r"class folder .*dogs holds no image files"),
-    ("missing_root", "is not a directory"),
-    ("missing_manifest", r"data.manifest .*nope.csv does not exist"),
-    ("manifest_missing_file", r"labels.csv line 3: file .*gone.png does not exist"),
-    ("manifest_unknown_label", r"labels.csv line 2: label 'bird' is not one of the classes \(cats, dogs\)"),
-    ("neither", "needs exactly one of data.root=PATH"),
-])
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("empty_root", "has no class sub-folders"),
+        ("one_class", r"has one class folder \('cats'\); a classifier needs at least two classes"),
+        ("empty_class", r"class folder .*dogs holds no image files"),
+        ("missing_root", "is not a directory"),
+        ("missing_manifest", r"data.manifest .*nope.csv does not exist"),
+        ("manifest_missing_file", r"labels.csv line 3: file .*gone.png does not exist"),
+        ("manifest_unknown_label", r"labels.csv line 2: label 'bird' is not one of the classes \(cats, dogs\)"),
+        ("neither", "needs exactly one of data.root=PATH"),
+    ],
+)
 def test_layout_mistakes_are_one_line_errors_before_training(case, expected, tmp_path):
     root = tmp_path / "data"
     overrides = [f"data.root={root}"]
@@ -222,7 +237,9 @@ def test_layout_mistakes_are_one_line_errors_before_training(case, expected, tmp
 
 def test_bad_layout_from_the_command_line_exits_2_with_one_line_and_no_checkpoints(tmp_path):
     _tree(tmp_path / "data", {"cats": 3})
-    result = run_cli("-m", "jaxdl.apps.train", "data=folder", f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(
+        "-m", "jaxdl.apps.train", "data=folder", f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "one class folder" in errors[0] and "Traceback" not in result.stderr
@@ -233,8 +250,15 @@ def test_manifest_with_relative_paths_loads_its_labels(tmp_path):
     _tree(tmp_path / "data", {"cats": 4, "dogs": 4})
     lines = [f"data/{c}/{i}.png,{c}" for c in ("dogs", "cats") for i in range(4)]
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
-    dataset = load_dataset(compose_config("data=folder", f"data.manifest={tmp_path / 'labels.csv'}", "data.image_size=8",
-                                          "data.val_fraction=0.25", "data.test_fraction=0.25").data)
+    dataset = load_dataset(
+        compose_config(
+            "data=folder",
+            f"data.manifest={tmp_path / 'labels.csv'}",
+            "data.image_size=8",
+            "data.val_fraction=0.25",
+            "data.test_fraction=0.25",
+        ).data
+    )
     assert dataset.class_names == ("cats", "dogs")
     assert sorted(np.concatenate([s.labels for s in (dataset.train, dataset.val, dataset.test)]).tolist()) == [0] * 4 + [1] * 4
     assert math.isclose(len(dataset.test), 2)

@@ -19,8 +19,9 @@ STREAMED = ["data=folder", "data.stream=true", "data.augment.crop_scale=null", "
 
 
 def _records(run_dir):
-    return [{k: v for k, v in json.loads(line).items() if k in KEYS}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k in KEYS} for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_fashion_mnist_png_tree_streamed_matches_the_arrays(fashion_dir, tmp_path):
@@ -32,8 +33,9 @@ def test_fashion_mnist_png_tree_streamed_matches_the_arrays(fashion_dir, tmp_pat
     write_folder(fashion, tree)
     order = "data.class_names=[" + ",".join(f"'{folder_name(c)}'" for c in fashion.class_names) + "]"  # not sorted
     assert len(list((tree / "test").rglob("*.png"))) == 4000
-    folder = train_and_evaluate(compose_config(*STREAMED, f"data.root={tree}", order, "data.image_size=28", *common),
-                                tmp_path / "folder")
+    folder = train_and_evaluate(
+        compose_config(*STREAMED, f"data.root={tree}", order, "data.image_size=28", *common), tmp_path / "folder"
+    )
     assert folder["test/accuracy"] > 0.5
     assert abs(folder["test/accuracy"] - arrays["test/accuracy"]) <= 0.003
 
@@ -41,15 +43,29 @@ def test_fashion_mnist_png_tree_streamed_matches_the_arrays(fashion_dir, tmp_pat
 def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path, compile_cache_env):
     tree = tmp_path / "digits"
     write_folder(load_dataset(compose_config("data=digits").data), tree)
-    args = ["-m", "jaxdl.apps.train", "data=folder", f"data.root={tree}", "data.image_size=8", "data.stream=true",
-            "trainer.epochs=3", "trainer.batch_size=16", "trainer.progress=false", "trainer.keep_checkpoints=5"]
+    args = [
+        "-m",
+        "jaxdl.apps.train",
+        "data=folder",
+        f"data.root={tree}",
+        "data.image_size=8",
+        "data.stream=true",
+        "trainer.epochs=3",
+        "trainer.batch_size=16",
+        "trainer.progress=false",
+        "trainer.keep_checkpoints=5",
+    ]
     reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", env=compile_cache_env)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={killed}"], cwd=REPO,
-                            env={**os.environ, **compile_cache_env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *args, f"hydra.run.dir={killed}"],
+        cwd=REPO,
+        env={**os.environ, **compile_cache_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first_epoch = killed / "checkpoints" / str(1295 // 16)
     deadline = time.time() + 300
     while not first_epoch.exists() and proc.poll() is None and time.time() < deadline:

@@ -24,7 +24,11 @@ def test_frechet_distance_of_identical_sets_is_zero_and_measures_a_shift():
 
 @pytest.mark.parametrize("suffix,dtype", [("", np.uint8), (".gz", np.uint8), (".gz", np.int32), ("", np.float32)])
 def test_write_idx_roundtrips_through_the_reader(tmp_path, suffix, dtype):
-    array = (np.arange(2 * 3 * 4) - 5).reshape(2, 3, 4).astype(dtype) if dtype != np.uint8 else np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    array = (
+        (np.arange(2 * 3 * 4) - 5).reshape(2, 3, 4).astype(dtype)
+        if dtype != np.uint8
+        else np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    )
     write_idx(tmp_path / f"x{suffix}", array)
     np.testing.assert_array_equal(idx.read_idx(tmp_path / f"x{suffix}"), array)
 

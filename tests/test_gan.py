@@ -20,9 +20,19 @@ from tests.conftest import compose_config
 
 def gan_config(*overrides: str):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("gan_train", overrides=[
-            "data=digits", "data.label_fraction=0.25", "gan=cdcgan", "gan.width=4", "gan.latent_dim=4",
-            "trainer.batch_size=32", "trainer.progress=false", *overrides])
+        return compose(
+            "gan_train",
+            overrides=[
+                "data=digits",
+                "data.label_fraction=0.25",
+                "gan=cdcgan",
+                "gan.width=4",
+                "gan.latent_dim=4",
+                "trainer.batch_size=32",
+                "trainer.progress=false",
+                *overrides,
+            ],
+        )
 
 
 def _restore(run_dir, like, step):

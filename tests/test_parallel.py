@@ -51,7 +51,13 @@ def test_four_device_step_equals_one_device_step():
 
 
 def test_training_app_runs_on_four_devices(tmp_path):
-    result = run_cli("-m", "jaxdl.apps.train", "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
-                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
+    result = run_cli(
+        "-m",
+        "jaxdl.apps.train",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        f"hydra.run.dir={tmp_path}",
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 device(s)" in result.stdout + result.stderr

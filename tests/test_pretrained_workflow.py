@@ -41,8 +41,7 @@ def test_photos_are_fitted_exactly_as_torchvision_transforms(interpolation):
 
     mode = getattr(T.InterpolationMode, interpolation.upper())
     reference = T.Compose([T.Resize(256, interpolation=mode), T.CenterCrop(224)])
-    prep = Preprocess((224, 224), (0.5,) * 3, (0.5,) * 3, resize="center_crop", resize_shorter=256,
-                      interpolation=interpolation)
+    prep = Preprocess((224, 224), (0.5,) * 3, (0.5,) * 3, resize="center_crop", resize_shorter=256, interpolation=interpolation)
     for name in ("chelsea", "rocket", "astronaut"):  # landscape, portrait, square
         photo = Image.fromarray(getattr(data, name)())
         np.testing.assert_array_equal(fit_photo(photo, prep, 3), np.asarray(reference(photo)))
@@ -69,14 +68,19 @@ def test_state_dict_mismatches_are_named_in_one_line():
     with pytest.raises(CheckpointError, match=r"unexpected keys extra\.weight$"):
         load_state_dict(model, {**good, "extra.weight": np.zeros(3)}, names)
     wrong = {**good, "layer1.0.conv1.weight": np.zeros((64, 64, 1, 1), np.float32)}
-    with pytest.raises(CheckpointError, match=r"wrongly shaped layer1\.0\.conv1\.weight \(64, 64, 1, 1\) "
-                                              r"\(needs \(3, 3, 64, 64\) as jaxdl stages\.0\.0\.conv1\.conv\.kernel\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"wrongly shaped layer1\.0\.conv1\.weight \(64, 64, 1, 1\) "
+        r"\(needs \(3, 3, 64, 64\) as jaxdl stages\.0\.0\.conv1\.conv\.kernel\)",
+    ):
         load_state_dict(model, wrong, names)
 
 
 def test_import_cli_errors_are_one_line(tmp_path, capsys):
-    for argv, expected in ((["source=torchvision:resnet99", f"out={tmp_path}/a"], "known: torchvision:alexnet"),
-                           (["source=torchvision:resnet18", f"file={tmp_path}/none.pth", f"out={tmp_path}/b"], "does not exist")):
+    for argv, expected in (
+        (["source=torchvision:resnet99", f"out={tmp_path}/a"], "known: torchvision:alexnet"),
+        (["source=torchvision:resnet18", f"file={tmp_path}/none.pth", f"out={tmp_path}/b"], "does not exist"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             import_main(argv)
         err = capsys.readouterr().err
@@ -147,8 +151,9 @@ def test_predict_on_a_photo_folder_agrees_with_torchvision(resnet18_artifact, tm
         with torch.no_grad():
             probs = torch.softmax(model(transform(Image.open(row["file"]).convert("RGB"))[None]), -1)[0].numpy()
         assert [row[f"class_{i}"] for i in range(1, 6)] == [names[i] for i in np.argsort(-probs)[:5]]
-        np.testing.assert_allclose([float(row[f"probability_{i}"]) for i in range(1, 6)], np.sort(probs)[::-1][:5],
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            [float(row[f"probability_{i}"]) for i in range(1, 6)], np.sort(probs)[::-1][:5], rtol=1e-4, atol=1e-6
+        )
 
 
 def test_finetuning_from_an_import_keeps_frozen_batchnorm_and_its_normalisation(tmp_path):
@@ -162,12 +167,25 @@ def test_finetuning_from_an_import_keeps_frozen_batchnorm_and_its_normalisation(
     model = torchvision.models.resnet18(num_classes=7)
     model.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)
     torch.save(model.state_dict(), tmp_path / "gray.pth")
-    import_main(["source=torchvision:resnet18", f"file={tmp_path / 'gray.pth'}", f"out={tmp_path / 'gray'}",
-                 "input_size=16", "mean=[0.3]", "std=[0.4]"])
+    import_main(
+        [
+            "source=torchvision:resnet18",
+            f"file={tmp_path / 'gray.pth'}",
+            f"out={tmp_path / 'gray'}",
+            "input_size=16",
+            "mean=[0.3]",
+            "std=[0.4]",
+        ]
+    )
     source = load_model(tmp_path / "gray")
     assert source.spec.channels == 1 and source.spec.num_classes == 7 and source.class_names[:2] == ("0", "1")
-    overrides = quick_overrides("trainer.epochs=1", "model=resnet18_imagenet", "model.input_size=16",
-                                f"trainer.init_from={tmp_path / 'gray'}", "trainer.freeze=[stem,stages.0]")
+    overrides = quick_overrides(
+        "trainer.epochs=1",
+        "model=resnet18_imagenet",
+        "model.input_size=16",
+        f"trainer.init_from={tmp_path / 'gray'}",
+        "trainer.freeze=[stem,stages.0]",
+    )
     train_and_evaluate(compose_config(*overrides), tmp_path / "run")
     run = load_run(tmp_path / "run")
     assert run.preprocess.mean == (0.3,) and run.preprocess.std == (0.4,)
@@ -191,9 +209,17 @@ def test_explain_photos_with_an_imported_network(resnet18_artifact, tmp_path):
     for name in ("chelsea", "coffee"):
         Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("explain_app", overrides=[
-            f"run_dir={path}", f"explain.images.paths=[{folder}]", "explain.methods=[gradcam]",
-            "explain.target_layer=stages.3.1", "explain.metrics.faithfulness=false", "explain.metrics.sanity=false"])
+        cfg = compose(
+            "explain_app",
+            overrides=[
+                f"run_dir={path}",
+                f"explain.images.paths=[{folder}]",
+                "explain.methods=[gradcam]",
+                "explain.target_layer=stages.3.1",
+                "explain.metrics.faithfulness=false",
+                "explain.metrics.sanity=false",
+            ],
+        )
     summary = app.explain(cfg, tmp_path / "out")
     assert np.load(tmp_path / "out" / "maps" / "gradcam.npy").shape == (2, 224, 224)
     page = (tmp_path / "out" / "report.html").read_text()

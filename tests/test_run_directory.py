@@ -23,8 +23,11 @@ TRAIN = ("-m", "jaxdl.apps.train", "trainer.progress=false", "trainer.eval_batch
 
 def snapshot(directory: Path) -> dict[str, str]:
     """{relative path: SHA-256} of every file below `directory`."""
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -47,10 +50,13 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (("trainer.resume=false",), "holds an earlier run and trainer.resume=false; pass trainer.overwrite=true"),
-    (("model=lenet5_classic",), "does not match the model"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("trainer.resume=false",), "holds an earlier run and trainer.resume=false; pass trainer.overwrite=true"),
+        (("model=lenet5_classic",), "does not match the model"),
+    ],
+)
 def test_a_refused_run_leaves_every_file_byte_identical(finished, overrides, message, compile_cache_env):
     before = snapshot(finished)
     result = run_cli(*TRAIN, "trainer.epochs=2", *overrides, f"hydra.run.dir={finished}", env=compile_cache_env)
@@ -63,8 +69,9 @@ def test_overwrite_removes_the_earlier_run_first(finished, tmp_path):
 
     run_dir = Path(shutil.copytree(finished, tmp_path / "run"))
     (run_dir / "checkpoints" / "999").mkdir()  # a later step of the old run must not survive
-    summary = train_and_evaluate(compose_config(*quick_overrides("trainer.epochs=1", "trainer.resume=false",
-                                                                 "trainer.overwrite=true")), run_dir)
+    summary = train_and_evaluate(
+        compose_config(*quick_overrides("trainer.epochs=1", "trainer.resume=false", "trainer.overwrite=true")), run_dir
+    )
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["40"]
     assert summary["best_step"] == 40 and [r["epoch"] for r in records(run_dir)] == [1, 1]
 
@@ -93,8 +100,13 @@ def test_a_torn_last_line_is_dropped_with_a_warning(finished, tmp_path, caplog):
 
 def test_a_second_process_on_the_same_directory_is_refused(tmp_path, compile_cache_env):
     run_dir = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, *TRAIN, "trainer.epochs=50", f"hydra.run.dir={run_dir}"], cwd=REPO,
-                             env={**os.environ, **compile_cache_env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, *TRAIN, "trainer.epochs=50", f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env={**os.environ, **compile_cache_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while not (run_dir / "metrics.jsonl").exists() and first.poll() is None and time.time() < deadline:
@@ -125,8 +137,14 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
 
 def test_ctrl_c_prints_one_line_and_leaves_a_resumable_run(tmp_path, compile_cache_env):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, *TRAIN, "trainer.epochs=40", f"hydra.run.dir={run_dir}"], cwd=REPO,
-                            env={**os.environ, **compile_cache_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, *TRAIN, "trainer.epochs=40", f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env={**os.environ, **compile_cache_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     saved = lambda: [p for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit()]  # not Orbax's tmp dirs
     while not saved() and proc.poll() is None and time.time() < deadline:

@@ -15,15 +15,18 @@ from jaxdl.trainer import build_experiment, train_and_evaluate
 from tests.conftest import compose_config, quick_overrides, run_cli
 
 
-@pytest.mark.parametrize("override,message", [
-    ("trainer.batch_size=0", "trainer.batch_size must be a positive whole number, got 0"),
-    ("trainer.batch_size=-1", "trainer.batch_size must be a positive whole number, got -1"),
-    ("trainer.eval_batch_size=0", "trainer.eval_batch_size must be a positive whole number, got 0"),
-    ("trainer.epochs=0", "trainer.epochs must be a positive whole number, got 0"),
-    ("trainer.epochs=-1", "trainer.epochs must be a positive whole number, got -1"),
-    ("trainer.best_metric=val/nosuch", "trainer.best_metric 'val/nosuch' is not recorded by this app; choose one of"),
-    ("trainer.best_mode=foo", "trainer.best_mode must be max or min, got 'foo'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.batch_size=0", "trainer.batch_size must be a positive whole number, got 0"),
+        ("trainer.batch_size=-1", "trainer.batch_size must be a positive whole number, got -1"),
+        ("trainer.eval_batch_size=0", "trainer.eval_batch_size must be a positive whole number, got 0"),
+        ("trainer.epochs=0", "trainer.epochs must be a positive whole number, got 0"),
+        ("trainer.epochs=-1", "trainer.epochs must be a positive whole number, got -1"),
+        ("trainer.best_metric=val/nosuch", "trainer.best_metric 'val/nosuch' is not recorded by this app; choose one of"),
+        ("trainer.best_mode=foo", "trainer.best_mode must be max or min, got 'foo'"),
+    ],
+)
 def test_bad_trainer_settings_are_refused_before_any_work(override, message, tmp_path):
     cfg = compose_config(*quick_overrides(override))
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -54,8 +57,12 @@ def test_idx_labels_outside_the_classes_are_refused(tmp_path):
 
 
 def test_empty_idx_files_are_refused(tmp_path):
-    for name, magic_dims in (("train-images-idx3-ubyte.gz", (3, [0, 8, 8])), ("train-labels-idx1-ubyte.gz", (1, [0])),
-                             ("t10k-images-idx3-ubyte.gz", (3, [0, 8, 8])), ("t10k-labels-idx1-ubyte.gz", (1, [0]))):
+    for name, magic_dims in (
+        ("train-images-idx3-ubyte.gz", (3, [0, 8, 8])),
+        ("train-labels-idx1-ubyte.gz", (1, [0])),
+        ("t10k-images-idx3-ubyte.gz", (3, [0, 8, 8])),
+        ("t10k-labels-idx1-ubyte.gz", (1, [0])),
+    ):
         ndim, dims = magic_dims
         header = bytes([0, 0, 8, ndim]) + b"".join(d.to_bytes(4, "big") for d in dims)
         (tmp_path / name).write_bytes(gzip.compress(header))
@@ -71,11 +78,14 @@ def test_nan_in_float_inputs_is_refused():
         Dataset("s", split, split, split, ("a", "b"))
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("trainer.batch_size=0", "error: trainer.batch_size must be a positive whole number, got 0"),
-    ("trainer.best_mode=foo", "error: trainer.best_mode must be max or min, got 'foo'"),
-    ("data=tfds", "error: TFDS data set"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("trainer.batch_size=0", "error: trainer.batch_size must be a positive whole number, got 0"),
+        ("trainer.best_mode=foo", "error: trainer.best_mode must be max or min, got 'foo'"),
+        ("data=tfds", "error: TFDS data set"),
+    ],
+)
 def test_bad_inputs_on_the_command_line_are_one_line(override, expected, tmp_path):
     args = ["-m", "jaxdl.apps.train", override, f"hydra.run.dir={tmp_path / 'run'}"]
     if override == "data=tfds":

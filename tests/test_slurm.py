@@ -30,8 +30,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]  # one xdist 
 CLUSTER = REPO / "tests" / "cluster"
 STATE = Path(os.environ.get("JAXDL_SLURM_DIR", "/tmp/jaxdl-slurm"))
 # A few seconds of training per job: one epoch of a quarter-width LeNet-5 on digits.
-TINY = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "trainer.batch_size=64",
-        "trainer.eval_batch_size=128"]
+TINY = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "trainer.batch_size=64", "trainer.eval_batch_size=128"]
 TIME_KEYS = ("time/", "train/samples_per_s")
 
 
@@ -51,8 +50,12 @@ def slurm_env(compile_cache_env) -> dict:
         if os.environ.get("CI"):
             pytest.fail(f"the slurm tests must run in CI: {reason}")
         pytest.skip(reason)
-    env = {**os.environ, **compile_cache_env, "SLURM_CONF": str(STATE / "etc" / "slurm.conf"),
-           "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        **compile_cache_env,
+        "SLURM_CONF": str(STATE / "etc" / "slurm.conf"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     running = subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True) if shutil.which("scontrol") else None
     if running is not None and running.returncode == 0:  # a developer's cluster from slurm_up.sh: use it, leave it up
         yield env
@@ -67,8 +70,16 @@ def slurm_env(compile_cache_env) -> dict:
 
 
 def _sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "jaxdl.apps.train", "--multirun", "hydra/launcher=slurm", "hydra.launcher.partition=cpu",
-            f"hydra.sweep.dir={sweep_dir}", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "jaxdl.apps.train",
+        "--multirun",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=cpu",
+        f"hydra.sweep.dir={sweep_dir}",
+        *overrides,
+    ]
 
 
 def _sweep(env: dict, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -78,8 +89,9 @@ def _sweep(env: dict, sweep_dir: Path, *overrides: str) -> subprocess.CompletedP
 
 
 def _start_sweep(env: dict, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(_sweep_cmd(sweep_dir, *overrides), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        _sweep_cmd(sweep_dir, *overrides), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _finish(sweep: subprocess.Popen, timeout: float = 600) -> str:
@@ -109,8 +121,9 @@ def _curves(run_dir: Path) -> list[dict]:
 
 def _states(env: dict, job: str) -> list[str]:
     """Every state accounting recorded for one job (a requeued job has a record per attempt)."""
-    out = subprocess.run(["sacct", "-n", "-P", "-D", "-X", "-j", job, "-o", "JobID,State"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-D", "-X", "-j", job, "-o", "JobID,State"], env=env, capture_output=True, text=True, check=True
+    ).stdout
     return [state for job_id, state in (line.split("|") for line in out.splitlines() if line) if job_id == job]
 
 
@@ -139,13 +152,31 @@ def test_a_sweep_on_a_cpu_partition_needs_no_gpu_settings(slurm_env, tmp_path):
 
 
 def test_a_two_task_job_trains_on_the_union_of_its_shards_repeatably(slurm_env, tmp_path):
-    overrides = ["model.width=0.25", "trainer.batch_size=32", "trainer.eval_batch_size=64", "trainer.epochs=1",
-                 "trainer.progress=false", "optimizer=sgd", "optimizer.learning_rate=0.1"]
+    overrides = [
+        "model.width=0.25",
+        "trainer.batch_size=32",
+        "trainer.eval_batch_size=64",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "optimizer=sgd",
+        "optimizer.learning_rate=0.1",
+    ]
     sweep = _start_sweep(slurm_env, tmp_path / "sweep", *overrides, "hydra.launcher.tasks_per_node=2")
     worker = subprocess.run(  # the same training from a plain sbatch script, beside the sweep's job
-        ["sbatch", "--wait", "--ntasks=2", f"--output={tmp_path / 'worker.out'}", "--wrap",
-         f"srun {sys.executable} {CLUSTER / 'slurm_worker.py'} {tmp_path} {tmp_path / 'run'} {' '.join(overrides)}"],
-        cwd=REPO, env=slurm_env, capture_output=True, text=True, timeout=600)
+        [
+            "sbatch",
+            "--wait",
+            "--ntasks=2",
+            f"--output={tmp_path / 'worker.out'}",
+            "--wrap",
+            f"srun {sys.executable} {CLUSTER / 'slurm_worker.py'} {tmp_path} {tmp_path / 'run'} {' '.join(overrides)}",
+        ],
+        cwd=REPO,
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert worker.returncode == 0, worker.stderr + (tmp_path / "worker.out").read_text()[-3000:]
     _finish(sweep)
 
@@ -160,8 +191,10 @@ def test_a_two_task_job_trains_on_the_union_of_its_shards_repeatably(slurm_env, 
     for b in range(2):
         for p, report in enumerate(reports):  # process p fed rows of its shard: examples p, p + 2, p + 4, ...
             np.testing.assert_array_equal(report["batches"][b]["local"], train.images[p + 2 * shard_order[b]])
-            np.testing.assert_array_equal(report["batches"][b]["global"], np.concatenate(
-                [reports[0]["batches"][b]["local"], reports[1]["batches"][b]["local"]]))
+            np.testing.assert_array_equal(
+                report["batches"][b]["global"],
+                np.concatenate([reports[0]["batches"][b]["local"], reports[1]["batches"][b]["local"]]),
+            )
 
     run = tmp_path / "sweep" / "0"
     assert read_status(run)["status"] == "completed"
@@ -176,11 +209,23 @@ def test_a_two_task_job_trains_on_the_union_of_its_shards_repeatably(slurm_env, 
 def test_a_preempted_job_is_requeued_and_ends_as_if_never_interrupted(slurm_env, tmp_path):
     sweep_dir = tmp_path / "preempt"
     # two identical jobs: 0 is preempted once it has a checkpoint, 1 runs through
-    sweep = _start_sweep(slurm_env, sweep_dir, "trainer.epochs=4", "trainer.progress=false", "model.width=0.25",
-                         "trainer.batch_size=16", "trainer.eval_batch_size=128", "trainer.seed=0,0")
+    sweep = _start_sweep(
+        slurm_env,
+        sweep_dir,
+        "trainer.epochs=4",
+        "trainer.progress=false",
+        "model.width=0.25",
+        "trainer.batch_size=16",
+        "trainer.eval_batch_size=128",
+        "trainer.seed=0,0",
+    )
     run = sweep_dir / "0"
-    first = _poll("job 0 to checkpoint", lambda: (run / "checkpoints").is_dir() and any(
-        p.name.isdigit() for p in (run / "checkpoints").iterdir()) and read_status(run))
+    first = _poll(
+        "job 0 to checkpoint",
+        lambda: (
+            (run / "checkpoints").is_dir() and any(p.name.isdigit() for p in (run / "checkpoints").iterdir()) and read_status(run)
+        ),
+    )
     signalled = time.time()
     subprocess.run(["scancel", "--signal=USR2", first["slurm_job"]], env=slurm_env, check=True)
     second = _poll("the requeued attempt", lambda: (s := read_status(run)).get("attempt") == 2 and s)
@@ -213,7 +258,10 @@ def test_a_cancelled_job_fails_alone_and_the_sweep_still_compares(slurm_env, tmp
     assert "failed job 1: SLURM job" in output
     rows = {r["run"]: r for r in csv.DictReader((sweep_dir / "comparison.csv").open())}
     assert {k: (r["status"], r["trainer.epochs"]) for k, r in rows.items()} == {
-        "0": ("completed", "1"), "1": ("failed", "40"), "2": ("completed", "2")}
+        "0": ("completed", "1"),
+        "1": ("failed", "40"),
+        "2": ("completed", "2"),
+    }
     assert "- 1: SLURM job" in (sweep_dir / "comparison.md").read_text() and (sweep_dir / "comparison.html").exists()
 
 
@@ -226,9 +274,14 @@ def test_without_accounting_a_job_that_left_the_queue_ends_the_wait(slurm_env, t
     env = {**slurm_env, "PATH": f"{fake}{os.pathsep}{slurm_env['PATH']}"}
     sweep_dir = tmp_path / "no_accounting"  # one job held back by --begin, then cancelled before it ever runs
     sweep = _start_sweep(env, sweep_dir, *TINY, "+hydra.launcher.additional_parameters.begin=now+600")
-    job = _poll("the job to be queued", lambda: subprocess.run(
-        ["squeue", "-h", "-r", "-o", "%i"], env=env, capture_output=True, text=True).stdout.strip())
+    job = _poll(
+        "the job to be queued",
+        lambda: subprocess.run(["squeue", "-h", "-r", "-o", "%i"], env=env, capture_output=True, text=True).stdout.strip(),
+    )
     subprocess.run(["scancel", job], env=env, check=True)
     _finish(sweep, timeout=120)
     assert read_status(sweep_dir / "0") | {"updated": None} == {
-        "status": "failed", "updated": None, "error": f"SLURM job {job} left the queue without a result (no accounting to say why)"}
+        "status": "failed",
+        "updated": None,
+        "error": f"SLURM job {job} left the queue without a result (no accounting to say why)",
+    }

@@ -18,8 +18,9 @@ from jaxdl.run_status import read_status, write_status
 
 def _launcher(tmp_path, *overrides: str):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}", *overrides],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config", overrides=["hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}", *overrides], return_hydra_config=True
+        )
     from omegaconf import OmegaConf
 
     launcher_cfg = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
@@ -47,8 +48,9 @@ def test_a_cpu_partition_needs_only_its_name(tmp_path, monkeypatch):
 
 
 def test_gpus_per_node_gives_one_task_per_gpu(tmp_path, monkeypatch):
-    script = _sbatch(tmp_path, monkeypatch, "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=8",
-                     "hydra.launcher.nodes=2")
+    script = _sbatch(
+        tmp_path, monkeypatch, "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=8", "hydra.launcher.nodes=2"
+    )
     for line in ("--partition=gpu", "--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8"):
         assert f"#SBATCH {line}\n" in script, line
     assert "--gpus-per-task" not in script  # every task sees every GPU of its node; JAX takes SLURM_LOCALID's
@@ -71,13 +73,22 @@ class _DeadJob:
         raise self.error
 
 
-@pytest.mark.parametrize("error, reason", [
-    (UncompletedJobError("Job 41_1 (task: 0) has not produced any output (state: CANCELLED by 0)"),
-     "SLURM job 41_1 ended CANCELLED by 0"),
-    (FailedJobError("Job (task=0) failed during processing with trace:\n----------------------\nTraceback ...\n"
-                    "  File x\nMemoryError: out of memory\n\n----------------------\nYou can check full logs"),
-     "SLURM job 41_1: MemoryError: out of memory"),
-])
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        (
+            UncompletedJobError("Job 41_1 (task: 0) has not produced any output (state: CANCELLED by 0)"),
+            "SLURM job 41_1 ended CANCELLED by 0",
+        ),
+        (
+            FailedJobError(
+                "Job (task=0) failed during processing with trace:\n----------------------\nTraceback ...\n"
+                "  File x\nMemoryError: out of memory\n\n----------------------\nYou can check full logs"
+            ),
+            "SLURM job 41_1: MemoryError: out of memory",
+        ),
+    ],
+)
 def test_a_dead_job_is_recorded_failed_and_returns_no_objective(tmp_path, monkeypatch, error, reason):
     launcher = _launcher(tmp_path)
     run_dir = tmp_path / "1"
@@ -86,5 +97,10 @@ def test_a_dead_job_is_recorded_failed_and_returns_no_objective(tmp_path, monkey
     returned = launcher._outcome(_DeadJob(error), ["trainer.seed=1"], 1, gone=set())
     assert returned.return_value is None and returned.status.name == "COMPLETED"
     assert read_status(run_dir) | {"updated": None} == {
-        "status": "failed", "updated": None, "attempt": 2, "wall_s": 12.5, "error": reason}
+        "status": "failed",
+        "updated": None,
+        "attempt": 2,
+        "wall_s": 12.5,
+        "error": reason,
+    }
     assert yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) == ["trainer.seed=1"]

@@ -34,7 +34,11 @@ def test_an_attempt_stopped_by_a_signal_adds_its_time(tmp_path):
     second.started -= 25
     second.ended("completed")
     assert read_status(tmp_path) | {"updated": None} == {
-        "status": "completed", "updated": None, "attempt": 2, "wall_s": pytest.approx(65, abs=1)}
+        "status": "completed",
+        "updated": None,
+        "attempt": 2,
+        "wall_s": pytest.approx(65, abs=1),
+    }
 
 
 def test_an_attempt_killed_outright_counts_up_to_the_last_file_it_wrote(tmp_path):
@@ -53,8 +57,14 @@ def test_slurm_requeues_count_even_attempts_that_wrote_nothing(tmp_path, monkeyp
     _in_slurm(monkeypatch, "41", "3", restarts=0)
     begin_attempt(tmp_path).running()
     assert read_status(tmp_path) | {"updated": None, "started": None} == {
-        "status": "running", "updated": None, "started": None, "attempt": 1, "slurm_job": "41_3",
-        "slurm_restarts": 0, "wall_s": 0.0}
+        "status": "running",
+        "updated": None,
+        "started": None,
+        "attempt": 1,
+        "slurm_job": "41_3",
+        "slurm_restarts": 0,
+        "wall_s": 0.0,
+    }
     _in_slurm(monkeypatch, "41", "3", restarts=2)  # restart 1 died before writing anything
     assert begin_attempt(tmp_path).number == 3
     _in_slurm(monkeypatch, "57", "3", restarts=0)  # the same sweep re-run: a new job in the same directory

@@ -15,12 +15,13 @@ from jaxdl.run_status import read_status, write_status
 from tests.conftest import compose_config, run_cli
 
 # Seconds per job: one short epoch of a quarter-width LeNet-5 on digits.
-TINY = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "trainer.batch_size=64",
-        "trainer.eval_batch_size=128"]
+TINY = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "trainer.batch_size=64", "trainer.eval_batch_size=128"]
 
 
 def _sweep(env: dict, sweep_dir, *overrides: str):
-    result = run_cli("-m", "jaxdl.apps.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", *TINY, *overrides, env=env, timeout=600)
+    result = run_cli(
+        "-m", "jaxdl.apps.train", "--multirun", f"hydra.sweep.dir={sweep_dir}", *TINY, *overrides, env=env, timeout=600
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     return result
 
@@ -47,8 +48,15 @@ def test_grid_through_submitit_local_and_compare_reports_four_runs(tmp_path, cap
 
 def test_optuna_search_returns_the_best_trial(tmp_path, compile_cache_env):
     sweep = tmp_path / "optuna"
-    _sweep(compile_cache_env, sweep, "hparams_search=lenet_optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.sampler.n_startup_trials=2",
-           f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}", "trainer.epochs=1")
+    _sweep(
+        compile_cache_env,
+        sweep,
+        "hparams_search=lenet_optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        "trainer.epochs=1",
+    )
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     runs = find_runs([sweep])
     assert len(runs) == 4 and all(r.status == "completed" for r in runs)
@@ -75,8 +83,13 @@ def test_a_failing_job_is_recorded_and_the_others_complete(tmp_path, capsys, com
     rerun = _sweep(compile_cache_env, sweep, *overrides)  # the same sweep again, as a requeue runs it
     assert "resumed from" in rerun.stdout + rerun.stderr
     assert read_status(sweep / "0") | {"updated": None, "wall_s": None} == {
-        "status": "completed", "updated": None, "wall_s": None, "attempt": 2, "objective": "val/accuracy",
-        "objective_value": good["objective_value"]}
+        "status": "completed",
+        "updated": None,
+        "wall_s": None,
+        "attempt": 2,
+        "objective": "val/accuracy",
+        "objective_value": good["objective_value"],
+    }
     assert read_status(sweep / "1")["attempt"] == 2 and read_status(sweep / "1")["status"] == "failed"
 
     compare_main([str(sweep)])
@@ -91,7 +104,12 @@ def test_run_job_records_any_exception_in_a_sweep_and_raises_outside(tmp_path, m
     cfg = compose_config(*TINY)
     assert job.run_job(cfg, tmp_path / "a", in_sweep=True) is None
     assert read_status(tmp_path / "a") | {"updated": None} == {
-        "status": "failed", "updated": None, "attempt": 1, "wall_s": pytest.approx(0, abs=1), "error": "RuntimeError: segfault-like crash"}
+        "status": "failed",
+        "updated": None,
+        "attempt": 1,
+        "wall_s": pytest.approx(0, abs=1),
+        "error": "RuntimeError: segfault-like crash",
+    }
     with pytest.raises(RuntimeError):
         job.run_job(cfg, tmp_path / "b", in_sweep=False)
     assert read_status(tmp_path / "b")["status"] == "failed"
@@ -116,10 +134,15 @@ def test_objective_is_the_best_value_of_the_configured_metric():
     assert job.objective_value(compose_config("trainer.objective=null"), {"test/accuracy": 0.8}) is None
 
 
-@pytest.mark.parametrize("overrides", [
-    ["hparams_search=lenet_optuna"], ["hparams_search=lenet_grid_seeds"],
-    ["hydra/launcher=local"], ["hydra/launcher=slurm"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["hparams_search=lenet_optuna"],
+        ["hparams_search=lenet_grid_seeds"],
+        ["hydra/launcher=local"],
+        ["hydra/launcher=slurm"],
+    ],
+)
 def test_sweep_configs_compose(overrides):
     from hydra import compose, initialize_config_dir
 
@@ -132,7 +155,6 @@ def test_sweep_configs_compose(overrides):
         assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweeper.params
     else:
         assert cfg.hydra.launcher._target_.startswith("hydra_plugins.jaxdl_launchers.") and cfg.hydra.launcher.timeout_min > 0
-
 
 
 def test_a_bad_distributed_setting_fails_only_its_job(tmp_path):

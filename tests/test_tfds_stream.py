@@ -16,8 +16,10 @@ TFDS = ["data=tfds", "data.tfds_name=mnist", "data.augment.crop_padding=0", "dat
 
 
 def _records(run_dir):
-    return [{k: v for k, v in json.loads(line).items() if k not in ("train/samples_per_s", "time/epoch_s")}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in ("train/samples_per_s", "time/epoch_s")}
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_streamed_tfds_reads_by_index_and_trains_like_the_in_memory_set(tmp_path):

@@ -34,8 +34,16 @@ def trained_run(tmp_path_factory):
 def test_lenet5_learns_digits_and_writes_the_run_directory(trained_run):
     run_dir, summary = trained_run
     assert summary["test/accuracy"] >= 0.95
-    for name in ("config.yaml", "metrics.jsonl", "curves.png", "results.json", "eval/confusion_matrix.csv",
-                 "eval/confusion_matrix.png", "eval/misclassified.png", "eval/per_class_accuracy.csv"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "curves.png",
+        "results.json",
+        "eval/confusion_matrix.csv",
+        "eval/confusion_matrix.png",
+        "eval/misclassified.png",
+        "eval/per_class_accuracy.csv",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     matrix = [line.split(",")[1:] for line in (run_dir / "eval/confusion_matrix.csv").read_text().splitlines()[1:]]
@@ -69,13 +77,21 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
 
 
 def test_sigkill_and_resume_ends_with_the_uninterrupted_metrics(tmp_path):
-    args = ["-m", "jaxdl.apps.train", "trainer.epochs=4", "trainer.batch_size=8", "trainer.progress=false", "trainer.keep_checkpoints=5"]
+    args = [
+        "-m",
+        "jaxdl.apps.train",
+        "trainer.epochs=4",
+        "trainer.batch_size=8",
+        "trainer.progress=false",
+        "trainer.keep_checkpoints=5",
+    ]
     reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, *args, f"hydra.run.dir={killed_dir}"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *args, f"hydra.run.dir={killed_dir}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     first_epoch = killed_dir / "checkpoints" / str(1295 // 8)
     deadline = time.time() + 240
     while not first_epoch.exists() and proc.poll() is None and time.time() < deadline:
@@ -110,13 +126,19 @@ def test_batch_size_larger_than_the_data_is_refused(tmp_path):
         train_and_evaluate(compose_config(*quick_overrides("trainer.batch_size=4096")), tmp_path)
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("model=resnet9000", "error: unknown model 'resnet9000'; valid names: "),
-    ("data=imagenet22k", "error: unknown data 'imagenet22k'; valid names: "),
-    ("optimizer=adamax", "error: unknown optimizer 'adamax'; valid names: "),
-    ("optimizer.name=adamax", "error: unknown optimizer 'adamax'; valid names: adam, adamw, momentum, nesterov, rmsprop, sgd"),
-    ("data.dirs=[/nonexistent/mnist]", "error: data set 'idx' not found: no IDX files in /nonexistent/mnist"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("model=resnet9000", "error: unknown model 'resnet9000'; valid names: "),
+        ("data=imagenet22k", "error: unknown data 'imagenet22k'; valid names: "),
+        ("optimizer=adamax", "error: unknown optimizer 'adamax'; valid names: "),
+        (
+            "optimizer.name=adamax",
+            "error: unknown optimizer 'adamax'; valid names: adam, adamw, momentum, nesterov, rmsprop, sgd",
+        ),
+        ("data.dirs=[/nonexistent/mnist]", "error: data set 'idx' not found: no IDX files in /nonexistent/mnist"),
+    ],
+)
 def test_bad_input_is_one_line_and_a_nonzero_exit(override, expected, tmp_path):
     args = ["-m", "jaxdl.apps.train", override, f"hydra.run.dir={tmp_path}"]
     if override.startswith("data.dirs"):

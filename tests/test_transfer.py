@@ -22,8 +22,7 @@ def pretrained(tmp_path_factory):
 
 
 def finetune_overrides(pretrained, *extra):
-    return quick_overrides("data.classes=[5,6,7]", "trainer.batch_size=32",
-                           f"trainer.init_from={pretrained}", *extra)
+    return quick_overrides("data.classes=[5,6,7]", "trainer.batch_size=32", f"trainer.init_from={pretrained}", *extra)
 
 
 def test_head_is_replaced_and_backbone_copied(pretrained):

@@ -8,8 +8,9 @@ from hydra import compose, initialize_config_dir
 from jaxdl import models
 from jaxdl.config import CONF_DIR
 
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")
-                     if p.stem.startswith(("fashion_mnist_", "signals1d_")))
+EXPERIMENTS = sorted(
+    p.stem for p in (CONF_DIR / "experiment").glob("*.yaml") if p.stem.startswith(("fashion_mnist_", "signals1d_"))
+)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

@@ -26,9 +26,17 @@ from jaxdl.steps import init_state, make_predict, make_train_step, split_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("size, window, stride, ceil, expected", [
-    (55, 3, 2, False, 27), (56, 3, 2, False, 27), (56, 3, 2, True, 28), (112, 3, 2, True, 56), (14, 2, 2, True, 7), (7, 2, 2, True, 4),
-])
+@pytest.mark.parametrize(
+    "size, window, stride, ceil, expected",
+    [
+        (55, 3, 2, False, 27),
+        (56, 3, 2, False, 27),
+        (56, 3, 2, True, 28),
+        (112, 3, 2, True, 56),
+        (14, 2, 2, True, 7),
+        (7, 2, 2, True, 4),
+    ],
+)
 def test_max_pool_output_size_follows_pytorch(size, window, stride, ceil, expected):
     x = jnp.zeros((1, size, size, 1))
     assert Pool(window, stride, ceil_mode=ceil)(x).shape == (1, expected, expected, 1)
@@ -109,7 +117,11 @@ print(json.dumps({"devices": jax.device_count(), "two": stat(two), "one": stat(o
 
 def test_batch_statistics_are_global_across_devices():
     """jit over a 2-device mesh gives the statistics of the whole batch, not of each device's half."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+    }
     out = subprocess.run([sys.executable, "-c", _TWO_DEVICES], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -26,11 +26,14 @@ def padded_batch() -> tuple[jax.Array, jax.Array, jax.Array]:
     return x, garbage, lengths
 
 
-@pytest.mark.parametrize("name, options", [
-    ("lstm", {"bidirectional": True, "num_layers": 2}),
-    ("gru", {"bidirectional": False}),
-    ("seq_transformer", {"depth": 2}),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("lstm", {"bidirectional": True, "num_layers": 2}),
+        ("gru", {"bidirectional": False}),
+        ("seq_transformer", {"depth": 2}),
+    ],
+)
 def test_masking_ignores_the_padding_of_variable_length_sequences(name, options):
     model = models.build({"name": name, **options}, SIGNAL, seed=0)
     model.eval()

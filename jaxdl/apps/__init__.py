@@ -35,12 +35,16 @@ def configure_logging(cfg: DictConfig) -> None:
 def set_cpu_devices(cfg: DictConfig) -> None:
     """One XLA device per CPU core for a single-process run (`trainer.cpu_devices`, default auto)."""
     t = cfg.get("trainer") or {}
-    if str(t.get("distributed", "false")) != "false" and (t.get("coordinator_address") or os.environ.get("SLURM_NTASKS", "1") != "1"):
+    if str(t.get("distributed", "false")) != "false" and (
+        t.get("coordinator_address") or os.environ.get("SLURM_NTASKS", "1") != "1"
+    ):
         return  # one process per device already
     batch_sizes = tuple(int(b) for b in (t.get("batch_size"), t.get("eval_batch_size")) if isinstance(b, int))
     count = use_cpu_devices(t.get("cpu_devices", "auto"), batch_sizes)
     if count is not None and count > 1:
-        logging.getLogger("jaxdl").info("CPU: %d XLA devices, one per core (trainer.cpu_devices=%s)", count, t.get("cpu_devices", "auto"))
+        logging.getLogger("jaxdl").info(
+            "CPU: %d XLA devices, one per core (trainer.cpu_devices=%s)", count, t.get("cpu_devices", "auto")
+        )
 
 
 def require_path(argv: list[str], key: str, usage: str) -> None:
@@ -54,8 +58,9 @@ def require_path(argv: list[str], key: str, usage: str) -> None:
         raise ConfigError(f"{key}={given[-1]} does not exist; {usage}")
 
 
-def hydra_app(config_name: str, run: Callable[[DictConfig, str], Any], check: Callable[[list[str]], None] | None = None
-              ) -> Callable[[], None]:
+def hydra_app(
+    config_name: str, run: Callable[[DictConfig, str], Any], check: Callable[[list[str]], None] | None = None
+) -> Callable[[], None]:
     """`main()` that checks overrides, composes `conf/<config_name>.yaml` and calls `run(cfg, output_dir)`.
 
     `run`'s return value goes back to Hydra (a sweep's objective); `check` sees argv first."""

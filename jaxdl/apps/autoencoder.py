@@ -98,8 +98,10 @@ def make_steps(run: AutoencoderRun) -> tuple[Callable, Callable]:
         return model.decoder(code), code
 
     data, rep = batch_sharded(run.mesh), replicated(run.mesh)
-    return (jax.jit(train_step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0),
-            jax.jit(reconstruct, in_shardings=(rep, rep, data), out_shardings=(data, data)))
+    return (
+        jax.jit(train_step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0),
+        jax.jit(reconstruct, in_shardings=(rep, rep, data), out_shardings=(data, data)),
+    )
 
 
 def reconstruction_error(reconstruct, state: TrainState, loader: Loader, batch_size: int) -> dict[str, float]:
@@ -130,8 +132,12 @@ def train_autoencoder(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     train_step, reconstruct = make_steps(exp)
     on_device = cfg.data.get("on_device")
     train, val, test = (Loader(s, exp.mesh, on_device) for s in (exp.dataset.train, exp.dataset.val, exp.dataset.test))
-    log.info("autoencoder %s on %s: %s parameters", cfg.autoencoder.name, exp.dataset.name,
-             f"{sum(x.size for x in jax.tree.leaves(state.params)):,}")
+    log.info(
+        "autoencoder %s on %s: %s parameters",
+        cfg.autoencoder.name,
+        exp.dataset.name,
+        f"{sum(x.size for x in jax.tree.leaves(state.params)):,}",
+    )
     for epoch in range(run.epoch + 1, t.epochs + 1):
         pending = []
         for images, _ in run.progress(train.train_batches(t.batch_size, t.seed, epoch), len(train) // t.batch_size, epoch):
@@ -141,8 +147,15 @@ def train_autoencoder(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
         record.update({f"val/{k}": v for k, v in reconstruction_error(reconstruct, state, val, t.eval_batch_size).items()})
         save_reconstructions(reconstruct, state, exp.dataset.val.images, run.dir / "reconstructions" / f"epoch_{epoch:03d}.png")
         run.end_epoch(int(state.step), epoch, state, record)
-        log.info("epoch %d/%d  train mse %.5f  code L1 %.4f | val mse %.5f  active code units %.2f",
-                 epoch, t.epochs, record["train/mse"], record["train/code_l1"], record["val/mse"], record["val/code_active"])
+        log.info(
+            "epoch %d/%d  train mse %.5f  code L1 %.4f | val mse %.5f  active code units %.2f",
+            epoch,
+            t.epochs,
+            record["train/mse"],
+            record["train/code_l1"],
+            record["val/mse"],
+            record["val/code_active"],
+        )
     best = run.ckpts.select_step("best")
     if best != int(state.step):
         state, _ = run.ckpts.restore(best, state)

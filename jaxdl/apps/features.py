@@ -72,8 +72,9 @@ class LayerFeatures:
         self._activations = jax.jit(activations)
 
     def __call__(self, images: np.ndarray, batch_size: int = FEATURE_BATCH) -> np.ndarray:
-        return np.concatenate([np.asarray(self._activations(self.state, images[i:i + batch_size]))
-                               for i in range(0, len(images), batch_size)])
+        return np.concatenate(
+            [np.asarray(self._activations(self.state, images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        )
 
 
 def load_model_run(run_dir: str) -> tuple[nnx.Module, Callable, Any]:
@@ -85,8 +86,9 @@ def load_model_run(run_dir: str) -> tuple[nnx.Module, Callable, Any]:
     return run.model, run.preprocess, run.dataset
 
 
-def svm_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-                 kernel: str = "rbf", c: float = 1.0) -> float:
+def svm_accuracy(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, kernel: str = "rbf", c: float = 1.0
+) -> float:
     """Test accuracy of a standardised-feature SVM fitted on the training features."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -106,9 +108,9 @@ def subsample(n: int, limit: int | None, seed: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class FeatureOptions:
-    run_dir: str = MISSING        # a jaxdl-train or jaxdl-autoencoder run directory
-    layer: str = MISSING          # e.g. hidden.0, conv2, encoder
-    max_train: int = 5000         # SVM training examples (subsampled from the train split)
+    run_dir: str = MISSING  # a jaxdl-train or jaxdl-autoencoder run directory
+    layer: str = MISSING  # e.g. hidden.0, conv2, encoder
+    max_train: int = 5000  # SVM training examples (subsampled from the train split)
     kernel: str = "rbf"
     c: float = 1.0
     seed: int = 0
@@ -122,9 +124,16 @@ def extract_and_classify(options: FeatureOptions) -> dict:
     train_x = features(dataset.train.images[chosen])
     test_x = features(dataset.test.images)
     accuracy = svm_accuracy(train_x, dataset.train.labels[chosen], test_x, dataset.test.labels, options.kernel, options.c)
-    return {"run_dir": options.run_dir, "layer": options.layer, "dimensions": int(train_x.shape[1]),
-            "train_examples": int(len(chosen)), "test_examples": int(len(test_x)),
-            "kernel": options.kernel, "c": options.c, "test/svm_accuracy": accuracy}
+    return {
+        "run_dir": options.run_dir,
+        "layer": options.layer,
+        "dimensions": int(train_x.shape[1]),
+        "train_examples": int(len(chosen)),
+        "test_examples": int(len(test_x)),
+        "kernel": options.kernel,
+        "c": options.c,
+        "test/svm_accuracy": accuracy,
+    }
 
 
 @report_user_errors

@@ -77,7 +77,9 @@ def build_gan_experiment(cfg: DictConfig) -> GANExperiment:
     check_batch_size(t.batch_size, mesh)
     dataset = load_dataset(cfg.data)
     if dataset.train.images.dtype != np.uint8:
-        raise DataError(f"a GAN generates images: data '{dataset.name}' holds {dataset.train.images.dtype} signals, not uint8 pixels")
+        raise DataError(
+            f"a GAN generates images: data '{dataset.name}' holds {dataset.train.images.dtype} signals, not uint8 pixels"
+        )
     steps_per_epoch = len(dataset.train) // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
@@ -139,8 +141,10 @@ def make_gan_steps(exp: GANExperiment) -> tuple[Callable, Callable]:
         return state.replace(g=_apply(exp.g_tx, grads, state.g, g_rest)), {"g_loss": loss}
 
     data, rep = batch_sharded(exp.mesh), replicated(exp.mesh)
-    return (jax.jit(d_step, in_shardings=(rep, data, data), out_shardings=(rep, rep), donate_argnums=0),
-            jax.jit(g_step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0))
+    return (
+        jax.jit(d_step, in_shardings=(rep, data, data), out_shardings=(rep, rep), donate_argnums=0),
+        jax.jit(g_step, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0),
+    )
 
 
 def make_generate(exp: GANExperiment) -> Callable[[GANState, np.ndarray, np.ndarray], np.ndarray]:
@@ -152,8 +156,9 @@ def make_generate(exp: GANExperiment) -> Callable[[GANState, np.ndarray, np.ndar
         return nnx.merge(g_eval, g.params, g.model_state)(z, labels if conditional else None)
 
     def run(state: GANState, z: np.ndarray, labels: np.ndarray, batch_size: int = GENERATE_BATCH) -> np.ndarray:
-        return np.concatenate([to_uint8(generate(state.g, z[i:i + batch_size], labels[i:i + batch_size]))
-                               for i in range(0, len(z), batch_size)])
+        return np.concatenate(
+            [to_uint8(generate(state.g, z[i : i + batch_size], labels[i : i + batch_size])) for i in range(0, len(z), batch_size)]
+        )
 
     return run
 
@@ -194,9 +199,13 @@ def train_gan(cfg: DictConfig, run_dir: str | Path) -> dict[str, float]:
     generate = make_generate(exp)
     grid_z, grid_labels = grid_inputs(exp, t.grid_columns)
     loader = Loader(exp.dataset.train, exp.mesh, cfg.data.get("on_device"))
-    log.info("%s on %s: generator %s / discriminator %s parameters, %d training images",
-             cfg.gan.name, exp.dataset.name, *(f"{sum(x.size for x in jax.tree.leaves(s.params)):,}" for s in (state.g, state.d)),
-             len(exp.dataset.train))
+    log.info(
+        "%s on %s: generator %s / discriminator %s parameters, %d training images",
+        cfg.gan.name,
+        exp.dataset.name,
+        *(f"{sum(x.size for x in jax.tree.leaves(s.params)):,}" for s in (state.g, state.d)),
+        len(exp.dataset.train),
+    )
     summary: dict[str, Any] = {}
     for epoch in range(run.epoch + 1, t.epochs + 1):
         pending = []

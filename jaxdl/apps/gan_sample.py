@@ -28,12 +28,12 @@ from jaxdl.rundir import restore_finished
 
 @dataclasses.dataclass
 class SampleOptions:
-    run_dir: str = MISSING        # a jaxdl-gan run directory (gan=cdcgan)
-    n: int = 1000                 # training images written (train-*-idx files)
-    test_n: int | None = None     # test images (t10k-*-idx files); default n // 5
-    out: str | None = None        # default RUN_DIR/synthetic
+    run_dir: str = MISSING  # a jaxdl-gan run directory (gan=cdcgan)
+    n: int = 1000  # training images written (train-*-idx files)
+    test_n: int | None = None  # test images (t10k-*-idx files); default n // 5
+    out: str | None = None  # default RUN_DIR/synthetic
     seed: int = 0
-    which: str = "best"           # best | last | a checkpoint step
+    which: str = "best"  # best | last | a checkpoint step
 
 
 def sample_split(exp: GANExperiment, state: GANState, n: int, seed: int) -> Split:
@@ -60,9 +60,19 @@ def write_samples(options: SampleOptions) -> Path:
         write_pair(out, "t10k", sample_split(exp, state, test_n, options.seed + 1))
     order = np.argsort(train.labels[:100], kind="stable")
     save_grid(train.images[:100][order], out / "preview.png", 10)
-    (out / "meta.json").write_text(json.dumps({
-        "gan_run": str(Path(options.run_dir).absolute()), "which": options.which, "train": options.n, "test": test_n,
-        "class_names": list(exp.dataset.class_names), "seed": options.seed}, indent=2))
+    (out / "meta.json").write_text(
+        json.dumps(
+            {
+                "gan_run": str(Path(options.run_dir).absolute()),
+                "which": options.which,
+                "train": options.n,
+                "test": test_n,
+                "class_names": list(exp.dataset.class_names),
+                "seed": options.seed,
+            },
+            indent=2,
+        )
+    )
     return out
 
 

@@ -15,7 +15,7 @@ def tile(images: np.ndarray, columns: int, pad: int = 1) -> np.ndarray:
     mosaic = np.zeros((rows * (h + pad) + pad, columns * (w + pad) + pad, c), np.uint8)
     for i, image in enumerate(images):
         r, col = divmod(i, columns)
-        mosaic[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = image
+        mosaic[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = image
     return mosaic
 
 

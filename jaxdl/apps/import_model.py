@@ -26,17 +26,17 @@ from jaxdl.errors import ConfigError, report_user_errors
 
 @dataclasses.dataclass
 class ImportOptions:
-    source: str = MISSING                      # torchvision:<name> or timm:<name>[.<tag>]
-    out: str = MISSING                         # the artifact directory to write
-    weights: Optional[str] = None              # torchvision weights name (default DEFAULT); none: random weights
-    file: Optional[str] = None                 # a .pth / .pt state dict or a .safetensors file instead of a download
-    input_size: Optional[int] = None           # default: the source's crop size
-    mean: Optional[List[float]] = None         # default: the source's normalisation
+    source: str = MISSING  # torchvision:<name> or timm:<name>[.<tag>]
+    out: str = MISSING  # the artifact directory to write
+    weights: Optional[str] = None  # torchvision weights name (default DEFAULT); none: random weights
+    file: Optional[str] = None  # a .pth / .pt state dict or a .safetensors file instead of a download
+    input_size: Optional[int] = None  # default: the source's crop size
+    mean: Optional[List[float]] = None  # default: the source's normalisation
     std: Optional[List[float]] = None
-    class_names: Optional[List[str]] = None    # default: the source's ImageNet classes when it has 1,000 outputs
-    transform_input: Optional[bool] = None     # GoogLeNet / Inception-v3 input re-normalisation (default: as the weights)
+    class_names: Optional[List[str]] = None  # default: the source's ImageNet classes when it has 1,000 outputs
+    transform_input: Optional[bool] = None  # GoogLeNet / Inception-v3 input re-normalisation (default: as the weights)
     overwrite: bool = False
-    verify: bool = True                        # compare with the torch model on two photographs (not with file=)
+    verify: bool = True  # compare with the torch model on two photographs (not with file=)
 
 
 def run_import(options: ImportOptions) -> dict:
@@ -49,16 +49,35 @@ def run_import(options: ImportOptions) -> dict:
     if out.exists() and any(out.iterdir()) and not options.overwrite:
         raise ConfigError(f"out={out} exists and is not empty; pass overwrite=true or another directory")
     torch_model = None if options.file else source_model(options.source, options.weights)
-    module, card = import_model(options.source, weights=options.weights or "DEFAULT", file=options.file,
-                                torch_model=torch_model, input_size=options.input_size, mean=options.mean,
-                                std=options.std, class_names=options.class_names, transform_input=options.transform_input)
+    module, card = import_model(
+        options.source,
+        weights=options.weights or "DEFAULT",
+        file=options.file,
+        torch_model=torch_model,
+        input_size=options.input_size,
+        mean=options.mean,
+        std=options.std,
+        class_names=options.class_names,
+        transform_input=options.transform_input,
+    )
     save_model(out, module, card)
     p = card.preprocess
-    summary = {"out": str(out), "source": options.source, "weights": card.provenance["weights"],
-               "model": card.model["name"], "classes": card.spec.num_classes, "input": [*card.spec.size, card.spec.channels],
-               "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))),
-               "preprocess": {"resize_shorter": p.resize_shorter, "crop": list(p.size), "interpolation": p.interpolation,
-                              "mean": list(p.mean), "std": list(p.std)}}
+    summary = {
+        "out": str(out),
+        "source": options.source,
+        "weights": card.provenance["weights"],
+        "model": card.model["name"],
+        "classes": card.spec.num_classes,
+        "input": [*card.spec.size, card.spec.channels],
+        "parameters": int(sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))),
+        "preprocess": {
+            "resize_shorter": p.resize_shorter,
+            "crop": list(p.size),
+            "interpolation": p.interpolation,
+            "mean": list(p.mean),
+            "std": list(p.std),
+        },
+    }
     if options.verify and torch_model is not None:
         meta = source_metadata(options.source, options.weights)
         summary["verified_against_torch"] = agreement(module, card, torch_model, meta["mean"], meta["std"])

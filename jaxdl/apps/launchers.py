@@ -77,11 +77,15 @@ class SweepSurvivesFailedJobs:
         if params.get("tasks_per_node") is None:
             params["tasks_per_node"] = gpus or 1
         init_keys = {"submitit_folder", "max_num_timeout"}
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"],
-                                         **{f"{self._EXECUTOR}_max_num_timeout": params.get("max_num_timeout", 0)})
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR,
+            folder=params["submitit_folder"],
+            **{f"{self._EXECUTOR}_max_num_timeout": params.get("max_num_timeout", 0)},
+        )
         base = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v
-                                      for k, v in params.items() if k not in init_keys})
+        executor.update_parameters(
+            **{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in params.items() if k not in init_keys}
+        )
         return executor
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -93,8 +97,9 @@ class SweepSurvivesFailedJobs:
         numbered = list(enumerate(job_overrides, initial_job_idx))
         for idx, overrides in numbered:
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-        jobs = executor.map_array(self, *zip(*[(list(o), "hydra.sweep.dir", i, f"job_id_for_{i}", singleton_state)
-                                               for i, o in numbered]))
+        jobs = executor.map_array(
+            self, *zip(*[(list(o), "hydra.sweep.dir", i, f"job_id_for_{i}", singleton_state) for i, o in numbered])
+        )
         gone = self._wait(jobs)
         return [self._outcome(job, list(overrides), idx, gone) for job, (idx, overrides) in zip(jobs, numbered)]
 

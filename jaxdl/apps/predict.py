@@ -26,8 +26,8 @@ from jaxdl.errors import ConfigError, report_user_errors
 
 @dataclasses.dataclass
 class PredictOptions:
-    model: str = MISSING        # a run directory, an exported / imported model or a compressed checkpoint
-    images: str = MISSING       # a folder (searched recursively), an image file or a glob pattern
+    model: str = MISSING  # a run directory, an exported / imported model or a compressed checkpoint
+    images: str = MISSING  # a folder (searched recursively), an image file or a glob pattern
     top_k: int = 5
     out: str = "predictions.csv"
     batch_size: int = 16
@@ -60,10 +60,10 @@ def predict_files(options: PredictOptions) -> list[dict[str, Any]]:
     k = min(options.top_k, loaded.spec.num_classes)
     rows = []
     for start in range(0, len(paths), options.batch_size):
-        chunk = paths[start:start + options.batch_size]
+        chunk = paths[start : start + options.batch_size]
         images = read_photos(chunk, loaded.preprocess, loaded.spec.channels)
         padded = np.concatenate([images, np.repeat(images[-1:], options.batch_size - len(chunk), axis=0)])
-        probs = np.asarray(jax.nn.softmax(logits(padded)[:len(chunk)], axis=-1))  # one batch shape: one compilation
+        probs = np.asarray(jax.nn.softmax(logits(padded)[: len(chunk)], axis=-1))  # one batch shape: one compilation
         for path, p in zip(chunk, probs):
             top = np.argsort(-p, kind="stable")[:k]
             rows.append({"file": str(path), "top": [(loaded.class_names[i], float(p[i])) for i in top]})
@@ -82,8 +82,9 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def table(rows: list[dict[str, Any]], shown: int = 3) -> str:
     """The file name and its first `shown` classes with probabilities, one line per image."""
     width = max(len(Path(r["file"]).name) for r in rows)
-    return "\n".join(f"{Path(r['file']).name:<{width}}  " + "  ".join(f"{name[:28]} {p:.3f}" for name, p in r["top"][:shown])
-                     for r in rows)
+    return "\n".join(
+        f"{Path(r['file']).name:<{width}}  " + "  ".join(f"{name[:28]} {p:.3f}" for name, p in r["top"][:shown]) for r in rows
+    )
 
 
 @report_user_errors

@@ -41,8 +41,7 @@ def _load_idx(
     hint = "apt-get install dataset-fashion-mnist" if "fashion" in name else "put the four IDX files there"
     tfds_hint = f", or prepare TFDS '{tfds_name}' (tfds build {tfds_name})" if tfds_name else ""
     raise DataError(
-        f"data set '{name}' not found: no IDX files in {', '.join(map(str, dirs))}; "
-        f"set data.dirs=[PATH] or {hint}{tfds_hint}"
+        f"data set '{name}' not found: no IDX files in {', '.join(map(str, dirs))}; set data.dirs=[PATH] or {hint}{tfds_hint}"
     )
 
 

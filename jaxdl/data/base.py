@@ -57,8 +57,10 @@ class Dataset:
                 raise DataError(f"the {split_name} split of '{self.name}' is empty; check the data source and its fractions")
             bad = split.labels[(split.labels < 0) | (split.labels >= len(self.class_names))]
             if bad.size:
-                raise DataError(f"the {split_name} split of '{self.name}' has label {int(bad[0])}, outside 0..{len(self.class_names) - 1} "
-                                f"({len(self.class_names)} classes); fix the labels or the class names")
+                raise DataError(
+                    f"the {split_name} split of '{self.name}' has label {int(bad[0])}, outside 0..{len(self.class_names) - 1} "
+                    f"({len(self.class_names)} classes); fix the labels or the class names"
+                )
             if split.images.dtype == np.float32 and not np.isfinite(split.images).all():
                 raise DataError(f"the {split_name} split of '{self.name}' holds NaN or infinite values; clean the inputs")
 

@@ -31,8 +31,13 @@ STREAM_CHOICES = ("auto", "true", "false")
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -41,8 +46,9 @@ def _class_dirs(root: Path) -> list[Path]:
 
 def _check_classes(root: Path, names: Sequence[str]) -> None:
     if not names:
-        raise DataError(f"{root} has no class sub-folders; put each class's images in {root}/<class>/ "
-                        "or pass data.manifest=FILE.csv")
+        raise DataError(
+            f"{root} has no class sub-folders; put each class's images in {root}/<class>/ or pass data.manifest=FILE.csv"
+        )
     if len(names) == 1:
         raise DataError(f"{root} has one class folder ('{names[0]}'); a classifier needs at least two classes")
 
@@ -54,8 +60,7 @@ def scan_folder(root: Path, class_names: Sequence[str] | None = None) -> tuple[l
     _check_classes(root, names)
     unknown = [d.name for d in dirs if d.name not in names]
     if unknown:
-        raise DataError(f"class folder(s) {', '.join(unknown)} in {root} are not among the training classes "
-                        f"({', '.join(names)})")
+        raise DataError(f"class folder(s) {', '.join(unknown)} in {root} are not among the training classes ({', '.join(names)})")
     items = []
     for d in dirs:
         files = _image_files(d)
@@ -101,7 +106,7 @@ def _wants_stream(stream: Any, num_files: int, decoder: ImageDecoder, memory_bud
     if choice not in STREAM_CHOICES:
         raise ConfigError(f"data.stream must be auto, true or false, got '{stream}'")
     if choice == "auto":
-        return num_files * decoder.size ** 2 * decoder.channels > memory_budget_mb * 2**20
+        return num_files * decoder.size**2 * decoder.channels > memory_budget_mb * 2**20
     return choice == "true"
 
 
@@ -143,9 +148,12 @@ def load(
     train_paths = [p for p, _ in splits["train"]]
     scale = augment.get("crop_scale", (0.08, 1.0))
     decoder = ImageDecoder(
-        size=int(image_size), channels=detect_channels(train_paths) if str(channels) == "auto" else int(channels),
-        eval_crop=float(eval_crop), crop_scale=tuple(scale) if scale else None,
-        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))), hflip=bool(augment.get("hflip", True)),
+        size=int(image_size),
+        channels=detect_channels(train_paths) if str(channels) == "auto" else int(channels),
+        eval_crop=float(eval_crop),
+        crop_scale=tuple(scale) if scale else None,
+        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
+        hflip=bool(augment.get("hflip", True)),
         on_bad_file=on_bad_file,
     )
     workers = int(workers or default_workers())

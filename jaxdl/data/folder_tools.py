@@ -34,8 +34,10 @@ def write_folder(dataset: Dataset, out: Path, fmt: str = "png", workers: int = 2
     for split_name in SPLITS:
         split = getattr(dataset, split_name)
         if split.images.dtype != np.uint8 or split.images.shape[-1] not in (1, 3):
-            raise DataError(f"a folder holds grey or RGB uint8 images; '{dataset.name}' has {split.images.dtype} "
-                            f"with {split.images.shape[-1]} channel(s)")
+            raise DataError(
+                f"a folder holds grey or RGB uint8 images; '{dataset.name}' has {split.images.dtype} "
+                f"with {split.images.shape[-1]} channel(s)"
+            )
         for name in names:
             (out / split_name / name).mkdir(parents=True, exist_ok=True)
         digits = len(str(max(len(split) - 1, 0)))
@@ -43,8 +45,11 @@ def write_folder(dataset: Dataset, out: Path, fmt: str = "png", workers: int = 2
         def save(i: int, split: Split = split, split_name: str = split_name, digits: int = digits) -> None:
             image = np.asarray(split.images[i])
             pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-            pil.save(out / split_name / names[int(split.labels[i])] / f"{i:0{digits}d}.{fmt}", FORMATS[fmt],
-                     **({"quality": 95} if fmt == "jpg" else {}))
+            pil.save(
+                out / split_name / names[int(split.labels[i])] / f"{i:0{digits}d}.{fmt}",
+                FORMATS[fmt],
+                **({"quality": 95} if fmt == "jpg" else {}),
+            )
 
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(save, range(len(split))))
@@ -84,7 +89,7 @@ def inspect_report(dataset: Dataset, workers: int = 2, top_sizes: int = 8) -> st
                 if s == "train" and image is not None:
                     pixels = image.reshape(-1, image.shape[-1]) / 255.0
                     train_sum += pixels.sum(0)
-                    train_sq += (pixels ** 2).sum(0)
+                    train_sq += (pixels**2).sum(0)
                     train_n += len(pixels)
     lines.append(f"image sizes (width x height: files), {len(sizes)} distinct:")
     lines += [f"  {w} x {h}: {n}" for (w, h), n in sizes.most_common(top_sizes)]
@@ -95,7 +100,7 @@ def inspect_report(dataset: Dataset, workers: int = 2, top_sizes: int = 8) -> st
     lines += [f"  {line}" for line in bad]
     if train_n:
         mean = train_sum / train_n
-        std = np.sqrt(np.maximum(train_sq / train_n - mean ** 2, 0.0))
+        std = np.sqrt(np.maximum(train_sq / train_n - mean**2, 0.0))
         lines.append("channel mean (0..1): " + ", ".join(f"{m:.4f}" for m in mean))
         lines.append("channel std  (0..1): " + ", ".join(f"{v:.4f}" for v in std))
     return "\n".join(lines)

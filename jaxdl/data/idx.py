@@ -102,7 +102,9 @@ def load(
         raise DataError(f"the IDX files in {directory} hold no examples; point data.dirs at a directory with data")
     present = np.unique(np.concatenate([train.labels, val.labels, test.labels]))
     if not class_names and present.max() + 1 != len(present):
-        raise DataError(f"the labels in {directory} are not 0..K-1 (found {present.size} distinct values up to "
-                        f"{int(present.max())}); relabel them, or name the classes with data.class_names")
+        raise DataError(
+            f"the labels in {directory} are not 0..K-1 (found {present.size} distinct values up to "
+            f"{int(present.max())}); relabel them, or name the classes with data.class_names"
+        )
     names = tuple(class_names) if class_names else tuple(str(c) for c in range(len(present)))
     return Dataset(name, train, val, test, names)

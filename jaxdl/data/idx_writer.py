@@ -10,8 +10,14 @@ import numpy as np
 from jaxdl.data.base import Split
 from jaxdl.errors import DataError
 
-_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
-               np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+_TYPE_CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(">i2"): 0x0B,
+    np.dtype(">i4"): 0x0C,
+    np.dtype(">f4"): 0x0D,
+    np.dtype(">f8"): 0x0E,
+}
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -30,7 +36,9 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 def write_pair(directory: Path, prefix: str, split: Split) -> tuple[Path, Path]:
     """`{prefix}-images-idx3-ubyte.gz` and `{prefix}-labels-idx1-ubyte.gz` of a uint8 single-channel split."""
     if split.images.dtype != np.uint8 or split.images.shape[-1] != 1:
-        raise DataError(f"IDX image files hold uint8 grey images; got {split.images.dtype} with {split.images.shape[-1]} channels")
+        raise DataError(
+            f"IDX image files hold uint8 grey images; got {split.images.dtype} with {split.images.shape[-1]} channels"
+        )
     if split.labels.min(initial=0) < 0 or split.labels.max(initial=0) > 255:
         raise DataError("IDX label files hold labels 0..255")
     directory = Path(directory)

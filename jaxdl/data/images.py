@@ -74,8 +74,9 @@ def _to_channels(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
-def _random_resized_crop(width: int, height: int, rng: np.random.Generator, scale: Sequence[float],
-                         ratio: Sequence[float]) -> tuple[float, float, float, float]:
+def _random_resized_crop(
+    width: int, height: int, rng: np.random.Generator, scale: Sequence[float], ratio: Sequence[float]
+) -> tuple[float, float, float, float]:
     """torchvision's RandomResizedCrop box: 10 tries at a random area and aspect, else the centre crop."""
     area = width * height
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -87,8 +88,11 @@ def _random_resized_crop(width: int, height: int, rng: np.random.Generator, scal
             left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
             return left, top, left + w, top + h
     aspect = width / height
-    w, h = (width, round(width / ratio[0])) if aspect < ratio[0] else (
-        (round(height * ratio[1]), height) if aspect > ratio[1] else (width, height))
+    w, h = (
+        (width, round(width / ratio[0]))
+        if aspect < ratio[0]
+        else ((round(height * ratio[1]), height) if aspect > ratio[1] else (width, height))
+    )
     left, top = (width - w) // 2, (height - h) // 2
     return left, top, left + w, top + h
 
@@ -136,8 +140,11 @@ class ImageDecoder:
         train = rng is not None and self.crop_scale is not None
         need = self.size / math.sqrt(self.crop_scale[0]) if train else self.size / self.eval_crop
         img = self._open(path, need)
-        box = (_random_resized_crop(*img.size, rng, self.crop_scale, self.crop_ratio) if train
-               else _centre_square(*img.size, self.eval_crop))
+        box = (
+            _random_resized_crop(*img.size, rng, self.crop_scale, self.crop_ratio)
+            if train
+            else _centre_square(*img.size, self.eval_crop)
+        )
         out = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
         array = np.asarray(out, dtype=np.uint8)
         if rng is not None and self.hflip and rng.random() < 0.5:

@@ -60,7 +60,7 @@ class Preprocess:
             rh, rw = shorter_side_size((h, w), self.resize_shorter or min(th, tw))
             x = jax.image.resize(x, (n, rh, rw, c), method=self.interpolation, antialias=True)
             top, left = center_crop_offsets((rh, rw), (th, tw))
-            return x[:, top:top + th, left:left + tw]
+            return x[:, top : top + th, left : left + tw]
         return jax.image.resize(x, (n, th, tw, c), method="bilinear", antialias=True)
 
     def _augment(self, x: jax.Array, rng: jax.Array) -> jax.Array:
@@ -97,8 +97,12 @@ def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std, streamed: b
     A streamed split is augmented in the input workers (random-resized crop, flip), not here."""
     augment = {} if streamed else (data_cfg.get("augment") or {})
     return Preprocess(
-        size=tuple(size), mean=tuple(mean), std=tuple(std), resize=data_cfg.get("resize", "auto"),
-        crop_padding=int(augment.get("crop_padding", 0)), hflip=bool(augment.get("hflip", False)),
+        size=tuple(size),
+        mean=tuple(mean),
+        std=tuple(std),
+        resize=data_cfg.get("resize", "auto"),
+        crop_padding=int(augment.get("crop_padding", 0)),
+        hflip=bool(augment.get("hflip", False)),
     )
 
 
@@ -145,8 +149,10 @@ class Loader:
             idx = jax.device_put(indices, self.batch_sharding)
             return self._gather(self._images, self._labels, idx)
         images, labels = self.split.images[indices], self.split.labels[indices]
-        return (jax.make_array_from_process_local_data(self.batch_sharding, images),
-                jax.make_array_from_process_local_data(self.batch_sharding, labels))
+        return (
+            jax.make_array_from_process_local_data(self.batch_sharding, images),
+            jax.make_array_from_process_local_data(self.batch_sharding, labels),
+        )
 
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[jax.Array, jax.Array]]:
         """Global batches of `batch_size`; every process draws the same number from its equal-sized shard."""
@@ -161,8 +167,9 @@ class Loader:
             yield images, labels, ids
 
 
-def eval_plan(num_examples: int, process_index: int, process_count: int, batch_size: int
-              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def eval_plan(
+    num_examples: int, process_index: int, process_count: int, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Per global evaluation batch: (positions in this process's shard, split index of every global row).
 
     Process p holds examples p, p + count, ...; short shards are padded with their first example,

@@ -61,8 +61,10 @@ def read_extra_train(dirs: Sequence[str], image_shape: tuple[int, ...]) -> Split
     for directory in dirs:
         split = idx.read_pair(Path(str(directory)).expanduser(), "train")
         if split.images.shape[1:] != tuple(image_shape) or split.images.dtype != np.uint8:
-            raise DataError(f"extra training images in {directory} are {split.images.shape[1:]}, "
-                            f"the data set's are {tuple(image_shape)}; generate them at the data set's size")
+            raise DataError(
+                f"extra training images in {directory} are {split.images.shape[1:]}, "
+                f"the data set's are {tuple(image_shape)}; generate them at the data set's size"
+            )
         splits.append(split)
     if not splits:
         return None

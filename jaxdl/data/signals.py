@@ -48,8 +48,16 @@ def generate(num: int, length: int, seed: int, noise: float = 0.1, correlated_no
     return Split(signals.astype(np.float32)[:, None, :, None], labels)
 
 
-def load(name: str = "signals1d", num_train: int = 4000, num_test: int = 1000, length: int = 40, noise: float = 0.1,
-         correlated_noise: float = 0.25, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
+def load(
+    name: str = "signals1d",
+    num_train: int = 4000,
+    num_test: int = 1000,
+    length: int = 40,
+    noise: float = 0.1,
+    correlated_noise: float = 0.25,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Dataset:
     """Train and test generated from different seeds; validation carved from train."""
     train = generate(num_train, length, seed, noise, correlated_noise)
     test = generate(num_test, length, seed + 1_000_003, noise, correlated_noise)

@@ -38,9 +38,11 @@ def _read_options(workers: int, batch_size: int) -> grain.ReadOptions:
 def decode_all(split: FileSplit) -> Split:
     """The readable images of `split` decoded (evaluation transform) into memory, in order; bad ones dropped."""
     decoder, paths = split.decoder, split.paths
-    decoded = (grain.MapDataset.source(np.arange(len(split)))
-               .map(lambda i: (decoder(str(paths[i])), i))
-               .to_iter_dataset(_read_options(split.workers, 256)))
+    decoded = (
+        grain.MapDataset.source(np.arange(len(split)))
+        .map(lambda i: (decoder(str(paths[i])), i))
+        .to_iter_dataset(_read_options(split.workers, 256))
+    )
     images, keep = [], []
     for image, i in decoded:
         if image is not None:
@@ -65,8 +67,10 @@ class StreamLoader:
         return self.num_examples
 
     def _global(self, images: np.ndarray, labels: np.ndarray) -> tuple[jax.Array, jax.Array]:
-        return (jax.make_array_from_process_local_data(self.batch_sharding, images),
-                jax.make_array_from_process_local_data(self.batch_sharding, labels))
+        return (
+            jax.make_array_from_process_local_data(self.batch_sharding, images),
+            jax.make_array_from_process_local_data(self.batch_sharding, labels),
+        )
 
     def train_order(self, batch_size: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """(split indices this process reads in the epoch, spare indices that replace bad files)."""
@@ -86,15 +90,20 @@ class StreamLoader:
             image = split.load(i, np.random.default_rng([seed, epoch, position]))
             return None if image is None else (image, labels[i])
 
-        batches = (grain.MapDataset.source(stream).map_with_index(load)
-                   .to_iter_dataset(_read_options(self.split.workers, local_batch))
-                   .batch(local_batch, drop_remainder=True))
+        batches = (
+            grain.MapDataset.source(stream)
+            .map_with_index(load)
+            .to_iter_dataset(_read_options(self.split.workers, local_batch))
+            .batch(local_batch, drop_remainder=True)
+        )
         batches = iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
         for _ in range(len(order) // local_batch):
             batch = next(batches, None)
             if batch is None:
-                raise DataError(f"too many unreadable training files: fewer than {len(order)} of {2 * len(order)} "
-                                "tries decoded; see data_errors.txt")
+                raise DataError(
+                    f"too many unreadable training files: fewer than {len(order)} of {2 * len(order)} "
+                    "tries decoded; see data_errors.txt"
+                )
             yield self._global(*batch)
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
@@ -110,14 +119,16 @@ class StreamLoader:
             return (np.zeros(split.image_shape, np.uint8), np.int32(-1)) if image is None else (image, labels[i])
 
         positions = shard[np.concatenate([local for local, _ in plan])]
-        batches = (grain.MapDataset.source(positions).map(load)
-                   .to_iter_dataset(_read_options(self.split.workers, len(plan[0][0])))
-                   .batch(len(plan[0][0]), drop_remainder=False))
+        batches = (
+            grain.MapDataset.source(positions)
+            .map(load)
+            .to_iter_dataset(_read_options(self.split.workers, len(plan[0][0])))
+            .batch(len(plan[0][0]), drop_remainder=False)
+        )
         for (images, batch_labels), (_, ids) in zip(batches, plan, strict=True):
             yield (*self._global(images, batch_labels.astype(np.int32)), ids)
 
 
-def loader_for(split: Split | FileSplit | RecordSplit, mesh: Mesh, on_device: bool | None = None
-               ) -> Loader | StreamLoader:
+def loader_for(split: Split | FileSplit | RecordSplit, mesh: Mesh, on_device: bool | None = None) -> Loader | StreamLoader:
     """The loader of a split: streamed from files or records, or the in-memory `Loader`."""
     return Loader(split, mesh, on_device) if isinstance(split, Split) else StreamLoader(split, mesh)

@@ -75,14 +75,23 @@ def load(
     splits = [train_split, test_split] + ([val_split] if val_split else [])
     try:
         sources = tfds.data_source(name, split=splits, data_dir=data_dir, download=False)
-    except (AssertionError, FileNotFoundError, KeyError, ValueError, NotImplementedError, tfds.core.registered.DatasetNotFoundError) as err:
+    except (
+        AssertionError,
+        FileNotFoundError,
+        KeyError,
+        ValueError,
+        NotImplementedError,
+        tfds.core.registered.DatasetNotFoundError,
+    ) as err:
         where = data_dir or builder.data_dir
         raise DataError(f"TFDS data set '{name}' is not prepared in {where}; {_prepare_hint(name, data_dir)}") from err
     shape = tuple(builder.info.features[image_key].shape)
     if _wants_stream(stream, sources, shape, memory_budget_mb):
         if None in shape:
-            raise DataError(f"TFDS '{name}' has images of varying size {shape}; streaming needs one size "
-                            "(write it as a folder with jaxdl-data write-folder and use data=folder)")
+            raise DataError(
+                f"TFDS '{name}' has images of varying size {shape}; streaming needs one size "
+                "(write it as a folder with jaxdl-data write-folder and use data=folder)"
+            )
         workers = int(workers or default_workers())
         read = lambda source: _record_split(source, image_key, label_key, shape, workers)
     else:

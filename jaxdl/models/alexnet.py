@@ -19,8 +19,16 @@ class AlexNet(nnx.Module):
     with 3x3 convs and 2x2 pools for 28-32 pixel inputs, pooled to 4x4.
     """
 
-    def __init__(self, spec: InputSpec, *, variant: str = "small", hidden: int | None = None, dropout: float = 0.5,
-                 dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        spec: InputSpec,
+        *,
+        variant: str = "small",
+        hidden: int | None = None,
+        dropout: float = 0.5,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
+    ):
         check_variant(variant)
         conv = lambda cin, cout, k, s=1, p=0: ConvBN(cin, cout, k, s, p, dtype=dtype, rngs=rngs)
         if variant == "imagenet":
@@ -31,10 +39,18 @@ class AlexNet(nnx.Module):
             first, pool, self.pool_size = conv(spec.channels, 64, 3, 1, 1), lambda: Pool(2, 2), 4
             second = conv(64, 192, 3, 1, 1)
             hidden = hidden or 1024
-        self.features = nnx.List([
-            first, pool(), second, pool(),
-            conv(192, 384, 3, 1, 1), conv(384, 256, 3, 1, 1), conv(256, 256, 3, 1, 1), pool(),
-        ])
+        self.features = nnx.List(
+            [
+                first,
+                pool(),
+                second,
+                pool(),
+                conv(192, 384, 3, 1, 1),
+                conv(384, 256, 3, 1, 1),
+                conv(256, 256, 3, 1, 1),
+                pool(),
+            ]
+        )
         self.classifier = Classifier((256 * self.pool_size**2, hidden, hidden, spec.num_classes), dropout, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -43,7 +59,13 @@ class AlexNet(nnx.Module):
 
 
 @register("alexnet")
-def alexnet(spec: InputSpec, variant: str = "small", hidden: int | None = None, dropout: float = 0.5,
-            dtype: Any = None, rngs: nnx.Rngs = None) -> AlexNet:
+def alexnet(
+    spec: InputSpec,
+    variant: str = "small",
+    hidden: int | None = None,
+    dropout: float = 0.5,
+    dtype: Any = None,
+    rngs: nnx.Rngs = None,
+) -> AlexNet:
     """AlexNet; `variant: imagenet` is torchvision's (224x224, 61.1M parameters), `small` is for 28-32 px."""
     return AlexNet(spec, variant=variant, hidden=hidden, dropout=dropout, dtype=dtype, rngs=rngs)

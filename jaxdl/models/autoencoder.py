@@ -68,4 +68,6 @@ def build_autoencoder(cfg: Mapping[str, Any], spec: InputSpec, seed: int, dtype:
     """The registered autoencoder `cfg['architecture']`; `name` and `sparsity` belong to the trainer."""
     options = {k: v for k, v in cfg.items() if k not in ("name", "architecture", "sparsity")}
     arch = str(cfg.get("architecture"))
-    return call_with_options(AUTOENCODERS.get(arch), options, f"autoencoder '{arch}'", spec=spec, dtype=dtype, rngs=nnx.Rngs(params=seed))
+    return call_with_options(
+        AUTOENCODERS.get(arch), options, f"autoencoder '{arch}'", spec=spec, dtype=dtype, rngs=nnx.Rngs(params=seed)
+    )

@@ -26,8 +26,15 @@ def _with_labels(x: jax.Array, labels: jax.Array | None, num_classes: int) -> ja
     if labels is None:
         return x
     onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype)
-    return jnp.concatenate([x, jnp.broadcast_to(onehot.reshape(onehot.shape[:1] + (1,) * (x.ndim - 2) + onehot.shape[1:]),
-                                                x.shape[:-1] + (num_classes,))], axis=-1)
+    return jnp.concatenate(
+        [
+            x,
+            jnp.broadcast_to(
+                onehot.reshape(onehot.shape[:1] + (1,) * (x.ndim - 2) + onehot.shape[1:]), x.shape[:-1] + (num_classes,)
+            ),
+        ],
+        axis=-1,
+    )
 
 
 def _base_size(spec: InputSpec) -> tuple[int, int]:
@@ -97,5 +104,6 @@ def cdcgan(spec: InputSpec, latent_dim: int = 64, width: int = 64, dtype: Any = 
 def build_gan(cfg: Mapping[str, Any], spec: InputSpec, seed: int, dtype: Any = jnp.float32) -> GAN:
     """The registered GAN `cfg['name']` with the remaining keys as options."""
     options = {k: v for k, v in cfg.items() if k != "name"}
-    return call_with_options(GANS.get(str(cfg.get("name"))), options, f"gan '{cfg.get('name')}'",
-                             spec=spec, dtype=dtype, rngs=nnx.Rngs(params=seed))
+    return call_with_options(
+        GANS.get(str(cfg.get("name"))), options, f"gan '{cfg.get('name')}'", spec=spec, dtype=dtype, rngs=nnx.Rngs(params=seed)
+    )

@@ -38,13 +38,33 @@ class ConvBN(nnx.Module):
     has a bias unless batch norm follows it (`bias` overrides, as torchvision's VGG-BN).
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int | Sequence[int], stride: int = 1, padding: int | Sequence[int] = 0,
-                 *, norm: bool = False, relu: bool = True, bias: bool | None = None, bn_eps: float = 1e-5,
-                 dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | Sequence[int],
+        stride: int = 1,
+        padding: int | Sequence[int] = 0,
+        *,
+        norm: bool = False,
+        relu: bool = True,
+        bias: bool | None = None,
+        bn_eps: float = 1e-5,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
+    ):
         ph, pw = pair(padding)
-        self.conv = nnx.Conv(cin, cout, pair(kernel), pair(stride), padding=((ph, ph), (pw, pw)), use_bias=not norm if bias is None else bias,
-                             kernel_init=nnx.initializers.kaiming_normal() if relu else nnx.initializers.lecun_normal(),
-                             dtype=dtype, rngs=rngs)
+        self.conv = nnx.Conv(
+            cin,
+            cout,
+            pair(kernel),
+            pair(stride),
+            padding=((ph, ph), (pw, pw)),
+            use_bias=not norm if bias is None else bias,
+            kernel_init=nnx.initializers.kaiming_normal() if relu else nnx.initializers.lecun_normal(),
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.norm = nnx.BatchNorm(cout, momentum=BN_MOMENTUM, epsilon=bn_eps, dtype=dtype, rngs=rngs) if norm else None
         self.relu = relu
 

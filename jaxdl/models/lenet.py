@@ -62,11 +62,21 @@ class LeNet5(nnx.Module):
 def lenet5(spec: InputSpec, dropout: float = 0.0, width: float = 1.0, dtype: Any = None, rngs: nnx.Rngs = None) -> LeNet5:
     """Modern LeNet-5: conv 20 5x5, pool, conv 50 5x5, pool, dense 500, dense classes; `width` scales all three."""
     filters = (max(1, round(20 * width)), max(1, round(50 * width)))
-    return LeNet5(spec, filters=filters, hidden=(max(1, round(500 * width)),), activation="relu", pooling="max",
-                  dropout=dropout, dtype=dtype, rngs=rngs)
+    return LeNet5(
+        spec,
+        filters=filters,
+        hidden=(max(1, round(500 * width)),),
+        activation="relu",
+        pooling="max",
+        dropout=dropout,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 @register("lenet5_classic")
 def lenet5_classic(spec: InputSpec, dropout: float = 0.0, dtype: Any = None, rngs: nnx.Rngs = None) -> LeNet5:
     """LeCun et al. 1998: conv 6, avg-pool, conv 16, avg-pool, dense 120, dense 84, tanh, 32x32 input."""
-    return LeNet5(spec, filters=(6, 16), hidden=(120, 84), activation="tanh", pooling="avg", dropout=dropout, dtype=dtype, rngs=rngs)
+    return LeNet5(
+        spec, filters=(6, 16), hidden=(120, 84), activation="tanh", pooling="avg", dropout=dropout, dtype=dtype, rngs=rngs
+    )

@@ -13,8 +13,9 @@ from jaxdl.models.registry import InputSpec, register
 class MLP(nnx.Module):
     """Flatten, `hidden` dense ReLU layers with dropout, dense `head`."""
 
-    def __init__(self, spec: InputSpec, *, hidden: Sequence[int] = (256, 128), dropout: float = 0.2,
-                 dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self, spec: InputSpec, *, hidden: Sequence[int] = (256, 128), dropout: float = 0.2, dtype: Any = None, rngs: nnx.Rngs
+    ):
         widths = (spec.size[0] * spec.size[1] * spec.channels, *hidden)
         self.hidden = nnx.List([nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in zip(widths, widths[1:])])
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
@@ -28,7 +29,8 @@ class MLP(nnx.Module):
 
 
 @register("mlp")
-def mlp(spec: InputSpec, hidden: Sequence[int] = (256, 128), dropout: float = 0.2, dtype: Any = None,
-        rngs: nnx.Rngs = None) -> MLP:
+def mlp(
+    spec: InputSpec, hidden: Sequence[int] = (256, 128), dropout: float = 0.2, dtype: Any = None, rngs: nnx.Rngs = None
+) -> MLP:
     """Dense ReLU layers of widths `hidden` on the flattened input."""
     return MLP(spec, hidden=tuple(hidden), dropout=dropout, dtype=dtype, rngs=rngs)

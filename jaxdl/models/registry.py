@@ -49,8 +49,12 @@ def build(cfg: Mapping[str, Any], spec: InputSpec, seed: int, dtype: Any = jnp.f
     adapted = {k: v for k, v in extra.items() if v and k in ADAPTERS}
     options = {k: v for k, v in cfg.items() if k not in INPUT_KEYS and k not in adapted and not (k in extra and not v)}
     model = call_with_options(
-        factory, options, f"model '{name}'",
-        spec=spec, dtype=dtype, rngs=nnx.Rngs(params=seed, dropout=seed + 1),
+        factory,
+        options,
+        f"model '{name}'",
+        spec=spec,
+        dtype=dtype,
+        rngs=nnx.Rngs(params=seed, dropout=seed + 1),
     )
     for key, value in adapted.items():
         model = ADAPTERS.get(key)(model, name, value)
@@ -68,6 +72,8 @@ def build_unfilled(cfg: Mapping[str, Any], spec: InputSpec, seed: int = 0, dtype
 
     model = nnx.eval_shape(lambda: build(cfg, spec, seed, dtype))
     graphdef, weights, rest = nnx.split(model, (nnx.Param, nnx.BatchStat), ...)
-    real = jax.tree.map(lambda s: jax.random.key(seed) if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key)
-                        else jnp.zeros(s.shape, s.dtype), rest)
+    real = jax.tree.map(
+        lambda s: jax.random.key(seed) if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key) else jnp.zeros(s.shape, s.dtype),
+        rest,
+    )
     return nnx.merge(graphdef, weights, real)

@@ -57,8 +57,9 @@ class ResNet(nnx.Module):
     `small`: a 3x3/1 conv stem without pooling, the usual CIFAR adaptation for 28-32 px.
     """
 
-    def __init__(self, spec: InputSpec, block: type, depths: Sequence[int], *, variant: str = "small",
-                 dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self, spec: InputSpec, block: type, depths: Sequence[int], *, variant: str = "small", dtype: Any = None, rngs: nnx.Rngs
+    ):
         check_variant(variant)
         if variant == "imagenet":
             stem = [ConvBN(spec.channels, 64, 7, 2, 3, norm=True, dtype=dtype, rngs=rngs), Pool(3, 2, 1)]

@@ -22,8 +22,18 @@ CELLS = {"lstm": nnx.LSTMCell, "gru": nnx.GRUCell}
 class RecurrentClassifier(nnx.Module):
     """Stacked (optionally bidirectional) recurrent `layers`, then a dense `head` on the final states."""
 
-    def __init__(self, spec: InputSpec, cell: str, *, hidden: int = 128, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        spec: InputSpec,
+        cell: str,
+        *,
+        hidden: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
+    ):
         if num_layers < 1:
             raise ConfigError(f"model.num_layers must be at least 1, got {num_layers}")
         make = lambda cin: nnx.RNN(CELLS[cell](cin, hidden, dtype=dtype, rngs=rngs), rngs=False)
@@ -59,10 +69,18 @@ def _zero_carry(layer: nnx.RNN | nnx.Bidirectional, shape: tuple[int, ...]) -> A
 
 
 def _factory(cell: str):
-    def build(spec: InputSpec, hidden: int = 128, num_layers: int = 1, bidirectional: bool = False,
-              dropout: float = 0.0, dtype: Any = None, rngs: nnx.Rngs = None) -> RecurrentClassifier:
-        return RecurrentClassifier(spec, cell, hidden=hidden, num_layers=num_layers, bidirectional=bidirectional,
-                                   dropout=dropout, dtype=dtype, rngs=rngs)
+    def build(
+        spec: InputSpec,
+        hidden: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        dtype: Any = None,
+        rngs: nnx.Rngs = None,
+    ) -> RecurrentClassifier:
+        return RecurrentClassifier(
+            spec, cell, hidden=hidden, num_layers=num_layers, bidirectional=bidirectional, dropout=dropout, dtype=dtype, rngs=rngs
+        )
 
     build.__doc__ = f"{cell.upper()} classifier over image rows or signal steps; `bidirectional: true` for a Bi{cell.upper()}."
     return build

@@ -39,14 +39,17 @@ class SqueezeNet(nnx.Module):
     `small`: the stem conv is 3x3 with stride 1, for 28-32 px inputs.
     """
 
-    def __init__(self, spec: InputSpec, version: str, *, variant: str = "small", dropout: float = 0.5,
-                 dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self, spec: InputSpec, version: str, *, variant: str = "small", dropout: float = 0.5, dtype: Any = None, rngs: nnx.Rngs
+    ):
         check_variant(variant)
         stem_width, kernel, stride, plan = FIRES[version]
         if variant == "small":
             kernel, stride = 3, 1
-        layers = [ConvBN(spec.channels, stem_width, kernel, stride, kernel // 2 if variant == "small" else 0,
-                         dtype=dtype, rngs=rngs), Pool(3, 2, ceil_mode=True)]
+        layers = [
+            ConvBN(spec.channels, stem_width, kernel, stride, kernel // 2 if variant == "small" else 0, dtype=dtype, rngs=rngs),
+            Pool(3, 2, ceil_mode=True),
+        ]
         cin = stem_width
         for item in plan:
             if item == "M":
@@ -65,8 +68,9 @@ class SqueezeNet(nnx.Module):
 
 
 def _factory(version: str):
-    def build(spec: InputSpec, variant: str = "small", dropout: float = 0.5, dtype: Any = None,
-              rngs: nnx.Rngs = None) -> SqueezeNet:
+    def build(
+        spec: InputSpec, variant: str = "small", dropout: float = 0.5, dtype: Any = None, rngs: nnx.Rngs = None
+    ) -> SqueezeNet:
         return SqueezeNet(spec, version, variant=variant, dropout=dropout, dtype=dtype, rngs=rngs)
 
     build.__doc__ = f"SqueezeNet {version.replace('_', '.')}; `variant: imagenet` for 224x224."

@@ -52,8 +52,9 @@ class EncoderBlock(nnx.Module):
     The MLP's GELU is the tanh approximation unless `exact_gelu` (PyTorch's `nn.GELU()`, which
     imported torchvision / timm ViTs need)."""
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, *, exact_gelu: bool = False, dtype: Any = None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, dim: int, heads: int, mlp_dim: int, dropout: float, *, exact_gelu: bool = False, dtype: Any = None, rngs: nnx.Rngs
+    ):
         self.norm1 = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.attention = SelfAttention(dim, heads, dropout, dtype=dtype, rngs=rngs)
         self.norm2 = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
@@ -97,14 +98,27 @@ class StepEmbedding(nnx.Module):
 class TransformerClassifier(nnx.Module):
     """`embed` tokens, prepend the class token, add position embeddings, `blocks`, `norm`, `head`."""
 
-    def __init__(self, embed: PatchEmbedding | StepEmbedding, num_classes: int, *, dim: int, depth: int, heads: int,
-                 mlp_dim: int, dropout: float, exact_gelu: bool = False, dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        embed: PatchEmbedding | StepEmbedding,
+        num_classes: int,
+        *,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_dim: int,
+        dropout: float,
+        exact_gelu: bool = False,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
+    ):
         self.embed = embed
         self.class_token = nnx.Param(jnp.zeros((1, 1, dim)))
         self.position = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, embed.num_tokens + 1, dim)))
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.blocks = nnx.List([EncoderBlock(dim, heads, mlp_dim, dropout, exact_gelu=exact_gelu, dtype=dtype, rngs=rngs)
-                                  for _ in range(depth)])
+        self.blocks = nnx.List(
+            [EncoderBlock(dim, heads, mlp_dim, dropout, exact_gelu=exact_gelu, dtype=dtype, rngs=rngs) for _ in range(depth)]
+        )
         self.norm = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(dim, num_classes, dtype=dtype, rngs=rngs)
 
@@ -137,9 +151,19 @@ VIT_PRESETS = {
 
 
 @register("vit")
-def vit(spec: InputSpec, variant: str = "small", patch: int | None = None, dim: int | None = None,
-        depth: int | None = None, heads: int | None = None, mlp_dim: int | None = None, dropout: float = 0.1,
-        exact_gelu: bool = False, dtype: Any = None, rngs: nnx.Rngs = None) -> TransformerClassifier:
+def vit(
+    spec: InputSpec,
+    variant: str = "small",
+    patch: int | None = None,
+    dim: int | None = None,
+    depth: int | None = None,
+    heads: int | None = None,
+    mlp_dim: int | None = None,
+    dropout: float = 0.1,
+    exact_gelu: bool = False,
+    dtype: Any = None,
+    rngs: nnx.Rngs = None,
+) -> TransformerClassifier:
     """Vision Transformer; `variant: imagenet` is ViT-B/16 at 224x224 (86.6M), `small` patch 4, width 64, depth 6.
 
     `exact_gelu` uses the erf GELU of PyTorch's ViTs instead of the tanh approximation."""
@@ -147,14 +171,22 @@ def vit(spec: InputSpec, variant: str = "small", patch: int | None = None, dim: 
     given = dict(patch=patch, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim)
     cfg = {k: v if v is not None else VIT_PRESETS[variant][k] for k, v in given.items()}
     embed = PatchEmbedding(spec, cfg.pop("patch"), cfg["dim"], dtype=dtype, rngs=rngs)
-    return TransformerClassifier(embed, spec.num_classes, **cfg, dropout=dropout, exact_gelu=exact_gelu, dtype=dtype,
-                                 rngs=rngs)
+    return TransformerClassifier(embed, spec.num_classes, **cfg, dropout=dropout, exact_gelu=exact_gelu, dtype=dtype, rngs=rngs)
 
 
 @register("seq_transformer")
-def seq_transformer(spec: InputSpec, dim: int = 64, depth: int = 4, heads: int = 4, mlp_dim: int = 128,
-                    dropout: float = 0.1, dtype: Any = None, rngs: nnx.Rngs = None) -> TransformerClassifier:
+def seq_transformer(
+    spec: InputSpec,
+    dim: int = 64,
+    depth: int = 4,
+    heads: int = 4,
+    mlp_dim: int = 128,
+    dropout: float = 0.1,
+    dtype: Any = None,
+    rngs: nnx.Rngs = None,
+) -> TransformerClassifier:
     """Transformer encoder over sequence steps: signal samples, or image rows."""
     embed = StepEmbedding(spec, dim, dtype=dtype, rngs=rngs)
-    return TransformerClassifier(embed, spec.num_classes, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim,
-                                 dropout=dropout, dtype=dtype, rngs=rngs)
+    return TransformerClassifier(
+        embed, spec.num_classes, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, dropout=dropout, dtype=dtype, rngs=rngs
+    )

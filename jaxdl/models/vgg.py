@@ -25,8 +25,18 @@ class VGG(nnx.Module):
     `small`: a 32x32 input ends at 1x1x512 and the head is dense 512 (the common CIFAR VGG).
     """
 
-    def __init__(self, spec: InputSpec, config: Sequence[int | str], *, variant: str = "small", batch_norm: bool = False,
-                 hidden: int | None = None, dropout: float = 0.5, dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        spec: InputSpec,
+        config: Sequence[int | str],
+        *,
+        variant: str = "small",
+        batch_norm: bool = False,
+        hidden: int | None = None,
+        dropout: float = 0.5,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
+    ):
         check_variant(variant)
         layers, cin = [], spec.channels
         for item in config:
@@ -46,10 +56,18 @@ class VGG(nnx.Module):
 
 
 def _factory(depth: int):
-    def build(spec: InputSpec, variant: str = "small", batch_norm: bool = False, hidden: int | None = None,
-              dropout: float = 0.5, dtype: Any = None, rngs: nnx.Rngs = None) -> VGG:
-        return VGG(spec, CONFIGS[depth], variant=variant, batch_norm=batch_norm, hidden=hidden, dropout=dropout,
-                   dtype=dtype, rngs=rngs)
+    def build(
+        spec: InputSpec,
+        variant: str = "small",
+        batch_norm: bool = False,
+        hidden: int | None = None,
+        dropout: float = 0.5,
+        dtype: Any = None,
+        rngs: nnx.Rngs = None,
+    ) -> VGG:
+        return VGG(
+            spec, CONFIGS[depth], variant=variant, batch_norm=batch_norm, hidden=hidden, dropout=dropout, dtype=dtype, rngs=rngs
+        )
 
     build.__doc__ = f"VGG-{depth}; `batch_norm: true` for VGG-{depth}-BN, `variant: imagenet` for 224x224."
     return build

@@ -38,8 +38,9 @@ def zoo_config(arch: Architecture, input_size: int | None) -> dict[str, Any]:
     return cfg
 
 
-def fold_transform_input(mean: Sequence[float], std: Sequence[float], source_mean: Sequence[float],
-                         source_std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def fold_transform_input(
+    mean: Sequence[float], std: Sequence[float], source_mean: Sequence[float], source_std: Sequence[float]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean/std that give directly what torchvision's `transform_input` makes of (x - mean) / std.
 
     GoogLeNet and Inception-v3 weights were trained on (x - 0.5) / 0.5; their torch models turn
@@ -80,15 +81,24 @@ def _state_dict(source: str, weights: str | None, file: str | None, torch_model:
 
 def _shape(state_dict: Mapping[str, np.ndarray], key: str, source: str) -> tuple[int, ...]:
     if key not in state_dict:
-        raise CheckpointError(f"the state dict does not fit {source}: missing key {key}; "
-                              f"its first keys: {', '.join(list(state_dict)[:3])}")
+        raise CheckpointError(
+            f"the state dict does not fit {source}: missing key {key}; its first keys: {', '.join(list(state_dict)[:3])}"
+        )
     return tuple(state_dict[key].shape)
 
 
-def import_model(source: str, *, weights: str | None = None, file: str | None = None, torch_model: Any = None,
-                 input_size: int | None = None, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 class_names: Sequence[str] | None = None, transform_input: bool | None = None
-                 ) -> tuple[nnx.Module, ModelCard]:
+def import_model(
+    source: str,
+    *,
+    weights: str | None = None,
+    file: str | None = None,
+    torch_model: Any = None,
+    input_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
+    transform_input: bool | None = None,
+) -> tuple[nnx.Module, ModelCard]:
     """The zoo model holding `source`'s weights, and its card.
 
     The weights come from `torch_model` (a torch module), else `file` (.pth / .pt / .safetensors),
@@ -107,18 +117,40 @@ def import_model(source: str, *, weights: str | None = None, file: str | None = 
     spec = models.InputSpec((size, size), channels, num_classes)
     module = build_unfilled(cfg, spec)
     module.eval()
-    load_state_dict(module, state_dict, arch.names(module), ignore=arch.ignore,
-                    adjust=arch.adjust(module) if arch.adjust else None,
-                    what=f"{source} (jaxdl {arch.zoo}, {num_classes} classes)")
-    card = ModelCard(cfg, spec, _preprocess(arch, meta, spec, torch_model, mean, std, transform_input),
-                     _class_names(meta, class_names, num_classes), "uint8", "float32",
-                     {"source": source, "weights": _weights_note(meta, weights, file, in_memory),
-                      "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "importer": "jaxdl-import"})
+    load_state_dict(
+        module,
+        state_dict,
+        arch.names(module),
+        ignore=arch.ignore,
+        adjust=arch.adjust(module) if arch.adjust else None,
+        what=f"{source} (jaxdl {arch.zoo}, {num_classes} classes)",
+    )
+    card = ModelCard(
+        cfg,
+        spec,
+        _preprocess(arch, meta, spec, torch_model, mean, std, transform_input),
+        _class_names(meta, class_names, num_classes),
+        "uint8",
+        "float32",
+        {
+            "source": source,
+            "weights": _weights_note(meta, weights, file, in_memory),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "importer": "jaxdl-import",
+        },
+    )
     return module, card
 
 
-def _preprocess(arch: Architecture, meta: Mapping[str, Any], spec: models.InputSpec, torch_model: Any,
-                mean: Sequence[float] | None, std: Sequence[float] | None, transform_input: bool | None) -> Preprocess:
+def _preprocess(
+    arch: Architecture,
+    meta: Mapping[str, Any],
+    spec: models.InputSpec,
+    torch_model: Any,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    transform_input: bool | None,
+) -> Preprocess:
     """The source's evaluation transform at the model's size, `transform_input` folded into mean/std."""
     same_channels = spec.channels == len(meta["mean"])
     mean = tuple(mean or (meta["mean"] if same_channels else (0.5,) * spec.channels))
@@ -128,8 +160,14 @@ def _preprocess(arch: Architecture, meta: Mapping[str, Any], spec: models.InputS
     if transform_input:
         mean, std = fold_transform_input(mean, std, meta["mean"], meta["std"])
     size = spec.size[0]
-    return Preprocess(spec.size, mean, std, resize="center_crop", resize_shorter=int(round(meta["resize"] * size / meta["crop"])),
-                      interpolation=str(meta["interpolation"]))
+    return Preprocess(
+        spec.size,
+        mean,
+        std,
+        resize="center_crop",
+        resize_shorter=int(round(meta["resize"] * size / meta["crop"])),
+        interpolation=str(meta["interpolation"]),
+    )
 
 
 def _class_names(meta: Mapping[str, Any], given: Sequence[str] | None, num_classes: int) -> tuple[str, ...]:

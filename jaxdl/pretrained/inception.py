@@ -12,23 +12,56 @@ from typing import Sequence
 
 from flax import nnx
 
-GOOGLENET_MODULES = ("inception3a", "inception3b", None, "inception4a", "inception4b", "inception4c", "inception4d",
-                     "inception4e", None, "inception5a", "inception5b")
+GOOGLENET_MODULES = (
+    "inception3a",
+    "inception3b",
+    None,
+    "inception4a",
+    "inception4b",
+    "inception4c",
+    "inception4d",
+    "inception4e",
+    None,
+    "inception5a",
+    "inception5b",
+)
 GOOGLENET_BRANCHES = (("branch1",), ("branch2.0", "branch2.1"), ("branch3.0", "branch3.1"), (None, "branch4.1"))
 GOOGLENET_STEM = ("conv1", None, "conv2", "conv3", None)
 
 INCEPTION_V3_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", None, "Conv2d_3b_1x1", "Conv2d_4a_3x3", None)
-_A = (("branch1x1",), ("branch5x5_1", "branch5x5_2"), ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
-      (None, "branch_pool"))
+_A = (
+    ("branch1x1",),
+    ("branch5x5_1", "branch5x5_2"),
+    ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
+    (None, "branch_pool"),
+)
 _B = (("branch3x3",), ("branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"), (None,))
-_C = (("branch1x1",), ("branch7x7_1", "branch7x7_2", "branch7x7_3"),
-      tuple(f"branch7x7dbl_{i}" for i in range(1, 6)), (None, "branch_pool"))
+_C = (
+    ("branch1x1",),
+    ("branch7x7_1", "branch7x7_2", "branch7x7_3"),
+    tuple(f"branch7x7dbl_{i}" for i in range(1, 6)),
+    (None, "branch_pool"),
+)
 _D = (("branch3x3_1", "branch3x3_2"), tuple(f"branch7x7x3_{i}" for i in range(1, 5)), (None,))
-_E = (("branch1x1",), ("branch3x3_1", ("branch3x3_2a", "branch3x3_2b")),
-      ("branch3x3dbl_1", "branch3x3dbl_2", ("branch3x3dbl_3a", "branch3x3dbl_3b")), (None, "branch_pool"))
-INCEPTION_V3_MODULES = (("Mixed_5b", _A), ("Mixed_5c", _A), ("Mixed_5d", _A), ("Mixed_6a", _B), ("Mixed_6b", _C),
-                        ("Mixed_6c", _C), ("Mixed_6d", _C), ("Mixed_6e", _C), ("Mixed_7a", _D), ("Mixed_7b", _E),
-                        ("Mixed_7c", _E))
+_E = (
+    ("branch1x1",),
+    ("branch3x3_1", ("branch3x3_2a", "branch3x3_2b")),
+    ("branch3x3dbl_1", "branch3x3dbl_2", ("branch3x3dbl_3a", "branch3x3dbl_3b")),
+    (None, "branch_pool"),
+)
+INCEPTION_V3_MODULES = (
+    ("Mixed_5b", _A),
+    ("Mixed_5c", _A),
+    ("Mixed_5d", _A),
+    ("Mixed_6a", _B),
+    ("Mixed_6b", _C),
+    ("Mixed_6c", _C),
+    ("Mixed_6d", _C),
+    ("Mixed_6e", _C),
+    ("Mixed_7a", _D),
+    ("Mixed_7b", _E),
+    ("Mixed_7c", _E),
+)
 
 # Auxiliary classifiers exist in torch only (training-time heads): not imported.
 IGNORED = ("aux1", "aux2", "AuxLogits")

@@ -55,8 +55,15 @@ def _listed(kind: str, items: list[str]) -> str:
     return f"{kind} {', '.join(items[:3])}{more}"
 
 
-def load_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray], names: Mapping[str, str], *,
-                    ignore: tuple[str, ...] = (), adjust: Adjust | None = None, what: str = "the model") -> None:
+def load_state_dict(
+    model: nnx.Module,
+    state_dict: Mapping[str, np.ndarray],
+    names: Mapping[str, str],
+    *,
+    ignore: tuple[str, ...] = (),
+    adjust: Adjust | None = None,
+    what: str = "the model",
+) -> None:
     """Copy every weight of `model` from `state_dict`; every torch key must be used (except `ignore`d prefixes)."""
     leaves = weight_leaves(model)
     arrays, missing, wrong, used = {}, [], [], set()
@@ -72,10 +79,16 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, np.ndarray], nam
         if array.shape != leaf.shape:
             wrong.append(f"{key} {tuple(np.shape(state_dict[key]))} (needs {tuple(leaf.shape)} as jaxdl {name})")
         arrays[name] = array
-    unexpected = [k for k in state_dict if k not in used and not k.endswith(SKIPPED_SUFFIXES)
-                  and not any(k == p or k.startswith(p + ".") for p in ignore)]
-    problems = [_listed(kind, items) for kind, items in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("wrongly shaped", wrong)) if items]
+    unexpected = [
+        k
+        for k in state_dict
+        if k not in used and not k.endswith(SKIPPED_SUFFIXES) and not any(k == p or k.startswith(p + ".") for p in ignore)
+    ]
+    problems = [
+        _listed(kind, items)
+        for kind, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrongly shaped", wrong))
+        if items
+    ]
     if problems:
         raise CheckpointError(f"the state dict does not fit {what}: {'; '.join(problems)}")
     _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)

@@ -27,8 +27,13 @@ def feature_names(layers: Sequence[nnx.Module], jax: str = "features", torch: st
                 t += 1
             t += int(layer.relu)
         else:  # a pool, or a Fire module (one torch module with its own names)
-            names.update({f"{jax}.{k}.{part}.conv": f"{torch}.{t}.{part}" for part in ("squeeze", "expand1x1", "expand3x3")
-                          if hasattr(layer, part)})
+            names.update(
+                {
+                    f"{jax}.{k}.{part}.conv": f"{torch}.{t}.{part}"
+                    for part in ("squeeze", "expand1x1", "expand3x3")
+                    if hasattr(layer, part)
+                }
+            )
             t += 1
     return names
 

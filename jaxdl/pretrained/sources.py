@@ -16,14 +16,14 @@ from jaxdl.pretrained.mapping import Adjust
 class Architecture:
     """How one torch architecture maps onto a zoo model."""
 
-    zoo: str                                      # conf/model/<zoo>.yaml
+    zoo: str  # conf/model/<zoo>.yaml
     names: Callable[[nnx.Module], dict[str, str]]  # zoo module path -> torch prefix (see mapping.py)
-    head: str                                     # torch key of the classifier weight: (classes, ...)
-    stem: str                                     # torch key of the first conv weight: (out, channels, kh, kw)
+    head: str  # torch key of the classifier weight: (classes, ...)
+    stem: str  # torch key of the first conv weight: (out, channels, kh, kw)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # zoo options beside the YAML's
-    ignore: tuple[str, ...] = ()                  # torch key prefixes with no zoo counterpart (auxiliary heads)
+    ignore: tuple[str, ...] = ()  # torch key prefixes with no zoo counterpart (auxiliary heads)
     adjust: Callable[[nnx.Module], Adjust] | None = None
-    transform_input: bool = False                 # torchvision's pretrained weights re-normalise inside the model
+    transform_input: bool = False  # torchvision's pretrained weights re-normalise inside the model
 
 
 def _last_conv_width(model: nnx.Module) -> int:
@@ -35,23 +35,46 @@ def _rows_fix(model: nnx.Module) -> Adjust:
 
 
 def _vgg(depth: int, bn: bool) -> Architecture:
-    return Architecture(f"vgg{depth}_imagenet", sequential.vgg_names, "classifier.6.weight", "features.0.weight",
-                        {"batch_norm": bn}, adjust=_rows_fix)
+    return Architecture(
+        f"vgg{depth}_imagenet",
+        sequential.vgg_names,
+        "classifier.6.weight",
+        "features.0.weight",
+        {"batch_norm": bn},
+        adjust=_rows_fix,
+    )
 
 
 _RESNET = dict(names=resnet.torch_names, head="fc.weight", stem="conv1.weight")
 
 TORCHVISION: dict[str, Architecture] = {
-    "alexnet": Architecture("alexnet_imagenet", sequential.alexnet_names, "classifier.6.weight", "features.0.weight",
-                            adjust=_rows_fix),
+    "alexnet": Architecture(
+        "alexnet_imagenet", sequential.alexnet_names, "classifier.6.weight", "features.0.weight", adjust=_rows_fix
+    ),
     **{f"vgg{d}{'_bn' if bn else ''}": _vgg(d, bn) for d in (11, 16, 19) for bn in (False, True)},
     **{f"resnet{d}": Architecture(f"resnet{d}_imagenet", **_RESNET) for d in (18, 34, 50)},
-    **{f"squeezenet{v}": Architecture(f"squeezenet{v}_imagenet", sequential.squeezenet_names, "classifier.1.weight",
-                                      "features.0.weight") for v in ("1_0", "1_1")},
-    "googlenet": Architecture("googlenet_imagenet", inception.googlenet_names, "fc.weight", "conv1.conv.weight",
-                              ignore=inception.IGNORED, transform_input=True),
-    "inception_v3": Architecture("inception_v3_imagenet", inception.inception_v3_names, "fc.weight",
-                                 "Conv2d_1a_3x3.conv.weight", ignore=inception.IGNORED, transform_input=True),
+    **{
+        f"squeezenet{v}": Architecture(
+            f"squeezenet{v}_imagenet", sequential.squeezenet_names, "classifier.1.weight", "features.0.weight"
+        )
+        for v in ("1_0", "1_1")
+    },
+    "googlenet": Architecture(
+        "googlenet_imagenet",
+        inception.googlenet_names,
+        "fc.weight",
+        "conv1.conv.weight",
+        ignore=inception.IGNORED,
+        transform_input=True,
+    ),
+    "inception_v3": Architecture(
+        "inception_v3_imagenet",
+        inception.inception_v3_names,
+        "fc.weight",
+        "Conv2d_1a_3x3.conv.weight",
+        ignore=inception.IGNORED,
+        transform_input=True,
+    ),
     "vit_b_16": Architecture("vit_imagenet", vit.torchvision_names, "heads.head.weight", "conv_proj.weight"),
 }
 
@@ -74,6 +97,8 @@ def parse_source(source: str) -> tuple[str, str, Architecture]:
     table = LIBRARIES.get(lib, {})
     arch = table.get(name.split(".", 1)[0] if lib == "timm" else name)
     if arch is None:
-        raise ConfigError(f"unknown source '{source}'; known: {', '.join(known_sources())} "
-                          f"(timm names may carry a pretrained tag, e.g. timm:resnet50.a1_in1k)")
+        raise ConfigError(
+            f"unknown source '{source}'; known: {', '.join(known_sources())} "
+            f"(timm names may carry a pretrained tag, e.g. timm:resnet50.a1_in1k)"
+        )
     return lib, name, arch

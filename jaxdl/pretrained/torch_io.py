@@ -78,9 +78,15 @@ def torchvision_metadata(name: str, weights: str | None) -> dict[str, Any]:
     """The preprocessing and class names torchvision ships with the weights (no download needed)."""
     chosen = torchvision_weights(name, None if str(weights).lower() == "none" else weights)
     t = chosen.transforms()
-    return {"crop": int(t.crop_size[0]), "resize": int(t.resize_size[0]), "mean": tuple(t.mean), "std": tuple(t.std),
-            "interpolation": t.interpolation.value, "class_names": tuple(chosen.meta["categories"]),
-            "weights": str(chosen).rsplit(".", 1)[-1]}
+    return {
+        "crop": int(t.crop_size[0]),
+        "resize": int(t.resize_size[0]),
+        "mean": tuple(t.mean),
+        "std": tuple(t.std),
+        "interpolation": t.interpolation.value,
+        "class_names": tuple(chosen.meta["categories"]),
+        "weights": str(chosen).rsplit(".", 1)[-1],
+    }
 
 
 def timm_model(name: str, weights: str | None) -> Any:
@@ -101,5 +107,12 @@ def timm_metadata(name: str) -> dict[str, Any]:
         from timm.data import ImageNetInfo
 
         names = tuple(ImageNetInfo().label_descriptions())
-    return {"crop": crop, "resize": int(math.floor(crop / cfg.crop_pct)), "mean": tuple(cfg.mean), "std": tuple(cfg.std),
-            "interpolation": cfg.interpolation, "class_names": names, "weights": name.partition(".")[2] or "default"}
+    return {
+        "crop": crop,
+        "resize": int(math.floor(crop / cfg.crop_pct)),
+        "mean": tuple(cfg.mean),
+        "std": tuple(cfg.std),
+        "interpolation": cfg.interpolation,
+        "class_names": names,
+        "weights": name.partition(".")[2] or "default",
+    }

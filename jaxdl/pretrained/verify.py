@@ -18,8 +18,10 @@ from jaxdl.data.photos import fit_photo
 PHOTOS = ("astronaut", "chelsea")
 
 # torchvision constructor options that make a random model look like the pretrained one.
-AS_PRETRAINED = {"googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
-                 "inception_v3": {"init_weights": True}}  # aux head kept (not imported); no transform_input
+AS_PRETRAINED = {
+    "googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
+    "inception_v3": {"init_weights": True},
+}  # aux head kept (not imported); no transform_input
 # One timm name per importable timm architecture.
 TIMM_TAGS = {"resnet50": "resnet50.a1_in1k", "vit_base_patch16_224": "vit_base_patch16_224.augreg2_in21k_ft_in1k"}
 
@@ -29,8 +31,7 @@ def photos(card: ModelCard, names: Sequence[str] = PHOTOS) -> np.ndarray:
     from PIL import Image
     from skimage import data
 
-    return np.stack([fit_photo(Image.fromarray(getattr(data, name)()), card.preprocess, card.spec.channels)
-                     for name in names])
+    return np.stack([fit_photo(Image.fromarray(getattr(data, name)()), card.preprocess, card.spec.channels) for name in names])
 
 
 def torch_logits(torch_model: Any, images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -44,16 +45,27 @@ def torch_logits(torch_model: Any, images: np.ndarray, mean: Sequence[float], st
         return torch_model(x).numpy()
 
 
-def agreement(module: nnx.Module, card: ModelCard, torch_model: Any, mean: Sequence[float], std: Sequence[float],
-              images: np.ndarray | None = None) -> dict[str, Any]:
+def agreement(
+    module: nnx.Module,
+    card: ModelCard,
+    torch_model: Any,
+    mean: Sequence[float],
+    std: Sequence[float],
+    images: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Largest logit gap (absolute and relative to the largest logit) and whether every top-5 is identical."""
     images = photos(card) if images is None else images
     theirs = torch_logits(torch_model, images, mean, std)
     ours = np.asarray(LoadedModel(module, card, None)(images))
     gap, scale = float(np.abs(ours - theirs).max()), float(np.abs(theirs).max())
     top5 = bool((np.argsort(-ours, axis=1)[:, :5] == np.argsort(-theirs, axis=1)[:, :5]).all())
-    return {"images": len(images), "max_abs_gap": gap, "max_abs_logit": scale, "relative_gap": gap / scale,
-            "top5_identical": top5}
+    return {
+        "images": len(images),
+        "max_abs_gap": gap,
+        "max_abs_logit": scale,
+        "relative_gap": gap / scale,
+        "top5_identical": top5,
+    }
 
 
 def randomise_batchnorm(torch_model: Any, seed: int = 0) -> Any:

@@ -31,12 +31,24 @@ def main(out: Path, run_dir: Path, overrides: list[str]) -> None:
     exp = build_experiment(cfg)
     t = cfg.trainer
     batches = []
-    for _, (images, _labels) in zip(range(2), Loader(exp.dataset.train, exp.mesh, on_device=False).train_batches(t.batch_size, t.seed, 1)):
-        local = np.concatenate([np.asarray(s.data) for s in sorted(images.addressable_shards, key=lambda s: s.index[0].start or 0)])
-        batches.append({"local": local.tolist(), "global": np.asarray(multihost_utils.process_allgather(images, tiled=True)).tolist()})
+    for _, (images, _labels) in zip(
+        range(2), Loader(exp.dataset.train, exp.mesh, on_device=False).train_batches(t.batch_size, t.seed, 1)
+    ):
+        local = np.concatenate(
+            [np.asarray(s.data) for s in sorted(images.addressable_shards, key=lambda s: s.index[0].start or 0)]
+        )
+        batches.append(
+            {"local": local.tolist(), "global": np.asarray(multihost_utils.process_allgather(images, tiled=True)).tolist()}
+        )
     summary = train_and_evaluate(cfg, run_dir)
-    report = {"started": started, "process": jax.process_index(), "processes": jax.process_count(),
-              "devices": jax.device_count(), "batches": batches, "test/accuracy": summary["test/accuracy"]}
+    report = {
+        "started": started,
+        "process": jax.process_index(),
+        "processes": jax.process_count(),
+        "devices": jax.device_count(),
+        "batches": batches,
+        "test/accuracy": summary["test/accuracy"],
+    }
     (out / f"process{jax.process_index()}.json").write_text(json.dumps(report))
 
 

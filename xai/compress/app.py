@@ -45,8 +45,10 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
         raise ConfigError(f"run_dir is required: {USAGE}")
     status = read_status(resolve_run_dir(cfg.run_dir)[0]).get("status")
     if status not in (None, "completed") and not cfg.get("allow_unfinished"):
-        raise ConfigError(f"{cfg.run_dir} is a {status} run, not a completed one; finish it (run its command again) "
-                          "or pass allow_unfinished=true to compress it as it is")
+        raise ConfigError(
+            f"{cfg.run_dir} is a {status} run, not a completed one; finish it (run its command again) "
+            "or pass allow_unfinished=true to compress it as it is"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     logs.write_to(out_dir)
@@ -58,14 +60,19 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
 
     card = run.loaded.card
     original_dir = save_compressed(out_dir / "original", run.model, run.cfg, {"name": "original"}, card, source)
-    compressed_card = dataclasses.replace(card, model=OmegaConf.to_container(compressed_cfg.model, resolve=True),
-                                          provenance={**card.provenance, "compressed_with": recipe["name"], "source": source})
+    compressed_card = dataclasses.replace(
+        card,
+        model=OmegaConf.to_container(compressed_cfg.model, resolve=True),
+        provenance={**card.provenance, "compressed_with": recipe["name"], "source": source},
+    )
     checkpoint_dir = save_compressed(out_dir / "checkpoint", model, compressed_cfg, recipe, compressed_card, source)
     loaded = load_compressed(checkpoint_dir)  # measure what was written, as a user will load it
 
     def forwards_on(device=None):  # both models, on the CPU unless told otherwise
-        return {"original": jitted_forward(run.model, run.preprocess, device),
-                recipe["name"]: jitted_forward(loaded.model, loaded.preprocess, device)}
+        return {
+            "original": jitted_forward(run.model, run.preprocess, device),
+            recipe["name"]: jitted_forward(loaded.model, loaded.preprocess, device),
+        }
 
     forwards = forwards_on()
     times = latencies(forwards, run.dataset.test.images, list(cfg.latency.batch_sizes), int(cfg.latency.repeats))
@@ -73,11 +80,20 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
         forwards = forwards_on(jax.devices()[0])
     test = run.dataset.test
     original = _measure("original (float32)", forwards["original"], run.experiment.model, original_dir, test, times["original"])
-    result = _measure(recipe["name"], forwards[recipe["name"]], loaded.extras["float_model"], checkpoint_dir, test, times[recipe["name"]])
+    result = _measure(
+        recipe["name"], forwards[recipe["name"]], loaded.extras["float_model"], checkpoint_dir, test, times[recipe["name"]]
+    )
     report = write_report(out_dir, recipe, source, original, result)
     r = report["ratios"]
-    log.info("%s: accuracy %.4f -> %.4f, gzip size %.3fx, batch-256 speedup %.2fx; report in %s",
-             recipe["name"], original.accuracy, result.accuracy, r["bytes_gzip"], r.get("speedup_batch256", float("nan")), out_dir)
+    log.info(
+        "%s: accuracy %.4f -> %.4f, gzip size %.3fx, batch-256 speedup %.2fx; report in %s",
+        recipe["name"],
+        original.accuracy,
+        result.accuracy,
+        r["bytes_gzip"],
+        r.get("speedup_batch256", float("nan")),
+        out_dir,
+    )
     return report
 
 

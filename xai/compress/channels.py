@@ -113,9 +113,9 @@ def _slice_param(module: nnx.Module, name: str, axis: int, keep: jnp.ndarray, fo
     value = param[...]
     if fold > 1:
         shape = value.shape
-        value = value.reshape(*shape[:axis], -1, fold, *shape[axis + 1:])
+        value = value.reshape(*shape[:axis], -1, fold, *shape[axis + 1 :])
         value = jnp.take(value, keep, axis=axis + 1)
-        value = value.reshape(*shape[:axis], -1, *shape[axis + 1:])
+        value = value.reshape(*shape[:axis], -1, *shape[axis + 1 :])
     else:
         value = jnp.take(value, keep, axis=axis)
     param.set_value(value)
@@ -179,8 +179,14 @@ def groups_of(model_name: str, model: nnx.Module) -> list[ChannelGroup]:
     return CHANNEL_RULES.get(model_name)(model)
 
 
-def select_channels(model: nnx.Module, groups: Sequence[ChannelGroup], fraction: float, criterion: str = "l1",
-                    skip: Sequence[str] = (), multiple: int = 1) -> dict[str, list[int]]:
+def select_channels(
+    model: nnx.Module,
+    groups: Sequence[ChannelGroup],
+    fraction: float,
+    criterion: str = "l1",
+    skip: Sequence[str] = (),
+    multiple: int = 1,
+) -> dict[str, list[int]]:
     """The indices each group keeps when the lowest-scoring `fraction` of its channels is removed.
 
     `multiple` rounds the kept count down to a multiple (at least one multiple): CPU and GPU
@@ -189,8 +195,10 @@ def select_channels(model: nnx.Module, groups: Sequence[ChannelGroup], fraction:
         raise ConfigError(f"channel pruning fraction must be in [0, 1), got {fraction}")
     unknown = sorted(set(skip) - {g.name for g in groups})
     if unknown:
-        raise ConfigError(f"compress.channels.skip names unknown channel groups {unknown}; "
-                          f"this model's groups are {sorted(g.name for g in groups)}")
+        raise ConfigError(
+            f"compress.channels.skip names unknown channel groups {unknown}; "
+            f"this model's groups are {sorted(g.name for g in groups)}"
+        )
     plan = {}
     for group in groups:
         if group.name in skip:

@@ -1,8 +1,8 @@
 """Load a compressed checkpoint back as a model artifact (registered with the core as the `compressed` format).
 
-    loaded = jaxdl.load_model("runs/.../compress/int8/checkpoint")
-    logits = loaded(images_uint8)              # the quantized model, preprocessing included
-    loaded.extras["float_model"]               # its dequantized float twin (trainable)
+loaded = jaxdl.load_model("runs/.../compress/int8/checkpoint")
+logits = loaded(images_uint8)              # the quantized model, preprocessing included
+loaded.extras["float_model"]               # its dequantized float twin (trainable)
 """
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ def load_compressed(path: str | Path, which: str | int = "best") -> LoadedModel:
     """Rebuild the model from the stored card and recipe, then load and verify the stored tensors."""
     directory = find_compressed(path)
     if directory is None:
-        raise CheckpointError(f"{path} is not a compressed checkpoint (no compressed.json); pass the directory jaxdl-compress wrote")
+        raise CheckpointError(
+            f"{path} is not a compressed checkpoint (no compressed.json); pass the directory jaxdl-compress wrote"
+        )
     manifest = read_manifest(directory)
     for name in ("config.yaml", "recipe.yaml"):
         if not (directory / name).is_file():
-            raise CheckpointError(f"compressed checkpoint {directory} lacks {name}; copy the whole directory jaxdl-compress wrote")
+            raise CheckpointError(
+                f"compressed checkpoint {directory} lacks {name}; copy the whole directory jaxdl-compress wrote"
+            )
     cfg = run_config(directory)
     recipe = OmegaConf.to_container(OmegaConf.load(directory / "recipe.yaml"), resolve=True)
     card = run_card(directory, cfg)
@@ -48,5 +52,11 @@ def load_compressed(path: str | Path, which: str | int = "best") -> LoadedModel:
     model.eval()
     float_model.eval()
     step = manifest.get("source", {}).get("step")
-    return LoadedModel(model, card, directory, None if step is None else int(step), cfg,
-                       {"float_model": float_model, "recipe": recipe, "manifest": manifest})
+    return LoadedModel(
+        model,
+        card,
+        directory,
+        None if step is None else int(step),
+        cfg,
+        {"float_model": float_model, "recipe": recipe, "manifest": manifest},
+    )

@@ -31,13 +31,21 @@ RECIPE_KEYS = ("name", "description", "channels", "prune", "finetune", "quantize
 def check_recipe(recipe: Mapping[str, Any]) -> None:
     unknown = sorted(set(recipe) - set(RECIPE_KEYS))
     if unknown:
-        raise ConfigError(f"compress recipe has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(RECIPE_KEYS)}")
+        raise ConfigError(
+            f"compress recipe has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(RECIPE_KEYS)}"
+        )
     if not any(recipe.get(k) for k in ("channels", "prune", "quantize")):
         raise ConfigError("compress recipe does nothing: set channels, prune or quantize")
 
 
-def finetune(cfg: DictConfig, model: nnx.Module, options: Mapping[str, Any], run_dir: Path,
-             pruning: Mapping[str, Any] | None = None, wrap: Callable[[nnx.Module], nnx.Module] | None = None) -> nnx.Module:
+def finetune(
+    cfg: DictConfig,
+    model: nnx.Module,
+    options: Mapping[str, Any],
+    run_dir: Path,
+    pruning: Mapping[str, Any] | None = None,
+    wrap: Callable[[nnx.Module], nnx.Module] | None = None,
+) -> nnx.Module:
     """Train `model` (or `wrap(model)`) further with the run's own recipe; returns the trained module."""
     ft_cfg = copy.deepcopy(cfg)
     with open_dict(ft_cfg):
@@ -54,7 +62,9 @@ def finetune(cfg: DictConfig, model: nnx.Module, options: Mapping[str, Any], run
     return exp.model
 
 
-def compress(run: TrainedRun, recipe: Mapping[str, Any], out_dir: Path, calibration: jnp.ndarray) -> tuple[DictConfig, nnx.Module]:
+def compress(
+    run: TrainedRun, recipe: Mapping[str, Any], out_dir: Path, calibration: jnp.ndarray
+) -> tuple[DictConfig, nnx.Module]:
     """(config that rebuilds the compressed shape, compressed model) for `run`'s float model."""
     check_recipe(recipe)
     cfg = copy.deepcopy(run.cfg)
@@ -65,8 +75,14 @@ def compress(run: TrainedRun, recipe: Mapping[str, Any], out_dir: Path, calibrat
     channels, prune, ft, quantize = (recipe.get(k) for k in ("channels", "prune", "finetune", "quantize"))
     if channels:
         groups = groups_of(cfg.model.name, model)
-        plan = select_channels(model, groups, float(channels["fraction"]), channels.get("criterion", "l1"),
-                               channels.get("skip") or (), int(channels.get("multiple", 1)))
+        plan = select_channels(
+            model,
+            groups,
+            float(channels["fraction"]),
+            channels.get("criterion", "l1"),
+            channels.get("skip") or (),
+            int(channels.get("multiple", 1)),
+        )
         apply_plan(model, groups, plan)
         with open_dict(cfg):
             cfg.model.channels = widths(model, groups)

@@ -16,6 +16,7 @@ from xai.compress.pruning import magnitude_pruning, spec_from_config
 from xai.compress.storage import find_compressed
 
 FORMATS.register("compressed")(ArtifactFormat(lambda path: find_compressed(path) is not None, load_compressed))
-WRAPPERS.register("pruning")(lambda tx, options, steps_per_epoch, epochs: magnitude_pruning(
-    tx, spec_from_config(options, steps_per_epoch, epochs)))
+WRAPPERS.register("pruning")(
+    lambda tx, options, steps_per_epoch, epochs: magnitude_pruning(tx, spec_from_config(options, steps_per_epoch, epochs))
+)
 ADAPTERS.register("channels")(shrink_to)

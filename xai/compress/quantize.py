@@ -52,42 +52,86 @@ def rules_from_config(rules: Sequence[Mapping[str, Any]]) -> list[qwix.Quantizat
         rule = dict(rule)
         unknown = sorted(set(rule) - set(RULE_KEYS))
         if unknown:
-            raise ConfigError(f"quantize rule has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(RULE_KEYS)}")
+            raise ConfigError(
+                f"quantize rule has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(RULE_KEYS)}"
+            )
         weights, acts = _qtype(rule.get("weights"), "weights"), _qtype(rule.get("activations"), "activations")
         if acts is not None and weights is None:
-            raise ConfigError(f"quantize rule for '{rule.get('module_path', '.*')}' quantizes activations but not weights; set weights too")
+            raise ConfigError(
+                f"quantize rule for '{rule.get('module_path', '.*')}' quantizes activations but not weights; set weights too"
+            )
         static = bool(rule.get("static", False))
         if static and acts is None:
             raise ConfigError("quantize rule has static: true but no activations type; static scales are for activations")
-        out.append(qwix.QuantizationRule(
-            module_path=str(rule.get("module_path", ".*")), op_names=tuple(rule.get("op_names") or ()),
-            weight_qtype=weights, act_qtype=acts, act_static_scale=static if acts is not None else None,
-        ))
+        out.append(
+            qwix.QuantizationRule(
+                module_path=str(rule.get("module_path", ".*")),
+                op_names=tuple(rule.get("op_names") or ()),
+                weight_qtype=weights,
+                act_qtype=acts,
+                act_static_scale=static if acts is not None else None,
+            )
+        )
     return out
 
 
 class PtqProvider(qwix.PtqProvider):
     """qwix PTQ, plus weights-only convolutions (qwix's PTQ conv requires quantized activations)."""
 
-    def conv_general_dilated(self, lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                             dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
-                             preferred_element_type=None, out_sharding=None):
+    def conv_general_dilated(
+        self,
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=None,
+        rhs_dilation=None,
+        dimension_numbers=None,
+        feature_group_count=1,
+        batch_group_count=1,
+        precision=None,
+        preferred_element_type=None,
+        out_sharding=None,
+    ):
         rule, _ = self._get_current_rule_and_op_id("conv_general_dilated", only_rule=True)
         float_conv = lambda kernel: jax.lax.conv_general_dilated(
-            lhs, kernel, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-            batch_group_count=batch_group_count, precision=precision, preferred_element_type=preferred_element_type,
+            lhs,
+            kernel,
+            window_strides,
+            padding,
+            lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation,
+            dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count,
+            batch_group_count=batch_group_count,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
         )
         if rule is None or rule.weight_qtype is None or rule.act_qtype is not None:
             return super().conv_general_dilated(
-                lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                feature_group_count, batch_group_count, precision, preferred_element_type, out_sharding)
+                lhs,
+                rhs,
+                window_strides,
+                padding,
+                lhs_dilation,
+                rhs_dilation,
+                dimension_numbers,
+                feature_group_count,
+                batch_group_count,
+                precision,
+                preferred_element_type,
+                out_sharding,
+            )
         if isinstance(rhs, ptq.WithAux):
             qkernel = rhs.array
         else:
             numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-            how = conv_general.get_how_to_quantize(dimension_numbers=numbers, for_lhs=False, qtype=rule.weight_qtype,
-                                                   calibration_method=rule.weight_calibration_method)
+            how = conv_general.get_how_to_quantize(
+                dimension_numbers=numbers,
+                for_lhs=False,
+                qtype=rule.weight_qtype,
+                calibration_method=rule.weight_calibration_method,
+            )
             qkernel = ptq.create_quantized_param(flax_util.find_param(rhs), rhs, how).array
         return float_conv(qwix.dequantize(qkernel).astype(lhs.dtype))
 

@@ -62,13 +62,14 @@ def jitted_forward(model: nnx.Module, preprocess, device: jax.Device | None = No
 def accuracy(forward, split: Split, batch_size: int = 500) -> float:
     correct = 0
     for start in range(0, len(split), batch_size):
-        logits = forward(split.images[start:start + batch_size])
-        correct += int((np.asarray(logits).argmax(-1) == split.labels[start:start + batch_size]).sum())
+        logits = forward(split.images[start : start + batch_size])
+        correct += int((np.asarray(logits).argmax(-1) == split.labels[start : start + batch_size]).sum())
     return correct / len(split)
 
 
-def latencies(forwards: Mapping[str, Any], images: np.ndarray, batch_sizes: Sequence[int],
-              repeats: int) -> dict[str, tuple[dict[int, float], dict[int, float]]]:
+def latencies(
+    forwards: Mapping[str, Any], images: np.ndarray, batch_sizes: Sequence[int], repeats: int
+) -> dict[str, tuple[dict[int, float], dict[int, float]]]:
     """(median, min) milliseconds per call for each model and batch size, measured interleaved on the CPU."""
     cpu = jax.devices("cpu")[0]
     result = {name: ({}, {}) for name in forwards}
@@ -106,24 +107,51 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {jax.devices('cpu')[0].platform} backend, jax {jax.__version__}"
 
 
-def write_report(out_dir: Path, recipe: Mapping[str, Any], source: Mapping[str, Any],
-                 original: Measurement, compressed: Measurement) -> dict:
+def write_report(
+    out_dir: Path, recipe: Mapping[str, Any], source: Mapping[str, Any], original: Measurement, compressed: Measurement
+) -> dict:
     """report.json and report.md in `out_dir`; returns the JSON content."""
     report = {
-        "recipe": dict(recipe), "source": dict(source), "machine": machine(),
+        "recipe": dict(recipe),
+        "source": dict(source),
+        "machine": machine(),
         "models": [dataclasses.asdict(original), dataclasses.asdict(compressed)],
         "ratios": ratios(original, compressed),
     }
     text = json.dumps(report, indent=2)
     (out_dir / "report.json").write_text(text)
     batches = sorted(original.latency_ms)
-    header = ["model", "test acc", "params", "nonzeros", "bytes", "gzip bytes", *(f"ms @ batch {b} (median / min)" for b in batches)]
-    rows = [[m.name, f"{m.accuracy:.4f}", f"{m.parameters:,}", f"{m.nonzeros:,}", f"{m.bytes_on_disk:,}", f"{m.bytes_gzip:,}",
-             *(f"{m.latency_ms[b]:.2f} / {m.latency_min_ms[b]:.2f}" for b in batches)] for m in (original, compressed)]
+    header = [
+        "model",
+        "test acc",
+        "params",
+        "nonzeros",
+        "bytes",
+        "gzip bytes",
+        *(f"ms @ batch {b} (median / min)" for b in batches),
+    ]
+    rows = [
+        [
+            m.name,
+            f"{m.accuracy:.4f}",
+            f"{m.parameters:,}",
+            f"{m.nonzeros:,}",
+            f"{m.bytes_on_disk:,}",
+            f"{m.bytes_gzip:,}",
+            *(f"{m.latency_ms[b]:.2f} / {m.latency_min_ms[b]:.2f}" for b in batches),
+        ]
+        for m in (original, compressed)
+    ]
     r = report["ratios"]
-    ratio_row = ["ratio", f"{r['accuracy_change_points']:+.2f} pts", f"{r['parameters']:.3f}x", f"{r['nonzeros']:.3f}x",
-                 f"{r['bytes_on_disk']:.3f}x", f"{r['bytes_gzip']:.3f}x",
-                 *(f"{r[f'speedup_batch{b}']:.2f}x / {r[f'speedup_min_batch{b}']:.2f}x faster" for b in batches)]
+    ratio_row = [
+        "ratio",
+        f"{r['accuracy_change_points']:+.2f} pts",
+        f"{r['parameters']:.3f}x",
+        f"{r['nonzeros']:.3f}x",
+        f"{r['bytes_on_disk']:.3f}x",
+        f"{r['bytes_gzip']:.3f}x",
+        *(f"{r[f'speedup_batch{b}']:.2f}x / {r[f'speedup_min_batch{b}']:.2f}x faster" for b in batches),
+    ]
     table = "\n".join("| " + " | ".join(row) + " |" for row in [header, ["---"] * len(header), *rows, ratio_row])
     (out_dir / "report.md").write_text(
         f"# Compression report: {recipe.get('name')}\n\n{recipe.get('description', '')}\n\n"

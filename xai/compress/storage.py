@@ -99,8 +99,14 @@ def _plain(value: Any) -> np.ndarray:
     return np.asarray(jax.device_get(keys_to_data(value)))
 
 
-def save_compressed(directory: str | Path, model: nnx.Module, cfg: DictConfig, recipe: Mapping[str, Any],
-                    card: ModelCard, source: Mapping[str, Any] | None = None) -> Path:
+def save_compressed(
+    directory: str | Path,
+    model: nnx.Module,
+    cfg: DictConfig,
+    recipe: Mapping[str, Any],
+    card: ModelCard,
+    source: Mapping[str, Any] | None = None,
+) -> Path:
     """Write `model`'s full state (quantized or float) in the compressed format with its model card; returns the directory."""
     directory = Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
@@ -110,9 +116,17 @@ def save_compressed(directory: str | Path, model: nnx.Module, cfg: DictConfig, r
         encoding, sparse, stored = encode(value)
         key = f"t{i}"
         arrays[key] = stored
-        entries.append({"path": "/".join(map(str, path)), "key": key, "shape": list(value.shape),
-                        "dtype": "int4" if _is_int4(value) else value.dtype.name, "encoding": encoding,
-                        "sparse": sparse, "sha256": _digest(stored)})
+        entries.append(
+            {
+                "path": "/".join(map(str, path)),
+                "key": key,
+                "shape": list(value.shape),
+                "dtype": "int4" if _is_int4(value) else value.dtype.name,
+                "encoding": encoding,
+                "sparse": sparse,
+                "sha256": _digest(stored),
+            }
+        )
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(directory / "arrays", arrays, force=True)
     (directory / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -154,7 +168,9 @@ def read_tensors(directory: Path, manifest: Mapping[str, Any]) -> dict[str, np.n
         with ocp.StandardCheckpointer() as checkpointer:
             arrays = checkpointer.restore(directory / "arrays")
     except Exception as err:  # noqa: BLE001 - any Orbax failure here means missing or damaged files
-        raise CheckpointError(f"compressed checkpoint {directory} is damaged: its arrays cannot be read ({type(err).__name__})") from err
+        raise CheckpointError(
+            f"compressed checkpoint {directory} is damaged: its arrays cannot be read ({type(err).__name__})"
+        ) from err
     tensors = {}
     for entry in manifest["tensors"]:
         stored = {name: np.asarray(a) for name, a in (arrays.get(entry["key"]) or {}).items()}
@@ -170,14 +186,18 @@ def load_state_into(model: nnx.Module, tensors: Mapping[str, np.ndarray], where:
     names = ["/".join(map(str, path)) for path, _ in flat]
     missing, extra = sorted(set(names) - set(tensors)), sorted(set(tensors) - set(names))
     if missing or extra:
-        raise CheckpointError(f"compressed checkpoint {where} does not match its model (missing {missing[:3]}, unexpected {extra[:3]}); "
-                              "it was written by a different model or recipe")
+        raise CheckpointError(
+            f"compressed checkpoint {where} does not match its model (missing {missing[:3]}, unexpected {extra[:3]}); "
+            "it was written by a different model or recipe"
+        )
     updated = []
     for name, (path, var) in zip(names, flat):
         current, value = var[...], tensors[name]
         expected = _plain(current).shape
         if expected != value.shape:
-            raise CheckpointError(f"compressed checkpoint {where}: '{name}' has shape {value.shape}, the model expects {expected}")
+            raise CheckpointError(
+                f"compressed checkpoint {where}: '{name}' has shape {value.shape}, the model expects {expected}"
+            )
         if is_key(current):
             new = key_from_data(value, current)
         else:

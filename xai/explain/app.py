@@ -44,7 +44,9 @@ PROBE_BATCH = 1000  # images per forward pass when predicting a whole split
 def which_checkpoint(cfg: DictConfig) -> str | int:
     """`which`, or the earlier key `checkpoint` when a command still uses it."""
     if cfg.get("checkpoint") is not None:
-        log.warning("checkpoint=%s is the earlier name of which=; it still works, but write which=%s", cfg.checkpoint, cfg.checkpoint)
+        log.warning(
+            "checkpoint=%s is the earlier name of which=; it still works, but write which=%s", cfg.checkpoint, cfg.checkpoint
+        )
         with open_dict(cfg):
             cfg.which = cfg.checkpoint
     return cfg.which
@@ -80,8 +82,8 @@ class Inputs:
 
     model: Any
     preprocess: Any
-    images: np.ndarray          # float32 NHWC in [0, 1]
-    labels: np.ndarray          # -1 where unknown (photos)
+    images: np.ndarray  # float32 NHWC in [0, 1]
+    labels: np.ndarray  # -1 where unknown (photos)
     probs: np.ndarray
     indices: np.ndarray
     class_names: tuple
@@ -90,7 +92,7 @@ class Inputs:
     title: str
     model_name: str
     data_name: str
-    source: str                 # the split's name, or "photos"
+    source: str  # the split's name, or "photos"
 
 
 def split_inputs(cfg: DictConfig) -> Inputs:
@@ -103,10 +105,21 @@ def split_inputs(cfg: DictConfig) -> Inputs:
     probe = Probe(run.model, (), run.preprocess)
     all_probs = np.asarray(jax.nn.softmax(probe.logits(split.images, batch_size=PROBE_BATCH)))
     indices = select_images(split.labels, all_probs.argmax(-1), e.images)
-    return Inputs(run.model, run.preprocess, np.asarray(check_images(split.images[indices])), split.labels[indices],
-                  all_probs[indices], indices, tuple(run.dataset.class_names), run.run_dir, run.step,
-                  f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})",
-                  str(run.cfg.model.name), str(run.dataset.name), str(e.images.split))
+    return Inputs(
+        run.model,
+        run.preprocess,
+        np.asarray(check_images(split.images[indices])),
+        split.labels[indices],
+        all_probs[indices],
+        indices,
+        tuple(run.dataset.class_names),
+        run.run_dir,
+        run.step,
+        f"Explanations of {run.cfg.model.name} on {run.dataset.name} ({run.run_dir.name}, step {run.step})",
+        str(run.cfg.model.name),
+        str(run.dataset.name),
+        str(e.images.split),
+    )
 
 
 def photo_inputs(cfg: DictConfig) -> Inputs:
@@ -122,11 +135,21 @@ def photo_inputs(cfg: DictConfig) -> Inputs:
     pixels = read_photos(paths, loaded.preprocess, loaded.spec.channels)
     probs = np.asarray(jax.nn.softmax(Probe(loaded.model, (), loaded.preprocess).logits(pixels, batch_size=16)))
     log.info("photos: %s", ", ".join(p.name for p in paths))
-    return Inputs(loaded.model, loaded.preprocess, np.asarray(check_images(pixels)), np.full(len(paths), -1), probs,
-                  np.arange(len(paths)), tuple(loaded.class_names), loaded.path, loaded.step,
-                  f"Explanations of {loaded.card.model.get('name')} ({loaded.path.name}) on "
-                  f"{', '.join(p.name for p in paths)}", str(loaded.card.model.get("name")),
-                  str(loaded.provenance.get("data", "photos")), "photos")
+    return Inputs(
+        loaded.model,
+        loaded.preprocess,
+        np.asarray(check_images(pixels)),
+        np.full(len(paths), -1),
+        probs,
+        np.arange(len(paths)),
+        tuple(loaded.class_names),
+        loaded.path,
+        loaded.step,
+        f"Explanations of {loaded.card.model.get('name')} ({loaded.path.name}) on {', '.join(p.name for p in paths)}",
+        str(loaded.card.model.get("name")),
+        str(loaded.provenance.get("data", "photos")),
+        "photos",
+    )
 
 
 def _timed(fn, *args) -> tuple[np.ndarray, float]:
@@ -222,20 +245,49 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             stability = lime_stability(explainers["lime"].lime, images, targets, seeds)[1]
             metrics["lime"]["lime_top5_agreement"] = float(np.mean(stability))
 
-    summary = {"run_dir": str(run.run_dir), "checkpoint_step": run.step, "indices": indices.tolist(),
-               "target_layer": layer, "seed": int(e.seed), "metrics": metrics, "sanity": sanity, "seconds": timings}
+    summary = {
+        "run_dir": str(run.run_dir),
+        "checkpoint_step": run.step,
+        "indices": indices.tolist(),
+        "target_layer": layer,
+        "seed": int(e.seed),
+        "metrics": metrics,
+        "sanity": sanity,
+        "seconds": timings,
+    }
     (out_dir / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2))
-    header = {"model": run.model_name, "data": run.data_name, "split": run.source,
-              "images": f"{len(indices)} (indices {', '.join(map(str, indices.tolist()))})",
-              "target layer": f"{layer}" + ("" if e.target_layer else " (resolved: explain.target_layer was null)"),
-              "checkpoint": f"step {run.step} ({cfg.which}) of {run.run_dir}", "explained class": e.target}
+    header = {
+        "model": run.model_name,
+        "data": run.data_name,
+        "split": run.source,
+        "images": f"{len(indices)} (indices {', '.join(map(str, indices.tolist()))})",
+        "target layer": f"{layer}" + ("" if e.target_layer else " (resolved: explain.target_layer was null)"),
+        "checkpoint": f"step {run.step} ({cfg.which}) of {run.run_dir}",
+        "explained class": e.target,
+    }
     report = ReportData(
         title=run.title,
-        images=images, indices=indices.tolist(), labels=labels, predictions=probs.argmax(-1), confidences=probs.max(-1),
-        targets=np.asarray(targets), class_names=list(run.class_names), maps=maps, metrics=metrics, sanity=sanity,
-        lime_top=lime_top, lime_r2=lime_r2, lime_stability=stability, timings=timings, header=header,
-        command=reproduce_command(cfg, layer, run.step), config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-        signed=frozenset(SIGNED), scale=scale, notes=_layer_notes(maps, run.model, run.preprocess, all_options, images, targets, layer))
+        images=images,
+        indices=indices.tolist(),
+        labels=labels,
+        predictions=probs.argmax(-1),
+        confidences=probs.max(-1),
+        targets=np.asarray(targets),
+        class_names=list(run.class_names),
+        maps=maps,
+        metrics=metrics,
+        sanity=sanity,
+        lime_top=lime_top,
+        lime_r2=lime_r2,
+        lime_stability=stability,
+        timings=timings,
+        header=header,
+        command=reproduce_command(cfg, layer, run.step),
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        signed=frozenset(SIGNED),
+        scale=scale,
+        notes=_layer_notes(maps, run.model, run.preprocess, all_options, images, targets, layer),
+    )
     path = write_report(report, out_dir / "report.html")
     log.info("report %s", path)
     return summary

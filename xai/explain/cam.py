@@ -63,8 +63,9 @@ def upsample_align_corners(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
     if min(maps.shape[1:3]) < 2 or min(size) < 2:
         return upsample(maps, size)
     scale = jnp.array([(o - 1) / (i - 1) for i, o in zip(maps.shape[1:3], size)], jnp.float32)
-    return jax.image.scale_and_translate(maps, (maps.shape[0], *size), (1, 2), scale, 0.5 - 0.5 * scale,
-                                         method="linear", antialias=False)
+    return jax.image.scale_and_translate(
+        maps, (maps.shape[0], *size), (1, 2), scale, 0.5 - 0.5 * scale, method="linear", antialias=False
+    )
 
 
 class BaseCAM:
@@ -72,9 +73,19 @@ class BaseCAM:
 
     uses_gradients = True
 
-    def __init__(self, model: nnx.Module, target_layers: str | Sequence[str], *, preprocess: Preprocess | None = None,
-                 relu: bool = True, upsample: bool = True, reshape: Reshape | None = None,
-                 output_index: int | None = None, score: str = "logit", batch_size: int = 1024):
+    def __init__(
+        self,
+        model: nnx.Module,
+        target_layers: str | Sequence[str],
+        *,
+        preprocess: Preprocess | None = None,
+        relu: bool = True,
+        upsample: bool = True,
+        reshape: Reshape | None = None,
+        output_index: int | None = None,
+        score: str = "logit",
+        batch_size: int = 1024,
+    ):
         self.probe = Probe(model, target_layers, preprocess, output_index)
         self.relu, self.upsample, self.reshape, self.score = relu, upsample, reshape, score
         self.batch_size = batch_size

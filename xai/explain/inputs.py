@@ -21,7 +21,9 @@ def check_images(images: Any) -> jax.Array:
     preprocessing divides only uint8 input by 255."""
     dtype = np.dtype(getattr(images, "dtype", np.asarray(images).dtype))
     if np.ndim(images) != 4:
-        raise ExplainError(f"images must be a batch in NHWC layout (4 dimensions), got shape {tuple(np.shape(images))}; add a batch axis with images[None]")
+        raise ExplainError(
+            f"images must be a batch in NHWC layout (4 dimensions), got shape {tuple(np.shape(images))}; add a batch axis with images[None]"
+        )
     if not np.shape(images)[0]:
         raise ExplainError("there are no images to explain (an empty batch); pass at least one")
     if dtype == np.uint8:
@@ -30,7 +32,9 @@ def check_images(images: Any) -> jax.Array:
         raise ExplainError(f"images must be uint8 pixels or floats, got dtype {dtype}")
     images = jnp.asarray(images, jnp.float32)
     if not bool(jnp.isfinite(images).all()):
-        raise ExplainError(f"images contain NaN or infinite values (in {int((~jnp.isfinite(images)).any(axis=(1, 2, 3)).sum())} of {len(images)} images)")
+        raise ExplainError(
+            f"images contain NaN or infinite values (in {int((~jnp.isfinite(images)).any(axis=(1, 2, 3)).sum())} of {len(images)} images)"
+        )
     return images
 
 
@@ -44,5 +48,7 @@ def check_targets(targets: Any, count: int, num_classes: int) -> jax.Array:
         raise ExplainError(f"need one target per image: {count} images but targets of shape {targets.shape}")
     bad = targets[(targets < -1) | (targets >= num_classes)]
     if bad.size:
-        raise ExplainError(f"target class {int(bad[0])} is out of range; the model has {num_classes} classes (0..{num_classes - 1})")
+        raise ExplainError(
+            f"target class {int(bad[0])} is out of range; the model has {num_classes} classes (0..{num_classes - 1})"
+        )
     return jnp.asarray(targets, jnp.int32)

@@ -28,17 +28,19 @@ from xai.explain.segmentation import segment_batch
 class LimeResult:
     """Per image: superpixel weights (padded to the batch's largest count), intercept, weighted R^2, map."""
 
-    weights: np.ndarray      # (B, F)
-    intercept: np.ndarray    # (B,)
-    r2: np.ndarray           # (B,)
-    segments: np.ndarray     # (B, H, W)
+    weights: np.ndarray  # (B, F)
+    intercept: np.ndarray  # (B,)
+    r2: np.ndarray  # (B,)
+    segments: np.ndarray  # (B, H, W)
     num_features: np.ndarray  # (B,)
-    targets: np.ndarray      # (B,)
+    targets: np.ndarray  # (B,)
 
     @property
     def maps(self) -> np.ndarray:
         """Each pixel gets its superpixel's weight: (B, H, W)."""
-        return np.take_along_axis(self.weights[:, None, :], self.segments.reshape(len(self.segments), 1, -1), axis=2).reshape(self.segments.shape)
+        return np.take_along_axis(self.weights[:, None, :], self.segments.reshape(len(self.segments), 1, -1), axis=2).reshape(
+            self.segments.shape
+        )
 
     def top_features(self, k: int) -> list[np.ndarray]:
         """The k superpixels with the largest positive weight, per image."""
@@ -87,10 +89,20 @@ class LimeImage:
     `score`: "softmax" (the probabilities lime explains, default) or "logit".
     """
 
-    def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, num_samples: int = 1000,
-                 batch_size: int = 2048, kernel_width: float = 0.25, alpha: float = 1.0,
-                 hide_color: float | None = None, segmentation: str = "auto",
-                 segmentation_options: dict | None = None, score: str = "softmax"):
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        preprocess: Preprocess | None = None,
+        num_samples: int = 1000,
+        batch_size: int = 2048,
+        kernel_width: float = 0.25,
+        alpha: float = 1.0,
+        hide_color: float | None = None,
+        segmentation: str = "auto",
+        segmentation_options: dict | None = None,
+        score: str = "softmax",
+    ):
         if num_samples < 2:
             raise ExplainError(f"LIME needs at least 2 samples per image, got num_samples={num_samples}")
         self.probe = Probe(model, (), preprocess)
@@ -99,8 +111,14 @@ class LimeImage:
         self.segmentation, self.segmentation_options = segmentation, dict(segmentation_options or {})
         self._fit = jax.jit(self._explain, static_argnames="num_features")
 
-    def __call__(self, images: Any, targets: Any = None, key: jax.Array | int = 0, segments: np.ndarray | None = None,
-                 samples: np.ndarray | None = None) -> LimeResult:
+    def __call__(
+        self,
+        images: Any,
+        targets: Any = None,
+        key: jax.Array | int = 0,
+        segments: np.ndarray | None = None,
+        samples: np.ndarray | None = None,
+    ) -> LimeResult:
         """Explain each image's target class; `segments` and `samples` (B, N, F) override the defaults."""
         images = self.probe.check(images)
         targets = check_targets(targets, len(images), self.probe.num_classes)
@@ -114,9 +132,12 @@ class LimeImage:
             samples = bernoulli_samples(key, len(images), self.num_samples, num_features)
         samples = jnp.asarray(samples, jnp.int32)
         if samples.shape[0] != len(images) or samples.shape[2] < num_features:
-            raise ExplainError(f"samples must be (images, samples, features) = ({len(images)}, N, >= {num_features}), got {samples.shape}")
-        coef, intercept, r2, targets = self._fit(self.probe.state, images, targets, jnp.asarray(segments),
-                                                 jnp.asarray(counts), samples, num_features=samples.shape[2])
+            raise ExplainError(
+                f"samples must be (images, samples, features) = ({len(images)}, N, >= {num_features}), got {samples.shape}"
+            )
+        coef, intercept, r2, targets = self._fit(
+            self.probe.state, images, targets, jnp.asarray(segments), jnp.asarray(counts), samples, num_features=samples.shape[2]
+        )
         return LimeResult(*(np.asarray(a) for a in (coef, intercept, r2)), segments, counts, np.asarray(targets))
 
     def _scores(self, state, images, segments, fudged, samples):
@@ -161,8 +182,9 @@ def topk_agreement(results: list[LimeResult], k: int = 5) -> np.ndarray:
     return np.asarray(per_image)
 
 
-def lime_stability(explainer: LimeImage, images: Any, targets: Any = None, seeds: tuple[int, ...] = (0, 1, 2),
-                   k: int = 5) -> tuple[list[LimeResult], np.ndarray]:
+def lime_stability(
+    explainer: LimeImage, images: Any, targets: Any = None, seeds: tuple[int, ...] = (0, 1, 2), k: int = 5
+) -> tuple[list[LimeResult], np.ndarray]:
     """LIME with several seeds on the same segmentation, and the top-k agreement per image."""
     images = explainer.probe.check(images)
     segments = segment_batch(np.asarray(images), explainer.segmentation, **explainer.segmentation_options)

@@ -67,8 +67,16 @@ def default_target_layer(model: nnx.Module, preprocess: Preprocess | None, image
     return candidates[-1]
 
 
-def suggest_layer(name: str, model: nnx.Module, preprocess: Preprocess | None, options: dict, images: Any,
-                  targets: Any, current: str, last: int = 4) -> tuple[str, float] | None:
+def suggest_layer(
+    name: str,
+    model: nnx.Module,
+    preprocess: Preprocess | None,
+    options: dict,
+    images: Any,
+    targets: Any,
+    current: str,
+    last: int = 4,
+) -> tuple[str, float] | None:
     """The layer among the `last` spatial layers before the output whose maps of method `name` are
     empty least often, with that fraction; None if no layer beats `current`."""
     fractions = {}
@@ -82,8 +90,9 @@ def suggest_layer(name: str, model: nnx.Module, preprocess: Preprocess | None, o
     return best, fractions[best]
 
 
-def build_method(name: str, model: nnx.Module, preprocess: Preprocess | None, options: dict,
-                 target_layer: str | list[str] | None = None) -> Any:
+def build_method(
+    name: str, model: nnx.Module, preprocess: Preprocess | None, options: dict, target_layer: str | list[str] | None = None
+) -> Any:
     """The explainer `name` with its config options; CAM methods also get the target layer(s)."""
     factory = METHODS.get(name)
     fixed: dict[str, Any] = {"model": model, "preprocess": preprocess}

@@ -38,8 +38,8 @@ def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
     taps = taps / taps.sum()
     padded = jnp.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
     h, w = images.shape[1:3]
-    rows = sum(taps[i] * padded[:, i:i + h] for i in range(2 * radius + 1))
-    return sum(taps[i] * rows[:, :, i:i + w] for i in range(2 * radius + 1))
+    rows = sum(taps[i] * padded[:, i : i + h] for i in range(2 * radius + 1))
+    return sum(taps[i] * rows[:, :, i : i + w] for i in range(2 * radius + 1))
 
 
 def _rank_masks(saliency: jax.Array, fractions: jax.Array, most_relevant_first: bool = True) -> jax.Array:
@@ -61,9 +61,17 @@ def trapezoid_auc(curve: jax.Array) -> jax.Array:
 class Faithfulness:
     """Deletion, insertion and ROAD curves of saliency maps for one model."""
 
-    def __init__(self, probe: Probe, *, steps: int = 20, substrate: float = 0.0, blur_sigma: float | None = None,
-                 road_fractions: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9), road_noise: float = 0.01,
-                 road_iterations: int = 100):
+    def __init__(
+        self,
+        probe: Probe,
+        *,
+        steps: int = 20,
+        substrate: float = 0.0,
+        blur_sigma: float | None = None,
+        road_fractions: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
+        road_noise: float = 0.01,
+        road_iterations: int = 100,
+    ):
         self.probe, self.steps, self.substrate, self.blur_sigma = probe, steps, substrate, blur_sigma
         self.road_fractions = jnp.asarray(road_fractions, jnp.float32)
         self.road_noise, self.road_iterations = road_noise, road_iterations
@@ -81,8 +89,12 @@ class Faithfulness:
         """Per image: the deletion and insertion curves (steps + 1 points) and their AUCs."""
         images, saliency, targets = self._prepare(images, saliency, targets)
         deletion, insertion = self._curves(self.probe.state, images, saliency, targets)
-        return {"deletion_curve": np.asarray(deletion), "insertion_curve": np.asarray(insertion),
-                "deletion_auc": np.asarray(trapezoid_auc(deletion)), "insertion_auc": np.asarray(trapezoid_auc(insertion))}
+        return {
+            "deletion_curve": np.asarray(deletion),
+            "insertion_curve": np.asarray(insertion),
+            "deletion_auc": np.asarray(trapezoid_auc(deletion)),
+            "insertion_auc": np.asarray(trapezoid_auc(insertion)),
+        }
 
     def _deletion_insertion(self, state, images, saliency, targets):
         targets = resolve_targets(targets, self.probe.fn(state, images, None)[0])
@@ -106,8 +118,13 @@ class Faithfulness:
         key = jax.random.key(key) if isinstance(key, int) else key
         morf, lerf = self._road(self.probe.state, images, saliency, targets, key)
         morf, lerf = np.asarray(morf), np.asarray(lerf)
-        return {"road_morf_curve": morf, "road_lerf_curve": lerf, "road_morf": morf.mean(-1), "road_lerf": lerf.mean(-1),
-                "road_gap": lerf.mean(-1) - morf.mean(-1)}
+        return {
+            "road_morf_curve": morf,
+            "road_lerf_curve": lerf,
+            "road_morf": morf.mean(-1),
+            "road_lerf": lerf.mean(-1),
+            "road_gap": lerf.mean(-1) - morf.mean(-1),
+        }
 
     def _road_curves(self, state, images, saliency, targets, key):
         targets = resolve_targets(targets, self.probe.fn(state, images, None)[0])
@@ -128,21 +145,29 @@ class Faithfulness:
 
 
 # Weights of ROAD's linear imputation: direct neighbours 1/6, diagonal ones 1/12.
-_NEIGHBOURS = [(-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
-               (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12)]
+_NEIGHBOURS = [
+    (-1, 0, 1 / 6),
+    (1, 0, 1 / 6),
+    (0, -1, 1 / 6),
+    (0, 1, 1 / 6),
+    (-1, -1, 1 / 12),
+    (-1, 1, 1 / 12),
+    (1, -1, 1 / 12),
+    (1, 1, 1 / 12),
+]
 
 
 def noisy_linear_imputation(images: jax.Array, removed: jax.Array, key: jax.Array, noise: float, iterations: int) -> jax.Array:
     """Fill `removed` (B, H, W) pixels so each is the weighted mean of its in-image neighbours, plus Gaussian noise."""
     b, h, w, c = images.shape
     inside = jnp.pad(jnp.ones((h, w)), 1)
-    weight_sum = sum(wt * inside[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx, wt in _NEIGHBOURS)[None, :, :, None]
+    weight_sum = sum(wt * inside[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx, wt in _NEIGHBOURS)[None, :, :, None]
     mask = removed[..., None]
     start = jnp.where(mask, images.mean(axis=(1, 2), keepdims=True), images)
 
     def relax(_, x):
         padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        total = sum(wt * padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx, wt in _NEIGHBOURS)
+        total = sum(wt * padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx, wt in _NEIGHBOURS)
         return jnp.where(mask, total / weight_sum, images)
 
     filled = jax.lax.fori_loop(0, iterations, relax, start)
@@ -161,8 +186,11 @@ def mean_over_nonempty(scores: dict[str, np.ndarray], empty: np.ndarray) -> dict
     """Per-image scores averaged over the images whose map is not empty (NaN when every map is),
     with `images_used` and `images_total` so a reader sees what the mean covers."""
     used = ~np.asarray(empty, bool)
-    means = {k: float(np.mean(np.asarray(v)[used])) if used.any() else float("nan")
-             for k, v in scores.items() if not k.endswith("_curve")}
+    means = {
+        k: float(np.mean(np.asarray(v)[used])) if used.any() else float("nan")
+        for k, v in scores.items()
+        if not k.endswith("_curve")
+    }
     return {**means, "images_used": int(used.sum()), "images_total": int(used.size)}
 
 
@@ -177,7 +205,7 @@ def sobel_baseline(images: Any) -> np.ndarray:
     gray = jnp.asarray(images, jnp.float32).mean(-1)
     padded = jnp.pad(gray, ((0, 0), (1, 1), (1, 1)), mode="edge")
     h, w = gray.shape[1:]
-    at = lambda dy, dx: padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+    at = lambda dy, dx: padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
     gx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1)) - (at(-1, -1) + 2 * at(0, -1) + at(1, -1))
     gy = (at(1, -1) + 2 * at(1, 0) + at(1, 1)) - (at(-1, -1) + 2 * at(-1, 0) + at(-1, 1))
     return np.asarray(jnp.hypot(gx, gy))

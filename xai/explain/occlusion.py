@@ -27,7 +27,7 @@ def patch_masks(height: int, width: int, size: int | tuple[int, int], stride: in
     for y in range(-(sh // 2), height - sh // 2, th):
         for x in range(-(sw // 2), width - sw // 2, tw):
             m = np.zeros((height, width), bool)
-            m[max(y, 0):y + sh, max(x, 0):x + sw] = True
+            m[max(y, 0) : y + sh, max(x, 0) : x + sw] = True
             masks.append(m)
     return np.stack(masks)
 
@@ -35,8 +35,17 @@ def patch_masks(height: int, width: int, size: int | tuple[int, int], stride: in
 class Occlusion:
     """(B, H, W) occlusion maps: positive where hiding a pixel lowers the target's score."""
 
-    def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, mask_size: int | None = None,
-                 stride: int | None = None, mask_value: float | str = "auto", score: str = "softmax", batch_size: int = 1024):
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        preprocess: Preprocess | None = None,
+        mask_size: int | None = None,
+        stride: int | None = None,
+        mask_value: float | str = "auto",
+        score: str = "softmax",
+        batch_size: int = 1024,
+    ):
         if mask_value != "auto" and not isinstance(mask_value, (int, float)):
             raise ExplainError(f"occlusion mask_value must be 'auto' (the image's channel means) or a number, got {mask_value!r}")
         self.probe = Probe(model, (), preprocess)
@@ -60,7 +69,11 @@ class Occlusion:
         unoccluded = self._scores(state, images)
         targets = resolve_targets(targets, unoccluded)
         base = jnp.take_along_axis(unoccluded, targets[:, None], 1)[:, 0]
-        fill = images.mean(axis=(1, 2), keepdims=True) if self.mask_value == "auto" else jnp.full_like(images[:, :1, :1], float(self.mask_value))
+        fill = (
+            images.mean(axis=(1, 2), keepdims=True)
+            if self.mask_value == "auto"
+            else jnp.full_like(images[:, :1, :1], float(self.mask_value))
+        )
         b, p = len(images), len(masks)
 
         def occluded_scores(state, args):

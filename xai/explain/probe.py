@@ -92,6 +92,7 @@ class Forward:
         model = nnx.merge(self.graphdef, state)
         acts: list = [None] * len(self.taps)
         for i, (path, method) in enumerate(self.taps):
+
             def tap(out, i=i):
                 if calls is not None:  # discovering layers: record every call, arrays or not
                     calls.append(i)
@@ -101,6 +102,7 @@ class Forward:
                 out = out if deltas is None else out + deltas[i].astype(out.dtype)
                 acts[i] = out
                 return out
+
             _install_tap(_module_at(model, path), method, tap, self.output_index)
         x = images if self.preprocess is None else self.preprocess(images)
         logits = model(x).astype(jnp.float32)
@@ -117,8 +119,14 @@ class Probe:
     so maps live in the image space the user sees.
     """
 
-    def __init__(self, model: nnx.Module, layers: str | Sequence[str] = (), preprocess: Preprocess | None = None,
-                 output_index: int | None = None, num_classes: int | None = None):
+    def __init__(
+        self,
+        model: nnx.Module,
+        layers: str | Sequence[str] = (),
+        preprocess: Preprocess | None = None,
+        output_index: int | None = None,
+        num_classes: int | None = None,
+    ):
         self.layers = (layers,) if isinstance(layers, str) else tuple(layers)
         taps = tuple(_resolve(model, name) for name in self.layers)
         graphdef, self.state = nnx.split(model)
@@ -136,7 +144,9 @@ class Probe:
             try:
                 logits, acts = jax.eval_shape(self._acts, self.state, images)
             except (TypeError, ValueError) as err:
-                raise ExplainError(f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}") from None
+                raise ExplainError(
+                    f"the model cannot take images of shape {tuple(images.shape[1:])} (H, W, C): {str(err).splitlines()[0]}"
+                ) from None
             self._shapes[images.shape] = acts
             self.num_classes = self.num_classes or int(logits.shape[-1])
         return images
@@ -152,7 +162,7 @@ class Probe:
         images = self.check(images)
         if batch_size is None or len(images) <= batch_size:
             return self._logits(self.state, images)
-        return jnp.concatenate([self._logits(self.state, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+        return jnp.concatenate([self._logits(self.state, images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
     def activations(self, images: Any) -> tuple[jax.Array, list[jax.Array]]:
         return self._acts(self.state, self.check(images))
@@ -201,8 +211,9 @@ def resolve_targets(targets: jax.Array, logits: jax.Array) -> jax.Array:
     return jnp.where(targets < 0, jnp.argmax(logits, -1), targets)
 
 
-def predict_fn(probe: Probe, batch_size: int = 1024, softmax: bool = True,
-               fixed_batch: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def predict_fn(
+    probe: Probe, batch_size: int = 1024, softmax: bool = True, fixed_batch: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
     """A NumPy `images -> probabilities` function for the reference packages (lime, shap).
 
     Batches are padded to a power of two (at most `batch_size`), so the ragged batch sizes

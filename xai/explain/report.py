@@ -17,13 +17,23 @@ from pathlib import Path
 import numpy as np
 
 from xai.explain.metrics import empty_maps
-from xai.explain.report_figures import (SCALES, as_rgb, colour_bar, enlarge, limits, overlay, png_data_uri,
-                                        sanity_plot)
+from xai.explain.report_figures import SCALES, as_rgb, colour_bar, enlarge, limits, overlay, png_data_uri, sanity_plot
 
-TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM", "xgradcam": "XGradCAM",
-          "layercam": "LayerCAM", "scorecam": "Score-CAM", "eigencam": "Eigen-CAM", "guided_gradcam": "Guided Grad-CAM",
-          "lime": "LIME", "occlusion": "Occlusion", "shap": "SHAP (partition)", "random": "random map",
-          "sobel": "Sobel edge map"}
+TITLES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "scorecam": "Score-CAM",
+    "eigencam": "Eigen-CAM",
+    "guided_gradcam": "Guided Grad-CAM",
+    "lime": "LIME",
+    "occlusion": "Occlusion",
+    "shap": "SHAP (partition)",
+    "random": "random map",
+    "sobel": "Sobel edge map",
+}
 
 # (metric key, column title, better direction): the table's fixed column order. "→ 0": closest to zero is best
 # (a map that still correlates with the trained one, either way round, did not follow the weights).
@@ -58,7 +68,7 @@ class ReportData:
     maps: dict[str, np.ndarray]
     metrics: dict[str, dict[str, float]]
     sanity: dict[str, dict[str, list]]
-    lime_top: np.ndarray | None = None      # (B, H, W) bool: LIME's top superpixels
+    lime_top: np.ndarray | None = None  # (B, H, W) bool: LIME's top superpixels
     lime_r2: np.ndarray | None = None
     lime_stability: np.ndarray | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -113,15 +123,22 @@ def metric_table(metrics: dict[str, dict[str, float]], baselines: tuple[str, ...
     head = f"<tr><th>method</th>{head}<th>maps used<br><span class='dir'>non-empty / total</span></th></tr>"
 
     def rows(names):
-        return "".join(f"<tr><td>{html.escape(title(m))}</td>" + "".join(_cell(metrics[m], k, best.get(k) == m) for k, _, _ in columns)
-                       + _used(metrics[m]) + "</tr>" for m in names)
+        return "".join(
+            f"<tr><td>{html.escape(title(m))}</td>"
+            + "".join(_cell(metrics[m], k, best.get(k) == m) for k, _, _ in columns)
+            + _used(metrics[m])
+            + "</tr>"
+            for m in names
+        )
 
     methods = [m for m in metrics if m not in baselines]
     base = [m for m in baselines if m in metrics]
     width = len(columns) + 2
     parts = [f"<table class='metrics'><thead>{head}</thead><tbody>{rows(methods)}</tbody>"]
     if base:
-        parts.append(f"<tbody class='baselines'><tr><th colspan='{width}'>baselines: a method must beat these</th></tr>{rows(base)}</tbody>")
+        parts.append(
+            f"<tbody class='baselines'><tr><th colspan='{width}'>baselines: a method must beat these</th></tr>{rows(base)}</tbody>"
+        )
     parts.append("</table>")
     return "".join(parts)
 
@@ -150,7 +167,9 @@ def image_grid(data: ReportData) -> str:
         signed = method in data.signed
         method_limits[method] = colour_limits(maps, signed, data.scale)
         bar = colour_bar(*(limits(np.ones(1), signed) if per_image else method_limits[method][0]), signed, per_image)
-        head.append(f"<th>{html.escape(title(method))}<br><img class='bar' src='{bar}' alt='colour bar of {html.escape(method)}'></th>")
+        head.append(
+            f"<th>{html.escape(title(method))}<br><img class='bar' src='{bar}' alt='colour bar of {html.escape(method)}'></th>"
+        )
     if data.lime_top is not None:
         head.append("<th>LIME top-5 superpixels</th>")
     empty = {method: empty_maps(maps) for method, maps in data.maps.items()}
@@ -159,17 +178,30 @@ def image_grid(data: ReportData) -> str:
     for i, index in enumerate(data.indices):
         image = data.images[i]
         truth = f"true {name(data.labels[i])}, " if int(data.labels[i]) >= 0 else ""  # photos have no label
-        cells = [_figure(png_data_uri(enlarge(as_rgb(image))), f"#{index} {truth}predicted "
-                         f"{name(data.predictions[i])} ({data.confidences[i]:.2f}); explained {name(data.targets[i])}")]
+        cells = [
+            _figure(
+                png_data_uri(enlarge(as_rgb(image))),
+                f"#{index} {truth}predicted "
+                f"{name(data.predictions[i])} ({data.confidences[i]:.2f}); explained {name(data.targets[i])}",
+            )
+        ]
         for method, maps in data.maps.items():
             signed = method in data.signed
             if empty[method][i]:
-                cells.append(_figure(png_data_uri(enlarge(0.35 + 0.3 * as_rgb(image))), _empty_text(method, data.signed), "empty"))
+                cells.append(
+                    _figure(png_data_uri(enlarge(0.35 + 0.3 * as_rgb(image))), _empty_text(method, data.signed), "empty")
+                )
                 continue
-            cells.append(_figure(png_data_uri(enlarge(overlay(image, maps[i], *method_limits[method][i], signed))), title(method)))
+            cells.append(
+                _figure(png_data_uri(enlarge(overlay(image, maps[i], *method_limits[method][i], signed))), title(method))
+            )
         if data.lime_top is not None:
-            cells.append(_figure(png_data_uri(enlarge(as_rgb(image) * (0.25 + 0.75 * data.lime_top[i][..., None]))),
-                                 f"R² {data.lime_r2[i]:.2f}"))
+            cells.append(
+                _figure(
+                    png_data_uri(enlarge(as_rgb(image) * (0.25 + 0.75 * data.lime_top[i][..., None]))),
+                    f"R² {data.lime_r2[i]:.2f}",
+                )
+            )
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table class='grid'><thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -188,31 +220,51 @@ pre{background:#f5f5f5;padding:8px;font-size:12px;white-space:pre-wrap;word-brea
 
 def render(data: ReportData) -> str:
     header = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in data.header.items())
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(data.title)}</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(data.title)}</h1>", f"<dl class='header'>{header}</dl>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(data.title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(data.title)}</h1>",
+        f"<dl class='header'>{header}</dl>",
+    ]
     parts += [f"<p class='note'>{html.escape(note)}</p>" for note in data.notes]
     if data.metrics:
-        parts += ["<h2>Faithfulness</h2><p>Target-class probability as the most (deletion, ROAD MoRF) or least (ROAD LeRF) "
-                  "salient pixels are removed, or as the most salient are revealed (insertion); mean over the images whose map is "
-                  "not empty. ★ marks the best method per column.</p>", metric_table(data.metrics, data.baselines)]
+        parts += [
+            "<h2>Faithfulness</h2><p>Target-class probability as the most (deletion, ROAD MoRF) or least (ROAD LeRF) "
+            "salient pixels are removed, or as the most salient are revealed (insertion); mean over the images whose map is "
+            "not empty. ★ marks the best method per column.</p>",
+            metric_table(data.metrics, data.baselines),
+        ]
     if data.timings:
-        parts.append("<p>Seconds per call (whole batch, first call includes compilation): "
-                     + ", ".join(f"{html.escape(title(m))} {t:.2f}" for m, t in data.timings.items()) + "</p>")
+        parts.append(
+            "<p>Seconds per call (whole batch, first call includes compilation): "
+            + ", ".join(f"{html.escape(title(m))} {t:.2f}" for m, t in data.timings.items())
+            + "</p>"
+        )
     if data.sanity:
-        parts.append("<h2>Sanity check: model-parameter randomisation</h2><p>Similarity of each method's maps to its trained "
-                     "maps as layers are re-initialised from the output down; a method that explains the model falls towards 0.</p>")
+        parts.append(
+            "<h2>Sanity check: model-parameter randomisation</h2><p>Similarity of each method's maps to its trained "
+            "maps as layers are re-initialised from the output down; a method that explains the model falls towards 0.</p>"
+        )
         for method, result in data.sanity.items():
-            caption = f"{title(method)}: {result.get('images_used', '?')} / {result.get('images_total', '?')} trained maps non-empty"
+            caption = (
+                f"{title(method)}: {result.get('images_used', '?')} / {result.get('images_total', '?')} trained maps non-empty"
+            )
             parts.append(f"<img src='{sanity_plot(result, caption)}' alt='sanity curve of {html.escape(method)}'>")
     if data.lime_stability is not None:
         parts.append(f"<p>LIME stability: mean top-5 superpixel agreement across seeds {np.mean(data.lime_stability):.3f}</p>")
-    scale = ("one colour scale per method, shared by all images" if data.scale == "per_method"
-             else "each map on its own colour scale (the bars show relative values)")
-    parts.append(f"<h2>Images</h2><p>Signed maps (red: for the class, blue: against, white: no effect) are centred at zero; "
-                 f"non-negative maps run from 0 (dark) up. {scale[0].upper() + scale[1:]}; CAM-family maps are scaled to [0, 1] per image by the method.</p>")
+    scale = (
+        "one colour scale per method, shared by all images"
+        if data.scale == "per_method"
+        else "each map on its own colour scale (the bars show relative values)"
+    )
+    parts.append(
+        f"<h2>Images</h2><p>Signed maps (red: for the class, blue: against, white: no effect) are centred at zero; "
+        f"non-negative maps run from 0 (dark) up. {scale[0].upper() + scale[1:]}; CAM-family maps are scaled to [0, 1] per image by the method.</p>"
+    )
     parts.append(image_grid(data))
-    parts.append(f"<h2>Reproduce</h2><pre>{html.escape(data.command)}</pre>"
-                 f"<details><summary>resolved configuration</summary><pre>{html.escape(data.config_yaml)}</pre></details></body></html>")
+    parts.append(
+        f"<h2>Reproduce</h2><pre>{html.escape(data.command)}</pre>"
+        f"<details><summary>resolved configuration</summary><pre>{html.escape(data.config_yaml)}</pre></details></body></html>"
+    )
     return "\n".join(parts)
 
 

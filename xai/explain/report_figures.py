@@ -66,8 +66,11 @@ def overlay(image: np.ndarray, saliency: np.ndarray, vmin: float, vmax: float, s
 def colour_bar(vmin: float, vmax: float, signed: bool, per_image: bool) -> str:
     """A small horizontal colour bar; per-image scales are labelled relative to each image's maximum."""
     fig, ax = plt.subplots(figsize=(1.8, 0.55))
-    bar = fig.colorbar(plt.cm.ScalarMappable(Normalize(vmin, vmax), plt.get_cmap(SIGNED_CMAP if signed else SEQUENTIAL_CMAP)),
-                       cax=ax, orientation="horizontal")
+    bar = fig.colorbar(
+        plt.cm.ScalarMappable(Normalize(vmin, vmax), plt.get_cmap(SIGNED_CMAP if signed else SEQUENTIAL_CMAP)),
+        cax=ax,
+        orientation="horizontal",
+    )
     ticks = [vmin, 0.0, vmax] if signed else [vmin, vmax]
     labels = (["−max", "0", "+max"] if signed else ["0", "max"]) if per_image else [f"{t:.2g}" for t in ticks]
     bar.set_ticks(ticks, labels=labels, fontsize=7)

@@ -29,8 +29,9 @@ def _rollout(attentions: jax.Array, residual: float) -> jax.Array:
     return total
 
 
-def attention_rollout(attentions: Sequence[jax.Array], prefix_tokens: int = 1, residual: float = 0.5,
-                      grid: tuple[int, int] | None = None) -> jax.Array:
+def attention_rollout(
+    attentions: Sequence[jax.Array], prefix_tokens: int = 1, residual: float = 0.5, grid: tuple[int, int] | None = None
+) -> jax.Array:
     """(B, h, w) maps in [0, 1]: how much the class token attends to each patch through all blocks."""
     shapes = {tuple(a.shape) for a in attentions}
     if len(shapes) != 1 or len(next(iter(shapes))) != 4:

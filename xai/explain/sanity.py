@@ -26,8 +26,11 @@ Explain = Callable[[Any, Any], Any]
 def parameter_layers(probe: Probe, images: jax.Array) -> list[str]:
     """Layers that own parameters, in the order the forward pass calls them."""
     model = nnx.merge(probe.fn.graphdef, probe.state)
-    owners = [name for name, module in _named_modules(model) if any(
-        isinstance(v, nnx.Param) for _, v in nnx.iter_graph(module) if not isinstance(v, nnx.Module))]
+    owners = [
+        name
+        for name, module in _named_modules(model)
+        if any(isinstance(v, nnx.Param) for _, v in nnx.iter_graph(module) if not isinstance(v, nnx.Module))
+    ]
     leaves = [n for n in owners if not any(o.startswith(n + ".") for o in owners)]
     return [name for name, _ in Probe(model, leaves, probe.fn.preprocess).calls(images[:1])]
 
@@ -49,7 +52,7 @@ def randomise_layers(state: nnx.State, layers: list[str], key: jax.Array) -> nnx
     flat = nnx.to_flat_state(state)
     out = []
     for i, (path, value) in enumerate(flat):
-        if any(path[:len(p)] == p for p in prefixes) and isinstance(value, nnx.Param):
+        if any(path[: len(p)] == p for p in prefixes) and isinstance(value, nnx.Param):
             array = value.get_value()
             std = jnp.std(array.astype(jnp.float32))
             scale = jnp.where(std > 0, std, STD_FLOOR)
@@ -103,8 +106,14 @@ def randomisation_test(explain: Explain, probe: Probe, images: Any, targets: Any
     original = np.asarray(explain(images, targets))
     trained = probe.state
     layers = parameter_layers(probe, images)[::-1]
-    result = {"layers": ["trained"], "spearman": [], "ssim": [], "empty": [],
-              "images_used": int((~empty_maps(original)).sum()), "images_total": len(original)}
+    result = {
+        "layers": ["trained"],
+        "spearman": [],
+        "ssim": [],
+        "empty": [],
+        "images_used": int((~empty_maps(original)).sum()),
+        "images_total": len(original),
+    }
 
     def record(maps: np.ndarray) -> None:
         rho, ssim = map_similarity(original, maps)

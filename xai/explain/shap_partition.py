@@ -27,8 +27,15 @@ class PartitionShap:
     (experiments/shap_convergence.py, experiments/RESULTS.md).
     """
 
-    def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, max_evals: int = 5000,
-                 batch_size: int = 500, mask_value: float | str = 0.0):
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        preprocess: Preprocess | None = None,
+        max_evals: int = 5000,
+        batch_size: int = 500,
+        mask_value: float | str = 0.0,
+    ):
         self.probe = Probe(model, (), preprocess)
         self.predict = predict_fn(self.probe, batch_size, fixed_batch=True)
         self.max_evals, self.batch_size, self.mask_value = max_evals, batch_size, mask_value
@@ -42,12 +49,15 @@ class PartitionShap:
         try:
             masker = shap.maskers.Image(mask, images.shape[1:])
         except ImportError as err:
-            raise ExplainError(f"shap's '{self.mask_value}' masker needs OpenCV ({err}); pip install opencv-python-headless or use a number") from None
+            raise ExplainError(
+                f"shap's '{self.mask_value}' masker needs OpenCV ({err}); pip install opencv-python-headless or use a number"
+            ) from None
         explainer = shap.PartitionExplainer(self.predict, masker)
         out = []
         for image, target in zip(images, targets):
-            explanation = explainer(image[None], max_evals=self.max_evals, batch_size=self.batch_size,
-                                    outputs=np.array([target]), silent=True)
+            explanation = explainer(
+                image[None], max_evals=self.max_evals, batch_size=self.batch_size, outputs=np.array([target]), silent=True
+            )
             out.append(explanation.values[0, ..., 0])
         return np.stack(out)
 

@@ -48,7 +48,9 @@ def compare(paths: Sequence[str | Path], out: Path | None = None, sort_by: str |
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jaxdl-compare", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="multirun directories, run directories or directories holding them")
-    parser.add_argument("--out", type=Path, help="where to write comparison.{md,csv,html} (default: the one PATH, else ./comparison)")
+    parser.add_argument(
+        "--out", type=Path, help="where to write comparison.{md,csv,html} (default: the one PATH, else ./comparison)"
+    )
     parser.add_argument("--sort", help=f"metric to rank by: {', '.join(SORT_CHOICES)} (default: the objective)")
     parser.add_argument("--top", type=int, default=5, help="how many runs to print (default 5)")
     args = parser.parse_args(argv)

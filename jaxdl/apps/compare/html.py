@@ -91,14 +91,19 @@ def _table_html(table: Table, row_classes: Sequence[str] = ()) -> str:
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def page(title: str, intro: str, runs: Table, statuses: Sequence[str], seeds: Table | None,
-         records: Sequence[RunRecord]) -> str:
+def page(title: str, intro: str, runs: Table, statuses: Sequence[str], seeds: Table | None, records: Sequence[RunRecord]) -> str:
     """The whole page as one string; it needs no other file."""
     image = base64.b64encode(curves_png(records)).decode("ascii")
-    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>",
-             "<h2>Runs</h2><p>Click a column to sort.</p>", _table_html(runs, statuses)]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{html.escape(intro)}</p>",
+        "<h2>Runs</h2><p>Click a column to sort.</p>",
+        _table_html(runs, statuses),
+    ]
     if seeds is not None:
         parts += ["<h2>Configurations over seeds (mean ± std)</h2>", _table_html(seeds)]
     parts += ["<h2>Learning curves</h2>", f'<img alt="learning curves of all runs" src="data:image/png;base64,{image}">']
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(parts)}<script>{_SORT_SCRIPT}</script></body></html>\n")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(parts)}<script>{_SORT_SCRIPT}</script></body></html>\n"
+    )

@@ -130,13 +130,17 @@ def load_record(run_dir: Path, root: Path) -> RunRecord:
     objective = status.get("objective") or (trainer.get("objective") if isinstance(trainer, dict) else None)
     error = "; ".join(filter(None, [str(status.get("error") or ""), status_note, results_note]))
     name = str(run_dir.relative_to(root))
-    return RunRecord(run_dir, name, _task_overrides(run_dir), state, error, wall, curves,
-                     summary_metrics(curves, results), objective)
+    return RunRecord(
+        run_dir, name, _task_overrides(run_dir), state, error, wall, curves, summary_metrics(curves, results), objective
+    )
 
 
 def _is_run_dir(path: Path) -> bool:
-    return (path / STATUS_FILE).exists() or (path / "metrics.jsonl").exists() or (
-        (path / "config.yaml").exists() and (path / ".hydra").is_dir())
+    return (
+        (path / STATUS_FILE).exists()
+        or (path / "metrics.jsonl").exists()
+        or ((path / "config.yaml").exists() and (path / ".hydra").is_dir())
+    )
 
 
 def _natural_key(text: str) -> list:
@@ -160,8 +164,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[RunRecord]:
             else:
                 dirs[:] = [d for d in dirs if d not in _RUN_INTERNALS]
         if not found:
-            raise ConfigError(f"no jaxdl runs under {root} (a run directory has status.json or metrics.jsonl); "
-                              "pass the directory jaxdl-train or a sweep wrote")
+            raise ConfigError(
+                f"no jaxdl runs under {root} (a run directory has status.json or metrics.jsonl); "
+                "pass the directory jaxdl-train or a sweep wrote"
+            )
         records.extend(sorted(found, key=lambda r: _natural_key(r.name)))
     return records
 

@@ -7,8 +7,7 @@ from typing import Sequence
 
 from jaxdl.apps.compare import html
 from jaxdl.apps.compare.records import RunRecord
-from jaxdl.apps.compare.table import (cell, common_overrides, runs_table, seeds_table, sort_runs, to_csv, to_markdown,
-                                 varying_keys)
+from jaxdl.apps.compare.table import cell, common_overrides, runs_table, seeds_table, sort_runs, to_csv, to_markdown, varying_keys
 
 REPORT_NAMES = {"markdown": "comparison.md", "csv": "comparison.csv", "html": "comparison.html"}
 
@@ -50,6 +49,8 @@ def top_lines(records: Sequence[RunRecord], sort_by: str, count: int) -> list[st
     for rank, record in enumerate(sort_runs(records, sort_by)[:count], 1):
         value = record.wall_s if sort_by == "wall_s" else record.metric(sort_by)
         overrides = " ".join(f"{k}={record.overrides.get(k, '')}" for k in keys)
-        lines.append(f"{rank:>3}. {sort_by} {cell(value if value is not None else float('nan')) or '-':>8}  "
-                     f"[{record.status}] {record.name}  {overrides}")
+        lines.append(
+            f"{rank:>3}. {sort_by} {cell(value if value is not None else float('nan')) or '-':>8}  "
+            f"[{record.status}] {record.name}  {overrides}"
+        )
     return lines

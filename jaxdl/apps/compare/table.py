@@ -58,9 +58,18 @@ class Table:
 def runs_table(records: Sequence[RunRecord]) -> Table:
     keys = varying_keys(records)
     header = ["run", *keys, "status", *METRICS, "epochs", "wall_s", "error"]
-    rows = [[r.name, *(r.overrides.get(k, "") for k in keys), r.status, *(r.metric(m) for m in METRICS),
-             "" if math.isnan(r.metric("epochs")) else int(r.metric("epochs")),
-             math.nan if r.wall_s is None else round(r.wall_s, 1), r.error] for r in records]
+    rows = [
+        [
+            r.name,
+            *(r.overrides.get(k, "") for k in keys),
+            r.status,
+            *(r.metric(m) for m in METRICS),
+            "" if math.isnan(r.metric("epochs")) else int(r.metric("epochs")),
+            math.nan if r.wall_s is None else round(r.wall_s, 1),
+            r.error,
+        ]
+        for r in records
+    ]
     return Table(header, rows)
 
 
@@ -93,8 +102,9 @@ def seeds_table(records: Sequence[RunRecord]) -> Table | None:
     rows = []
     for group, runs in groups.items():
         done = [r for r in runs if r.status == "completed"]
-        rows.append([*(v for _, v in group), len(done), len(runs) - len(done),
-                     *(mean_std([r.metric(m) for r in done]) for m in METRICS)])
+        rows.append(
+            [*(v for _, v in group), len(done), len(runs) - len(done), *(mean_std([r.metric(m) for r in done]) for m in METRICS)]
+        )
     return Table(header, rows)
 
 
