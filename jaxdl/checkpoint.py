@@ -93,6 +93,18 @@ def _quiet_async_failures():
         sys.unraisablehook = previous
 
 
+@contextlib.contextmanager
+def _reading(where: Path):
+    """Reading a checkpoint: whatever Orbax or TensorStore raises becomes one 'is damaged' line."""
+    try:
+        with _quiet_async_failures():
+            yield
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
+        raise CheckpointError(f"checkpoint {where} is damaged ({_first_line(err)})") from err
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
@@ -228,28 +240,28 @@ class RunCheckpoints:
             )
         return step
 
+    def _saved_state(self, step: int, where: Path) -> Any:
+        """The metadata tree of a step's stored state."""
+        saved = self.manager.item_metadata(step)["state"]
+        if saved is None:
+            raise CheckpointError(f"checkpoint {where} has no model state; it is damaged or not a jaxdl checkpoint")
+        return saved
+
     def restore(self, step: int, like: Any) -> tuple[Any, dict]:
         """Restore `step` into the structure, shapes and shardings of `like`, verified against its checksums."""
         where = self.directory / str(step)
         raw_like = keys_to_data(like)
-        try:
-            saved = self.manager.item_metadata(step)["state"]
-            if saved is None:
-                raise CheckpointError(f"checkpoint {where} has no model state; it is damaged or not a jaxdl checkpoint")
+        with _reading(where):
+            saved = self._saved_state(step, where)
             check_compatible(saved, raw_like, where)
-            with _quiet_async_failures():
-                restored = self.manager.restore(
-                    step,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(_abstract(raw_like)),
-                        meta=ocp.args.JsonRestore(),
-                        checksums=ocp.args.JsonRestore(),
-                    ),
-                )
-        except CheckpointError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
-            raise CheckpointError(f"checkpoint {where} is damaged ({_first_line(err)})") from err
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(_abstract(raw_like)),
+                    meta=ocp.args.JsonRestore(),
+                    checksums=ocp.args.JsonRestore(),
+                ),
+            )
         verify(restored["state"], dict(restored["checksums"] or {}), where)
         return keys_from_data(restored["state"], like), dict(restored["meta"])
 
@@ -258,21 +270,13 @@ class RunCheckpoints:
         knowing the rest (the optimiser): the whole step is read as stored and verified, then subset."""
         where = self.directory / str(step)
         raw_like = keys_to_data(like)
-        try:
-            saved = self.manager.item_metadata(step)["state"]
-            if saved is None:
-                raise CheckpointError(f"checkpoint {where} has no model state; it is damaged or not a jaxdl checkpoint")
-            saved_part = {key: saved[key] for key in raw_like if key in saved}
-            check_compatible(saved_part, raw_like, where)
+        with _reading(where):
+            saved = self._saved_state(step, where)
+            check_compatible({key: saved[key] for key in raw_like if key in saved}, raw_like, where)
             stored = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved)  # host arrays, as written
-            with _quiet_async_failures():
-                restored = self.manager.restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore())
-                )
-        except CheckpointError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
-            raise CheckpointError(f"checkpoint {where} is damaged ({_first_line(err)})") from err
+            restored = self.manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore())
+            )
         verify(restored["state"], dict(restored["checksums"] or {}), where)
         by_name = named_leaves({key: restored["state"][key] for key in raw_like})
         return keys_from_data(map_named(lambda name, _: by_name[name], raw_like), like)
