@@ -93,13 +93,13 @@ def test_resnet_rule_keeps_residual_streams_consistent_and_exact():
 
     model = ResNet(models.InputSpec((8, 8), 1, 10), BasicBlock, (2, 1), rngs=nnx.Rngs(0))
     groups = groups_of("resnet18", model)
-    stream = next(g for g in groups if g.name == "stem/0/conv")  # stage 1: stem + two blocks add into it
-    assert stream.producers == ("stem/0/conv", "stages/0/0/conv2/conv", "stages/0/1/conv2/conv")
+    stream = next(g for g in groups if g.name == "stem.0.conv")  # stage 1: stem + two blocks add into it
+    assert stream.producers == ("stem.0.conv", "stages.0.0.conv2.conv", "stages.0.1.conv2.conv")
     assert stream.consumers == (
-        "stages/0/0/conv1/conv",
-        "stages/0/1/conv1/conv",
-        "stages/1/0/conv1/conv",
-        "stages/1/0/shortcut/conv",
+        "stages.0.0.conv1.conv",
+        "stages.0.1.conv1.conv",
+        "stages.1.0.conv1.conv",
+        "stages.1.0.shortcut.conv",
     )
     dead = jnp.arange(0, 64, 2)
     for path in stream.norms:
@@ -110,7 +110,7 @@ def test_resnet_rule_keeps_residual_streams_consistent_and_exact():
     x = jax.random.normal(jax.random.key(3), (2, 8, 8, 1))
     before = model(x)
     plan = select_channels(model, groups, 0.5, "bn", skip=[g.name for g in groups if g is not stream])
-    assert plan == {"stem/0/conv": list(range(1, 64, 2))}
+    assert plan == {"stem.0.conv": list(range(1, 64, 2))}
     apply_plan(model, groups, plan)
     assert model.stages[0][1].conv2.conv.out_features == model.stages[1][0].shortcut.conv.in_features == 32
     np.testing.assert_allclose(model(x), before, rtol=1e-4, atol=1e-4)

@@ -97,7 +97,7 @@ def test_a_failing_job_is_recorded_and_the_others_complete(tmp_path, capsys, com
 
 
 def test_run_job_records_any_exception_in_a_sweep_and_raises_outside(tmp_path, monkeypatch):
-    def crash(cfg, run_dir):
+    def crash(cfg, run_dir, **_):
         raise RuntimeError("segfault-like crash\nwith a second line")
 
     monkeypatch.setattr(job, "train_and_evaluate", crash)
@@ -120,9 +120,9 @@ def test_a_job_completed_with_the_same_config_is_skipped(tmp_path, monkeypatch):
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (tmp_path / "results.json").write_text('{"best_val/accuracy": 0.75}')
     write_status(tmp_path, "completed", attempt=1)
-    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir: pytest.fail("trained again"))
+    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir, **_: pytest.fail("trained again"))
     assert job.run_job(cfg, tmp_path, in_sweep=True) == 0.75
-    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir: {"best_val/accuracy": 0.5})
+    monkeypatch.setattr(job, "train_and_evaluate", lambda cfg, run_dir, **_: {"best_val/accuracy": 0.5})
     assert job.run_job(compose_config(*TINY, "trainer.epochs=2"), tmp_path, in_sweep=True) == 0.5  # config changed
     assert read_status(tmp_path)["attempt"] == 2
 

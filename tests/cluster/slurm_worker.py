@@ -23,7 +23,7 @@ def main(out: Path, run_dir: Path, overrides: list[str]) -> None:
 
     from jaxdl import distributed
     from jaxdl.data.pipeline import Loader
-    from jaxdl.train import build_experiment, train_and_evaluate
+    from jaxdl.trainer import build_experiment, train_and_evaluate
     from tests.conftest import compose_config
 
     cfg = compose_config(*overrides)
