@@ -31,9 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import models
 from jaxdl.data.pipeline import Preprocess
+from jaxdl.checkpoint import RunCheckpoints, read_verified_tree, write_verified_tree
 from jaxdl.errors import CheckpointError
 from jaxdl.plugins import load_plugins
 from jaxdl.registry import Registry
+from jaxdl.trees import keys_from_data, keys_to_data
 
 log = logging.getLogger("jaxdl")
 
@@ -195,16 +197,12 @@ WEIGHTS = "weights"
 
 def weights_of(module: nnx.Module) -> dict[str, nnx.State]:
     """The arrays an artifact stores: parameters and the other state (batch statistics)."""
-    from jaxdl.trees import keys_to_data
-
     _, params, rest = nnx.split(module, nnx.Param, ...)
     return keys_to_data({"params": params, "model_state": rest})
 
 
 def save_model(directory: str | Path, module: nnx.Module, card: ModelCard) -> Path:
     """Write `module` and its card as a self-contained artifact that `load_model` reads."""
-    from jaxdl.checkpoint import write_verified_tree
-
     directory = Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     write_verified_tree(directory / WEIGHTS, weights_of(module))
@@ -217,8 +215,6 @@ def _is_exported(path: Path) -> bool:
 
 
 def _load_exported(path: Path, which: str | int) -> LoadedModel:
-    from jaxdl.checkpoint import read_verified_tree
-
     card = ModelCard.read(path)
     module = card.build()
     load_weights(module, read_verified_tree(path / WEIGHTS, weights_of(module)))
@@ -227,8 +223,6 @@ def _load_exported(path: Path, which: str | int) -> LoadedModel:
 
 def load_weights(module: nnx.Module, weights: Mapping[str, Any]) -> None:
     """Put restored `{'params', 'model_state'}` arrays into `module` (PRNG keys re-typed)."""
-    from jaxdl.trees import keys_from_data
-
     _, params, rest = nnx.split(module, nnx.Param, ...)
     like = {"params": params, "model_state": rest}
     restored = keys_from_data(dict(weights), like)
@@ -297,8 +291,6 @@ def run_card(run_dir: Path, cfg: DictConfig) -> ModelCard:
 
 
 def _load_run(path: Path, which: str | int) -> LoadedModel:
-    from jaxdl.checkpoint import RunCheckpoints
-
     run_dir, step = resolve_run_dir(path)
     cfg = run_config(run_dir)
     card = run_card(run_dir, cfg)

@@ -98,15 +98,15 @@ def test_a_torn_last_line_is_dropped_with_a_warning(finished, tmp_path, caplog):
     assert [("test" if "test/accuracy" in r else r["epoch"]) for r in records(run_dir)] == [1, 2, "test"]
 
 
+def start_training(run_dir: Path, epochs: int, env: dict, **popen: object) -> subprocess.Popen:
+    """`jaxdl-train` on `run_dir` in the background, as a user's first terminal would run it."""
+    command = [sys.executable, *TRAIN, f"trainer.epochs={epochs}", f"hydra.run.dir={run_dir}"]
+    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, **popen)
+
+
 def test_a_second_process_on_the_same_directory_is_refused(tmp_path, compile_cache_env):
     run_dir = tmp_path / "run"
-    first = subprocess.Popen(
-        [sys.executable, *TRAIN, "trainer.epochs=50", f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
-        env={**os.environ, **compile_cache_env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = start_training(run_dir, 50, compile_cache_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while not (run_dir / "metrics.jsonl").exists() and first.poll() is None and time.time() < deadline:
@@ -137,14 +137,7 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
 
 def test_ctrl_c_prints_one_line_and_leaves_a_resumable_run(tmp_path, compile_cache_env):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, *TRAIN, "trainer.epochs=40", f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
-        env={**os.environ, **compile_cache_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_training(run_dir, 40, compile_cache_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     saved = lambda: [p for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit()]  # not Orbax's tmp dirs
     while not saved() and proc.poll() is None and time.time() < deadline:
