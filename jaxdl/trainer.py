@@ -29,6 +29,7 @@ from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
 from jaxdl.evaluate import Evaluation, evaluate
 from jaxdl.parallel import check_batch_size, data_mesh
+from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
 
@@ -236,6 +237,9 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     )
     train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
     predict = make_predict(exp.eval_def, exp.preprocess, mesh, compute_dtype)
+    if t.get("profile") and run.main:
+        train_step = TracedSteps(train_step, run.dir / "profile", count=int(t.get("profile_steps", 5)))
+        log.info("profiling training steps 3-%d into %s", 2 + train_step.count, train_step.trace_dir)
     for epoch in range(run.epoch + 1, t.epochs + 1):
         state, record = train_epoch(train_step, state, train_loader, cfg, epoch, run, dataset.num_classes)
         record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
@@ -251,6 +255,8 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
             record["train/samples_per_s"],
             _report_bad_files(dataset, run),
         )
+    if isinstance(train_step, TracedSteps):
+        train_step.finish()
 
     best = run.ckpts.select_step("best")
     if best != int(state.step):

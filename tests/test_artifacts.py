@@ -12,7 +12,7 @@ import pytest
 import jaxdl
 from jaxdl.errors import CheckpointError
 from jaxdl.trainer import train_and_evaluate
-from tests.conftest import compose_config, quick_overrides
+from tests.conftest import compose_config, quick_overrides, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,28 @@ def test_a_path_that_is_no_model_is_one_line(tmp_path):
         jaxdl.load_model(tmp_path / "nothing")
     with pytest.raises(CheckpointError, match="is not a jaxdl model"):
         jaxdl.load_model(tmp_path)
+
+
+LOGITS_ON_DEVICES = """
+import sys, numpy as np, jax, jaxdl
+images = np.random.default_rng(0).integers(0, 255, (4, 8, 8, 1), dtype=np.uint8)
+print(jax.device_count(), np.asarray(jaxdl.load_model(sys.argv[1])(images)).tolist())
+"""
+
+
+def test_a_run_saved_on_two_devices_loads_on_any_number(tmp_path):
+    """Training shards over every CPU core; the model must still load on a machine with another core count."""
+    run = tmp_path / "run"
+    trained = run_cli(
+        "-m", "jaxdl.apps.train", *quick_overrides("trainer.epochs=1", "trainer.cpu_devices=2"), f"hydra.run.dir={run}"
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    outputs = []
+    for devices in (1, 3):
+        env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        loaded = run_cli("-c", LOGITS_ON_DEVICES, str(run), env=env)
+        assert loaded.returncode == 0, loaded.stderr[-2000:]
+        count, logits = loaded.stdout.split(" ", 1)
+        assert int(count) == devices
+        outputs.append(np.asarray(json.loads(logits)))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
