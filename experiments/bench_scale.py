@@ -319,7 +319,7 @@ def main() -> None:
     parser.add_argument("--models", default="resnet50,vit_b16")
     parser.add_argument("--peers", default="jaxdl,pytorch")
     parser.add_argument("--batch", type=int, default=256, help="global batch of every peer")
-    parser.add_argument("--steps", type=int, default=30, help="steps per timed round")
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=5, help="steps after the first (compiling) one, not timed")
     parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=True)
@@ -349,15 +349,15 @@ def main() -> None:
             row = results[-1]
             rate = statistics.median(row["images_per_s"]) if "images_per_s" in row else row.get("error")
             print(f"{model:9s} {row['peer']:17s} {rate}", flush=True)
-    summary = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "command": " ".join(sys.argv),
-        "results": results,
-        "summary": summarise(results),
-    }
+            summary = {
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+                "command": " ".join(sys.argv),
+                "results": results,
+                "summary": summarise(results),
+            }
+            if args.out:  # after every peer: a budget cut short still leaves the rows measured
+                Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary["summary"], indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

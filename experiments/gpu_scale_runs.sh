@@ -18,7 +18,7 @@ cat $OUT_DIR/machine.txt
 
 JPEGS=${JPEGS:-/tmp/bench_jpegs}
 [ -d $JPEGS ] || "$PY" experiments/bench_scale.py --make-jpegs $JPEGS --count 4096
-timeout "$(left 220)" "$PY" experiments/bench_scale.py --input-folder $JPEGS --profile-dir $OUT_DIR/profile \
+timeout "$(left 210)" "$PY" experiments/bench_scale.py --input-folder $JPEGS --profile-dir $OUT_DIR/profile \
   --worker-timeout 170 --out $OUT_DIR/bench_scale.json 2>&1 | tee $OUT_DIR/bench_scale.log
 
 # Two small JAX jobs share the GPU: neither may take 75% of its memory up front.
