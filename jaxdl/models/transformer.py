@@ -20,18 +20,6 @@ from jaxdl.models.registry import InputSpec, register
 from jaxdl.models.sequences import as_sequence, sequence_shape, valid_steps
 
 
-def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array | None) -> jax.Array:
-    """Softmax attention of (N, T, heads, d_head) inputs without the (T, T) probabilities in memory where the
-    backend can: cuDNN's flash attention on GPUs for 16-bit inputs, XLA's composition otherwise."""
-    if key_mask is None and jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
-        try:
-            return jax.nn.dot_product_attention(q, k, v, implementation="cudnn")
-        except (ValueError, NotImplementedError, RuntimeError):  # a shape or GPU cuDNN does not support
-            pass
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    return jax.nn.dot_product_attention(q, k, v, mask=mask)
-
-
 class SelfAttention(nnx.Module):
     """Multi-head self-attention with a fused q/k/v projection and an optional key mask."""
 
@@ -46,10 +34,8 @@ class SelfAttention(nnx.Module):
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         n, t, d = x.shape
-        q, k, v = (a[:, :, 0] for a in jnp.split(self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads), 3, axis=2))
-        if not self.record and (self.dropout.rate == 0 or self.dropout.deterministic):
-            return self.out(fused_attention(q, k, v, mask).reshape(n, t, d))
-        q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # (N, heads, T, d_head)
+        q, k, v = jnp.split(self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads), 3, axis=2)
+        q, k, v = (a[:, :, 0].transpose(0, 2, 1, 3) for a in (q, k, v))  # (N, heads, T, d_head)
         logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(d // self.heads).astype(x.dtype)
         if mask is not None:
             logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
