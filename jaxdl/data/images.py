@@ -14,7 +14,7 @@ import dataclasses
 import math
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +52,21 @@ class BadFiles:
         with self._lock:
             return [f"{path}\t{reason}" for path, reason in sorted(self._reasons.items())]
 
+    def text(self) -> str:
+        """One `file<TAB>reason` line per bad file."""
+        return "".join(line + "\n" for line in self.lines())
+
     def write(self, path: Path) -> None:
-        """`path`: one `file<TAB>reason` line per bad file."""
-        Path(path).write_text("".join(line + "\n" for line in self.lines()))
+        Path(path).write_text(self.text())
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> BadFiles:
+        """The bad files of `text()` lines (e.g. those of several processes together; a file listed twice is one)."""
+        found = cls()
+        for line in lines:
+            path, _, reason = line.partition("\t")
+            found.record(path, reason)
+        return found
 
 
 def _to_channels(img: Image.Image, channels: int) -> Image.Image:
