@@ -13,7 +13,7 @@ from jaxdl.apps.data import run as data_app
 from jaxdl.data import load_dataset
 from jaxdl.data.file_split import FileSplit
 from jaxdl.data.folder_tools import write_folder
-from jaxdl.data.images import ImageDecoder, _random_resized_crop, detect_channels
+from jaxdl.data.images import ImageDecoder, _centre_square, _random_resized_crop, detect_channels
 from jaxdl.errors import DataError, JaxdlError
 from jaxdl.trainer import train_and_evaluate
 from tests.conftest import compose_config, quick_overrides, run_cli
@@ -88,7 +88,11 @@ def test_big_jpegs_are_decoded_at_reduced_scale(tmp_path):
     path = tmp_path / "big.jpg"
     path.write_bytes(jpeg_bytes(big, quality=90))
     decoder = ImageDecoder(224, 3)
-    assert decoder._open(str(path), 224).size == (500, 375)  # libjpeg's 1/8 scale: still >= 224 on the short side
+    image, box = decoder._open(str(path), lambda w, h: _centre_square(w, h, 1.0))
+    assert image.size == (500, 375) and box == (62.5, 0.0, 437.5, 375.0)  # libjpeg's 1/8 scale: still >= 224 across
+    crop = lambda w, h: (0, 0, 1000, 900)  # a training crop of 1000 x 900 px: 1/4 scale keeps 250 x 225
+    image, box = decoder._open(str(path), crop)
+    assert image.size == (1000, 750) and box == (0.0, 0.0, 250.0, 225.0)
     assert _diff(decoder(str(path)), _reference_eval(big, 224)) < 3.0
 
 
