@@ -28,6 +28,11 @@ from jaxdl.data.pipeline import EpochBatches, Loader, check_position, epoch_orde
 from jaxdl.errors import DataError
 
 
+# Training examples decoded per Grain element: Grain's per-element cost spread over several images
+# (measured on 500 px JPEGs, 2 threads: ~770 images/s one per element, ~840 eight per element).
+CHUNK = 8
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
@@ -92,16 +97,22 @@ class StreamLoader:
         steps = len(order) // local_batch
         start = check_position(position, steps)
 
-        def load(index: int, i: int):
-            image = split.load(i, np.random.default_rng([seed, epoch, index]))
-            return None if image is None else (image, labels[i])
+        def load(chunk: int):
+            """Examples chunk*CHUNK ... of the stream, bad files left out (None if all are bad)."""
+            images, kept = [], []
+            for index in range(chunk * CHUNK, min((chunk + 1) * CHUNK, len(stream))):
+                image = split.load(stream[index], np.random.default_rng([seed, epoch, index]))
+                if image is not None:
+                    images.append(image)
+                    kept.append(stream[index])
+            return (np.stack(images), labels[np.asarray(kept)]) if images else None
 
-        batches = (
-            grain.MapDataset.source(stream)
-            .map_with_index(load)
-            .to_iter_dataset(_read_options(self.split.workers, local_batch))
-            .batch(local_batch, drop_remainder=True)
+        chunks = (
+            grain.MapDataset.source(np.arange(-(-len(stream) // CHUNK)))
+            .map(load)
+            .to_iter_dataset(grain.ReadOptions(num_threads=self.split.workers, prefetch_buffer_size=2 * (local_batch // CHUNK + 1)))
         )
+        batches = grain.experimental.RebatchIterDataset(chunks, local_batch, drop_remainder=True)
         batches = iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
         if start:
             batches.set_state(position["grain"])
