@@ -2,7 +2,8 @@
 
 Digits in memory and the same digits as a streamed folder tree with unreadable files in the resumed
 epoch (so the Grain iterator's position is not simply step x batch): stopped after step 52 of 2 x 40,
-resumed from the checkpoint of step 45 (epoch 2, step 5), the metrics equal an uninterrupted run's.
+resumed from the checkpoint of step 45 (epoch 2, step 5), the metrics equal an uninterrupted run's;
+and a resumed run's `data_errors.txt` keeps what its earlier part listed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from jaxdl import trainer
 from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.data import load_dataset
 from jaxdl.data.folder_tools import write_folder
+from jaxdl.data.images import BadFiles
 from jaxdl.data.pipeline import epoch_order
 from jaxdl.data.stream import CHUNK, loader_for
 from jaxdl.errors import ConfigError
@@ -141,3 +144,17 @@ def test_resuming_mid_epoch_with_another_batch_size_is_refused(tmp_path, monkeyp
 def test_checkpoint_every_steps_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="trainer.checkpoint_every_steps must be a positive whole number or null, got 0"):
         train_and_evaluate(_config([], "trainer.checkpoint_every_steps=0"), tmp_path)
+
+
+def test_a_resumed_run_keeps_the_bad_files_its_earlier_part_listed(tmp_path):
+    (tmp_path / "data_errors.txt").write_text("/data/a.jpg\tOSError: truncated\n")  # met before the stop only
+    met_now = BadFiles()
+    met_now.record("/data/b.png", "UnidentifiedImageError: not an image")
+    met_now.record("/data/a.jpg", "OSError: truncated")
+    run = SimpleNamespace(main=True, dir=tmp_path)
+    line = trainer._report_bad_files(SimpleNamespace(bad_files=met_now), run)
+    assert line == " | 2 unreadable file(s) skipped, listed in data_errors.txt"
+    assert (tmp_path / "data_errors.txt").read_text() == (
+        "/data/a.jpg\tOSError: truncated\n/data/b.png\tUnidentifiedImageError: not an image\n"
+    )
+    assert trainer._report_bad_files(SimpleNamespace(bad_files=None), run) == ""  # a source that reads no files

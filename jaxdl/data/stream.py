@@ -110,7 +110,9 @@ class StreamLoader:
         chunks = (
             grain.MapDataset.source(np.arange(-(-len(stream) // CHUNK)))
             .map(load)
-            .to_iter_dataset(grain.ReadOptions(num_threads=self.split.workers, prefetch_buffer_size=2 * (local_batch // CHUNK + 1)))
+            .to_iter_dataset(
+                grain.ReadOptions(num_threads=self.split.workers, prefetch_buffer_size=2 * (local_batch // CHUNK + 1))
+            )
         )
         batches = grain.experimental.RebatchIterDataset(chunks, local_batch, drop_remainder=True)
         batches = iter(grain.experimental.ThreadPrefetchIterDataset(batches, prefetch_buffer_size=2))
