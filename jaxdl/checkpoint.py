@@ -5,7 +5,9 @@ run killed mid-save leaves the previous checkpoint intact. Each step also stores
 epoch metrics (which pick the best step: we keep that choice ourselves rather than
 through Orbax's `best_fn`, so the metrics are never silently dropped) and a SHA-256
 per array, so a flipped bit or a truncated file is caught on load instead of being
-trained on or reported.
+trained on or reported. A checkpoint saved inside an epoch also stores where the input
+stands (a `data` JSON item: e.g. the Grain iterator state, with its own checksum); it has
+no metrics, so it is never the best.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from jaxdl.trees import keys_from_data, keys_to_data, map_named, named_leaves, p
 
 log = logging.getLogger("jaxdl")
 BEST_MODES = ("max", "min")
+DATA_CHECKSUM = "@data"  # the `checksums` entry of the `data` item (array names never start with @)
 
 
 def as_numpy(x: Any) -> np.ndarray:
@@ -44,6 +47,11 @@ def checksums(tree: Any) -> dict[str, str]:
     """{leaf name: SHA-256 of its bytes} of a tree of arrays."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {path_name(path): hashlib.sha256(np.ascontiguousarray(as_numpy(leaf)).tobytes()).hexdigest() for path, leaf in flat}
+
+
+def json_checksum(value: Any) -> str:
+    """SHA-256 of a JSON value in canonical form (sorted keys)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def verify(tree: Any, expected: dict[str, str], where: Path) -> None:
@@ -161,6 +169,7 @@ class RunCheckpoints:
             "state": ocp.StandardCheckpointHandler(),
             "meta": ocp.JsonCheckpointHandler(),
             "checksums": ocp.JsonCheckpointHandler(),
+            "data": ocp.JsonCheckpointHandler(),
         }
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
@@ -171,13 +180,18 @@ class RunCheckpoints:
         steps = self.all_steps()
         return steps[-1] if steps else None
 
-    def save(self, step: int, state: Any, meta: dict, metrics: dict[str, float]) -> None:
-        """Write `step` with its metrics and checksums, then drop steps neither among the last N nor the best."""
+    def save(self, step: int, state: Any, meta: dict, metrics: dict[str, float], data: dict | None = None) -> None:
+        """Write `step` with its metrics and checksums, then drop steps neither among the last N nor the best.
+
+        `data`: where the input stands (a mid-epoch checkpoint's iterator state), stored as its own item."""
         raw = keys_to_data(state)
         meta = {**meta, "metrics": {k: float(v) for k, v in metrics.items()}}
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(raw), meta=ocp.args.JsonSave(meta), checksums=ocp.args.JsonSave(checksums(raw))
-        )
+        items = {"state": ocp.args.StandardSave(raw), "meta": ocp.args.JsonSave(meta)}
+        sums = checksums(raw)
+        if data is not None:
+            items["data"] = ocp.args.JsonSave(data)
+            sums[DATA_CHECKSUM] = json_checksum(data)
+        args = ocp.args.Composite(**items, checksums=ocp.args.JsonSave(sums))
         try:
             self.manager.save(step, args=args, force=True)
             self.manager.wait_until_finished()
@@ -248,9 +262,12 @@ class RunCheckpoints:
         return saved
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict]:
-        """Restore `step` into the structure, shapes and shardings of `like`, verified against its checksums."""
+        """Restore `step` into the structure, shapes and shardings of `like`, verified against its checksums.
+
+        The meta dict holds the step's `data` item under "data" when it has one (a mid-epoch checkpoint)."""
         where = self.directory / str(step)
         raw_like = keys_to_data(like)
+        data = {"data": ocp.args.JsonRestore()} if (where / "data").is_dir() else {}
         with _reading(where):
             saved = self._saved_state(step, where)
             check_compatible(saved, raw_like, where)
@@ -260,10 +277,17 @@ class RunCheckpoints:
                     state=ocp.args.StandardRestore(_abstract(raw_like)),
                     meta=ocp.args.JsonRestore(),
                     checksums=ocp.args.JsonRestore(),
+                    **data,
                 ),
             )
-        verify(restored["state"], dict(restored["checksums"] or {}), where)
-        return keys_from_data(restored["state"], like), dict(restored["meta"])
+        expected = dict(restored["checksums"] or {})
+        verify(restored["state"], expected, where)
+        meta = dict(restored["meta"])
+        if data:
+            if restored["data"] is None or expected.get(DATA_CHECKSUM) != json_checksum(restored["data"]):
+                raise CheckpointError(f"checkpoint {where} is damaged: its input position differs from what was written")
+            meta["data"] = dict(restored["data"])
+        return keys_from_data(restored["state"], like), meta
 
     def restore_part(self, step: int, like: dict[str, Any]) -> dict[str, Any]:
         """Only the top-level entries of the state named in `like` (e.g. params and model_state), without

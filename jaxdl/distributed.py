@@ -14,6 +14,8 @@ import os
 from typing import Any, Mapping
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxdl.errors import ConfigError
 
@@ -65,3 +67,15 @@ def initialize(trainer: Mapping[str, Any]) -> bool:
 def is_main_process() -> bool:
     """Process 0 writes logs, metrics, reports and plots; checkpoints are written by all (Orbax)."""
     return jax.process_index() == 0
+
+
+def gather_text(text: str) -> list[str]:
+    """`text` of every process, in process order; a collective, so every process must call it at the same point."""
+    if jax.process_count() == 1:
+        return [text]
+    data = np.frombuffer(text.encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([len(data)], np.int32))).reshape(-1)
+    padded = np.zeros(max(int(sizes.max()), 1), np.uint8)  # one byte at least: no empty collective
+    padded[: len(data)] = data
+    rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(sizes), -1)
+    return [bytes(row[:size]).decode() for row, size in zip(rows, sizes)]

@@ -147,7 +147,8 @@ class RunDirectory:
     """Opens (or resumes) a run directory for one training app; `end_epoch` logs and checkpoints an epoch.
 
     After construction: `state` (restored or the initial one), `epoch` (the last finished one, 0 if new),
-    `metrics` (the log), `ckpts` (the checkpoints)."""
+    `mid_epoch` (resumed from a checkpoint inside epoch `epoch + 1`: its stored `data` item and running
+    totals; else None), `metrics` (the log), `ckpts` (the checkpoints)."""
 
     def __init__(
         self,
@@ -180,7 +181,7 @@ class RunDirectory:
             self.ckpts = RunCheckpoints(
                 self.dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=best_metric, best_mode=best_mode
             )
-            self.state, self.epoch = state, 0
+            self.state, self.epoch, self.mid_epoch = state, 0, None
             restored = self.ckpts.restore_latest_good(state) if self.ckpts.all_steps() else None
             if self.ckpts.all_steps() and restored is None:
                 raise RunRefused(
@@ -191,7 +192,10 @@ class RunDirectory:
             if restored is not None:
                 self.state, meta, step = restored
                 self.epoch = int(meta["epoch"])
-                log.info("resumed from %s at epoch %d (step %d)", self.ckpts.directory, self.epoch, step)
+                if "data" in meta:  # saved inside the epoch after self.epoch: go on from where its input stood
+                    self.mid_epoch = {"data": meta["data"], **meta.get("in_epoch", {})}
+                where = f"inside epoch {self.epoch + 1}" if self.mid_epoch else f"at epoch {self.epoch}"
+                log.info("resumed from %s %s (step %d)", self.ckpts.directory, where, step)
         except RunRefused:
             self.lock.release()
             raise
@@ -240,6 +244,11 @@ class RunDirectory:
         self.metrics.write(step, epoch=epoch, **record)
         self.ckpts.save(step, state, meta={"epoch": epoch}, metrics={"epoch": epoch, **record})
         self.state, self.epoch = state, epoch
+
+    def save_mid_epoch(self, step: int, state: Any, data: dict, in_epoch: dict) -> None:
+        """A checkpoint inside an epoch (`trainer.checkpoint_every_steps`): the state, where the input stands
+        (`data`, e.g. the Grain iterator state) and the epoch's running totals; no metrics, so never the best."""
+        self.ckpts.save(step, state, meta={"epoch": self.epoch, "in_epoch": in_epoch}, metrics={}, data=data)
 
     def progress(self, batches: Iterable, total: int, epoch: int, unit: str = "batch", scale: int = 1) -> tqdm:
         """The epoch's progress bar over `batches` (off with trainer.progress=false and on processes other than 0)."""

@@ -8,6 +8,7 @@ Re-running in the same run directory resumes from its last good checkpoint (jaxd
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ from tqdm import tqdm
 from jaxdl import distributed, models, optim, plots, transfer
 from jaxdl.artifacts import DTYPES, card_from_config
 from jaxdl.data import Dataset, load_dataset
-from jaxdl.data.pipeline import Loader, Preprocess, make_preprocess
+from jaxdl.data.images import BadFiles
+from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, make_preprocess
 from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
 from jaxdl.evaluate import Evaluation, evaluate
@@ -42,13 +44,21 @@ EPOCH_METRICS = ("train/loss", "train/accuracy", "train/samples_per_s", "time/ep
 def train_epoch(
     train_step, state: TrainState, loader: Loader, cfg: Any, epoch: int, run: RunDirectory, num_classes: int
 ) -> tuple[TrainState, dict[str, float]]:
-    """One pass over the training split; returns the new state and the epoch's train metrics."""
+    """One pass over the training split; returns the new state and the epoch's train metrics.
+
+    With `trainer.checkpoint_every_steps` a checkpoint is also saved inside the epoch, holding where the
+    input stands; a run resumed from one goes on at the same example with the epoch's running totals."""
     t = cfg.trainer
-    batches = loader.train_batches(t.batch_size, t.seed, epoch)
-    total = {"loss_sum": 0.0, "correct": 0, "count": 0}
+    resumed = _resumed_in(run, epoch, t.batch_size)
+    batches = loader.train_batches(t.batch_size, t.seed, epoch, resumed and resumed["position"])
+    total = dict(resumed["totals"]) if resumed else {"loss_sum": 0.0, "correct": 0, "count": 0}
+    seconds_before = resumed["seconds"] if resumed else 0.0
+    every = t.get("checkpoint_every_steps")
+    first_step = int(state.step) - batches.step  # the global step at the start of this epoch
     pending = []
     bar = tqdm(
-        total=len(loader) // t.batch_size * t.batch_size,
+        total=len(batches) * t.batch_size,
+        initial=batches.step * t.batch_size,
         desc=f"epoch {epoch}/{t.epochs}",
         unit="img",
         unit_scale=True,
@@ -56,16 +66,21 @@ def train_epoch(
         disable=None if t.progress and jax.process_index() == 0 else True,
     )
     start = time.perf_counter()
-    for i, (images, labels) in enumerate(batches, 1):
+    for images, labels in batches:
         state, metrics = train_step(state, images, labels)
         pending.append(metrics)
         bar.update(t.batch_size)
-        if i % t.log_every == 0:
+        if batches.step % t.log_every == 0:
             _accumulate(total, pending)
-            run.check_loss(total["loss_sum"] / total["count"], int(state.step), epoch, num_classes)
+            run.check_loss(total["loss_sum"] / total["count"], first_step + batches.step, epoch, num_classes)
             bar.set_postfix(loss=f"{total['loss_sum'] / total['count']:.4f}", acc=f"{total['correct'] / total['count']:.4f}")
+        if every and (first_step + batches.step) % every == 0 and batches.step < len(batches):  # the epoch end saves anyway
+            _accumulate(total, pending)
+            seconds = seconds_before + time.perf_counter() - start
+            position = {"epoch": epoch, "batch_size": t.batch_size, "processes": _gather_states(batches)}
+            run.save_mid_epoch(first_step + batches.step, state, position, {"totals": total, "seconds": seconds})
     _accumulate(total, pending)
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start
     bar.close()
     count = max(total["count"], 1)
     run.check_loss(total["loss_sum"] / count, int(state.step), epoch, num_classes)
@@ -75,6 +90,25 @@ def train_epoch(
         "train/samples_per_s": count / seconds,
         "time/epoch_s": seconds,
     }
+
+
+def _gather_states(batches: EpochBatches) -> list[dict]:
+    """The input position of every process (each streams its own shard), in process order."""
+    return [json.loads(text) for text in distributed.gather_text(json.dumps(batches.get_state()))]
+
+
+def _resumed_in(run: RunDirectory, epoch: int, batch_size: int) -> dict | None:
+    """This process's stored input position and the running totals, when the run resumed inside `epoch`."""
+    mid = run.mid_epoch
+    if mid is None or mid["data"]["epoch"] != epoch:
+        return None
+    data = mid["data"]
+    if data["batch_size"] != batch_size or len(data["processes"]) != jax.process_count():
+        raise ConfigError(
+            f"the checkpoint in {run.ckpts.directory} was saved inside epoch {epoch} with trainer.batch_size="
+            f"{data['batch_size']} on {len(data['processes'])} process(es); resume with the same"
+        )
+    return {"position": data["processes"][jax.process_index()], "totals": mid["totals"], "seconds": mid["seconds"]}
 
 
 def _accumulate(total: dict, pending: list) -> None:
@@ -150,10 +184,13 @@ def check_trainer(t: Any) -> None:
     """One-line errors for trainer settings that would crash later or train nothing."""
     if t.compute_dtype not in DTYPES:
         raise ConfigError(f"trainer.compute_dtype must be one of {', '.join(DTYPES)}, got '{t.compute_dtype}'")
+    whole = lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= 1
     for key in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints", "log_every"):
-        value = t.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"trainer.{key} must be a positive whole number, got {value!r}")
+        if not whole(t.get(key)):
+            raise ConfigError(f"trainer.{key} must be a positive whole number, got {t.get(key)!r}")
+    every = t.get("checkpoint_every_steps")
+    if every is not None and not whole(every):
+        raise ConfigError(f"trainer.checkpoint_every_steps must be a positive whole number or null, got {every!r}")
 
 
 def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experiment:
@@ -212,12 +249,22 @@ def train_and_evaluate(
 
 
 def _report_bad_files(dataset: Dataset, run: RunDirectory) -> str:
-    """Write `data_errors.txt` (every unreadable file and why) and say the count in the epoch line."""
-    if not dataset.bad_files:
+    """Write `data_errors.txt` (every unreadable file and why) and say the count in the epoch line.
+
+    Each process meets the bad files of its own shard: process 0 gathers every process's list, and keeps
+    those a resumed run's earlier part listed (it may not read them again)."""
+    if dataset.bad_files is None:
+        return ""
+    texts = distributed.gather_text(dataset.bad_files.text())
+    listed = run.dir / "data_errors.txt"
+    if run.main and listed.exists():
+        texts.append(listed.read_text())
+    found = BadFiles.from_lines(line for text in texts for line in text.splitlines())
+    if not found:
         return ""
     if run.main:
-        dataset.bad_files.write(run.dir / "data_errors.txt")
-    return f" | {len(dataset.bad_files)} unreadable file(s) skipped, listed in data_errors.txt"
+        found.write(listed)
+    return f" | {len(found)} unreadable file(s) skipped, listed in data_errors.txt"
 
 
 def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:

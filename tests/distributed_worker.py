@@ -6,7 +6,8 @@
 Each process builds the same tiny digits experiment, takes the first training batch
 of epoch 1 from its `Loader` shard, runs two data-parallel steps and evaluates the
 validation split; the reference feeds the same global batch in one process. Then
-the two processes train one short epoch together through `train_and_evaluate`.
+the two processes train one short epoch together through `train_and_evaluate`, on the
+digits arrays and on a streamed folder tree with unreadable files in each process's shard.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main(out: Path, role: str, coordinator: str | None) -> None:
     if not reference:
         summary = train_and_evaluate(cfg, out / "run")
         (out / f"{name}_summary.json").write_text(json.dumps({k: summary[k] for k in ("test/accuracy", "best_step")}))
+    if not reference and os.environ.get("JAXDL_TEST_BAD_FOLDER"):  # bad files in both processes' shards
+        streamed = ["data=folder", f"data.root={os.environ['JAXDL_TEST_BAD_FOLDER']}", "data.image_size=8", "data.stream=true"]
+        train_and_evaluate(compose_config(*OVERRIDES, *extra, *streamed), out / "folder_run")
 
 
 def folder_shards(cfg, mesh, root: str, predict, state) -> dict:

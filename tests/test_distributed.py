@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,13 +34,22 @@ def _start(out, env: dict, role: str, devices: int, coordinator: str | None = No
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _unreadable_validation_files(tree: Path) -> list[Path]:
+    """Validation examples 0 and 1 of a folder tree: process 0 reads the first, only process 1 the second."""
+    val = load_dataset(compose_config("data=folder", f"data.root={tree}", "data.image_size=8", "data.stream=true").data).val
+    return [Path(val.paths[0]), Path(val.paths[1])]
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, compile_cache_env):
     out = tmp_path_factory.mktemp("distributed")
     coordinator = f"127.0.0.1:{_free_port()}"
     folder = out / "digits_folder"  # data=folder: every process streams its own shard of these files
     write_folder(load_dataset(compose_config("data=digits").data), folder)
-    env = {**compile_cache_env, "JAXDL_TEST_FOLDER": str(folder)}
+    bad_folder = Path(shutil.copytree(folder, out / "bad_folder"))
+    env = {**compile_cache_env, "JAXDL_TEST_FOLDER": str(folder), "JAXDL_TEST_BAD_FOLDER": str(bad_folder)}
+    for path in _unreadable_validation_files(bad_folder):
+        path.write_bytes(b"not an image")
     procs = [_start(out, env, "reference", 4), _start(out, env, "0", 2, coordinator), _start(out, env, "1", 2, coordinator)]
     try:
         logs = [p.communicate(timeout=300)[0] for p in procs]
@@ -97,6 +108,12 @@ def test_folder_streamed_evaluation_gives_every_process_the_whole_split(results)
     _, r = results
     for i in (0, 1):  # the folder tree was written from digits in order, so its labels are digits' validation labels
         assert r[f"process{i}"]["folder"]["val_labels"] == r["reference"]["val_labels"]
+
+
+def test_bad_files_of_every_process_are_listed_in_data_errors(results):
+    out, _ = results
+    listed = [line.split("\t")[0] for line in (out / "folder_run" / "data_errors.txt").read_text().splitlines()]
+    assert sorted(listed) == sorted(map(str, _unreadable_validation_files(out / "bad_folder")))
 
 
 def test_distributed_setting_is_checked():

@@ -7,17 +7,18 @@ import math
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from jaxdl.apps.data import run as data_app
 from jaxdl.data import load_dataset
 from jaxdl.data.file_split import FileSplit
 from jaxdl.data.folder_tools import write_folder
-from jaxdl.data.images import ImageDecoder, _random_resized_crop, detect_channels
+from jaxdl.data.images import ImageDecoder, _centre_square, _random_resized_crop, detect_channels
 from jaxdl.errors import DataError, JaxdlError
 from jaxdl.trainer import train_and_evaluate
 from tests.conftest import compose_config, quick_overrides, run_cli
 from tests.image_files import (
+    ORIENTATION,
     jpeg_bytes,
     photo,
     save,
@@ -88,8 +89,31 @@ def test_big_jpegs_are_decoded_at_reduced_scale(tmp_path):
     path = tmp_path / "big.jpg"
     path.write_bytes(jpeg_bytes(big, quality=90))
     decoder = ImageDecoder(224, 3)
-    assert decoder._open(str(path), 224).size == (500, 375)  # libjpeg's 1/8 scale: still >= 224 on the short side
+    image, box = decoder._open(str(path), lambda w, h: _centre_square(w, h, 1.0))
+    assert image.size == (500, 375) and box == (62.5, 0.0, 437.5, 375.0)  # libjpeg's 1/8 scale: still >= 224 across
+    crop = lambda w, h: (0, 0, 1000, 900)  # a training crop of 1000 x 900 px: 1/4 scale keeps 250 x 225
+    image, box = decoder._open(str(path), crop)
+    assert image.size == (1000, 750) and box == (0.0, 0.0, 250.0, 225.0)
     assert _diff(decoder(str(path)), _reference_eval(big, 224)) < 3.0
+
+
+def test_a_training_crop_of_a_rotated_jpeg_is_decoded_at_reduced_scale_in_the_right_place(tmp_path):
+    y, x = np.mgrid[0:800, 0:1200]  # stored 1200 x 800, EXIF orientation 6: seen upright as 800 x 1200
+    stored = np.stack([x * 255 // 1200, y * 255 // 800, (x + y) * 255 // 2000], -1).astype(np.uint8)
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(jpeg_bytes(stored, quality=95, exif=exif.tobytes()))
+    decoder = ImageDecoder(224, 3, crop_scale=(0.9, 1.0), hflip=False)
+    image, box = decoder._open(str(path), lambda w, h: (w * 0.05, h * 0.05, w * 0.95, h * 0.95))
+    assert image.size == (400, 600) and box == pytest.approx((20, 30, 380, 570))  # 1/2 scale keeps 360 px across
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))  # decoded at full size
+    reference = Image.fromarray(upright).resize(
+        (224, 224),
+        Image.Resampling.BILINEAR,
+        box=_random_resized_crop(800, 1200, np.random.default_rng(3), (0.9, 1.0), (3 / 4, 4 / 3)),
+    )
+    assert _diff(decoder(str(path), np.random.default_rng(3)), np.asarray(reference)) < 2.0
 
 
 def test_random_resized_crop_is_seeded_and_within_its_ranges(tmp_path):

@@ -54,6 +54,7 @@ def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path
         "trainer.batch_size=16",
         "trainer.progress=false",
         "trainer.keep_checkpoints=5",
+        "trainer.checkpoint_every_steps=20",  # an epoch is 80 steps: killed inside one, resumed from inside it
     ]
     reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", env=compile_cache_env)
     assert reference.returncode == 0, reference.stderr[-2000:]
@@ -66,9 +67,9 @@ def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    first_epoch = killed / "checkpoints" / str(1295 // 16)
+    inside_first_epoch = killed / "checkpoints" / "20"
     deadline = time.time() + 300
-    while not first_epoch.exists() and proc.poll() is None and time.time() < deadline:
+    while not inside_first_epoch.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"

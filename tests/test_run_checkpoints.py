@@ -65,6 +65,21 @@ def test_retention_keeps_the_last_n_and_the_best_only(tmp_path):
     ckpts.close()
 
 
+def test_a_mid_epoch_data_item_is_stored_verified_and_never_best(tmp_path):
+    ckpts = RunCheckpoints(tmp_path, keep_last=1, best_metric="val/accuracy", best_mode="max")
+    state = {"w": np.zeros(3, np.float32)}
+    position = {"epoch": 2, "batch_size": 8, "processes": [{"step": 5, "grain": {"next_index": 42}}]}
+    ckpts.save(10, state, meta={"epoch": 1}, metrics={"val/accuracy": 0.5})
+    ckpts.save(15, state, meta={"epoch": 1}, metrics={}, data=position)
+    assert ckpts.all_steps() == [10, 15] and ckpts.best_step() == 10  # the last one and the best epoch end
+    assert ckpts.restore(15, state)[1]["data"] == position and "data" not in ckpts.restore(10, state)[1]
+    stored = tmp_path / "15" / "data" / "metadata"
+    stored.write_text(stored.read_text().replace("42", "43"))
+    with pytest.raises(CheckpointError, match=r"15 is damaged: its input position differs from what was written"):
+        ckpts.restore(15, state)
+    ckpts.close()
+
+
 def data_files(step_dir: Path) -> list[Path]:
     return sorted((p for p in (step_dir / "state").rglob("*") if p.is_file() and "/d/" in str(p)), key=lambda p: p.stat().st_size)
 

@@ -3,9 +3,10 @@
 Evaluation: the largest centred square (times `eval_crop`) resized to `size`, i.e. resize of the
 shorter side plus a centre crop. Training: a random-resized crop (area `crop_scale`, aspect
 `crop_ratio`, as torchvision's RandomResizedCrop) plus a horizontal flip, drawn from a seed so a
-resumed run draws the same crops. Crop and resize are one PIL call; JPEGs are decoded in libjpeg's
-draft mode at the smallest 1/2, 1/4 or 1/8 scale that still leaves enough pixels, so a 12000x9000
-photo is never decoded at full size for a 224-pixel target.
+resumed run draws the same crops. Crop and resize are one PIL call. The crop is drawn from the file
+header's size before decoding, so a JPEG is decoded in libjpeg's draft mode at the smallest 1/2, 1/4
+or 1/8 scale that still leaves `size` pixels across the crop: a 12000x9000 photo is never decoded
+at full size for a 224-pixel target, and a large training crop of a 600-pixel one neither.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import math
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,9 @@ from PIL import Image, ImageOps
 from jaxdl.errors import ConfigError, DataError
 
 BAD_FILE_POLICIES = ("skip", "raise")
+EXIF_ORIENTATION = 0x0112
+ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+Box = tuple[float, float, float, float]  # (left, top, right, bottom)
 SINGLE_BAND_MODES = ("1", "L", "P;L", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -52,9 +56,21 @@ class BadFiles:
         with self._lock:
             return [f"{path}\t{reason}" for path, reason in sorted(self._reasons.items())]
 
+    def text(self) -> str:
+        """One `file<TAB>reason` line per bad file."""
+        return "".join(line + "\n" for line in self.lines())
+
     def write(self, path: Path) -> None:
-        """`path`: one `file<TAB>reason` line per bad file."""
-        Path(path).write_text("".join(line + "\n" for line in self.lines()))
+        Path(path).write_text(self.text())
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> BadFiles:
+        """The bad files of `text()` lines (e.g. those of several processes together; a file listed twice is one)."""
+        found = cls()
+        for line in lines:
+            path, _, reason = line.partition("\t")
+            found.record(path, reason)
+        return found
 
 
 def _to_channels(img: Image.Image, channels: int) -> Image.Image:
@@ -71,12 +87,13 @@ def _to_channels(img: Image.Image, channels: int) -> Image.Image:
         img.paste(rgba, mask=rgba.getchannel("A"))
     if img.mode not in ("1", "L", "P", "RGB", "CMYK", "YCbCr", "LAB", "HSV"):
         raise BadImage(f"unsupported image mode {img.mode}")
-    return img.convert("L" if channels == 1 else "RGB")
+    mode = "L" if channels == 1 else "RGB"
+    return img if img.mode == mode else img.convert(mode)
 
 
 def _random_resized_crop(
     width: int, height: int, rng: np.random.Generator, scale: Sequence[float], ratio: Sequence[float]
-) -> tuple[float, float, float, float]:
+) -> Box:
     """torchvision's RandomResizedCrop box: 10 tries at a random area and aspect, else the centre crop."""
     area = width * height
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -97,7 +114,7 @@ def _random_resized_crop(
     return left, top, left + w, top + h
 
 
-def _centre_square(width: int, height: int, fraction: float) -> tuple[float, float, float, float]:
+def _centre_square(width: int, height: int, fraction: float) -> Box:
     side = min(width, height) * fraction
     left, top = (width - side) / 2, (height - side) / 2
     return left, top, left + side, top + side
@@ -124,32 +141,36 @@ class ImageDecoder:
         if not 0.0 < self.eval_crop <= 1.0:
             raise ConfigError(f"data.eval_crop must be in (0, 1], got {self.eval_crop}")
 
-    def _open(self, path: str, smallest_side: float) -> Image.Image:
-        """The decoded image, at a reduced JPEG scale when its shorter side stays >= `smallest_side`."""
+    def _open(self, path: str, crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box]:
+        """The image in the model's channels, EXIF-oriented, and the `crop` box drawn on its full size, scaled to
+        the decoded pixels: a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale that keeps `size` pixels
+        across the box (the box is drawn from the header's size, before decoding)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
+            width, height = img.size
+            rotated = img.getexif().get(EXIF_ORIENTATION, 1) in ROTATED_ORIENTATIONS
+            left, top, right, bottom = crop(*((height, width) if rotated else (width, height)))
             if img.format == "JPEG":
-                w, h = img.size
-                keep = min(1.0, smallest_side / min(w, h))  # draft picks the smallest scale >= this size
-                img.draft("L" if self.channels == 1 else "RGB", (math.ceil(w * keep), math.ceil(h * keep)))
+                keep = min(1.0, self.size / min(right - left, bottom - top))  # draft: the smallest scale >= this
+                img.draft("L" if self.channels == 1 else "RGB", (math.ceil(width * keep), math.ceil(height * keep)))
             img.load()
-        return _to_channels(ImageOps.exif_transpose(img), self.channels)
+        sx, sy = img.width / width, img.height / height
+        if rotated:
+            sx, sy = sy, sx
+        ImageOps.exif_transpose(img, in_place=True)
+        return _to_channels(img, self.channels), (left * sx, top * sy, right * sx, bottom * sy)
 
     def _decode(self, path: str, rng: np.random.Generator | None) -> np.ndarray:
-        train = rng is not None and self.crop_scale is not None
-        need = self.size / math.sqrt(self.crop_scale[0]) if train else self.size / self.eval_crop
-        img = self._open(path, need)
-        box = (
-            _random_resized_crop(*img.size, rng, self.crop_scale, self.crop_ratio)
-            if train
-            else _centre_square(*img.size, self.eval_crop)
-        )
+        if rng is not None and self.crop_scale is not None:
+            crop = lambda w, h: _random_resized_crop(w, h, rng, self.crop_scale, self.crop_ratio)
+        else:
+            crop = lambda w, h: _centre_square(w, h, self.eval_crop)
+        img, box = self._open(path, crop)
         out = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
-        array = np.asarray(out, dtype=np.uint8)
         if rng is not None and self.hflip and rng.random() < 0.5:
-            array = array[:, ::-1]
-        return np.ascontiguousarray(array.reshape(self.size, self.size, self.channels))
+            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return np.asarray(out, dtype=np.uint8).reshape(self.size, self.size, self.channels)
 
     def __call__(self, path: str, rng: np.random.Generator | None = None) -> np.ndarray | None:
         """The image at `path` (training transform when `rng` is given), or None for a bad file under `skip`."""

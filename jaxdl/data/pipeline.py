@@ -8,7 +8,7 @@ Larger ones are gathered on the host and put on the mesh batch by batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxdl.data.base import Split
+from jaxdl.errors import CheckpointError
 
 ON_DEVICE_MAX_BYTES = 512 * 2**20
 
@@ -113,6 +114,39 @@ def epoch_order(num_examples: int, batch_size: int, seed: int, epoch: int) -> np
     return rng.permutation(num_examples)[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
 
 
+class EpochBatches(Iterator[tuple[jax.Array, jax.Array]]):
+    """One epoch's training batches that know where they stand, so a mid-epoch checkpoint can store it.
+
+    `get_state()` is JSON: the steps taken and, for a streamed split, its Grain iterator's state."""
+
+    def __init__(self, batches: Iterator, step: int, steps: int, source_state: Callable[[], Any] | None = None):
+        self._batches = batches
+        self.step, self.steps = step, steps
+        self._source_state = source_state
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __next__(self) -> tuple[jax.Array, jax.Array]:
+        batch = next(self._batches)
+        self.step += 1
+        return batch
+
+    def get_state(self) -> dict:
+        state = {"step": self.step}
+        if self._source_state is not None:
+            state["grain"] = self._source_state()
+        return state
+
+
+def check_position(position: dict | None, steps: int) -> int:
+    """The step a stored epoch position resumes at (0 without one)."""
+    start = int(position["step"]) if position else 0
+    if not 0 <= start <= steps:
+        raise CheckpointError(f"a stored input position is at step {start} of an epoch of {steps} steps; it is damaged")
+    return start
+
+
 class Loader:
     """Batches of one split, sharded over the mesh's `data` axis.
 
@@ -154,11 +188,14 @@ class Loader:
             jax.make_array_from_process_local_data(self.batch_sharding, labels),
         )
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[jax.Array, jax.Array]]:
-        """Global batches of `batch_size`; every process draws the same number from its equal-sized shard."""
+    def train_batches(self, batch_size: int, seed: int, epoch: int, position: dict | None = None) -> EpochBatches:
+        """Global batches of `batch_size`; every process draws the same number from its equal-sized shard.
+
+        `position`: an `EpochBatches.get_state()` of this epoch, to go on after the steps it had taken."""
         shard_size = self.num_examples // self.process_count
-        for indices in epoch_order(shard_size, batch_size // self.process_count, seed, epoch):
-            yield self.batch(indices)
+        order = epoch_order(shard_size, batch_size // self.process_count, seed, epoch)
+        start = check_position(position, len(order))
+        return EpochBatches(map(self.batch, order[start:]), start, len(order))
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
         """Every example once: (images, labels, ids), `ids` the split index of each global row, -1 for padding."""
