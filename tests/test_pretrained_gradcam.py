@@ -35,10 +35,14 @@ def test_gradcam_of_an_import_equals_pytorch_grad_cam(source):
     meta = source_metadata(source)
     images = photos(card, ("astronaut", "chelsea"))
     targets = torch_logits(model, images, meta["mean"], meta["std"]).argmax(1)
-    ours = np.asarray(GradCAM(module, layer, preprocess=card.preprocess, reshape=token_grid() if tokens else None)(images, targets))
+    ours = np.asarray(
+        GradCAM(module, layer, preprocess=card.preprocess, reshape=token_grid() if tokens else None)(images, targets)
+    )
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(1, 3, 1, 1)
-    cam = pytorch_grad_cam.GradCAM(model=model, target_layers=[torch_layer(model)], reshape_transform=torch_token_grid if tokens else None)
+    cam = pytorch_grad_cam.GradCAM(
+        model=model, target_layers=[torch_layer(model)], reshape_transform=torch_token_grid if tokens else None
+    )
     theirs = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
     assert ours.shape == theirs.shape == (2, 224, 224)
     for a, b in zip(ours, theirs):

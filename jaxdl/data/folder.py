@@ -53,6 +53,17 @@ def _check_classes(root: Path, names: Sequence[str]) -> None:
         raise DataError(f"{root} has one class folder ('{names[0]}'); a classifier needs at least two classes")
 
 
+# Optional: one class folder name per line, the class order (label k = line k) when data.class_names is not set.
+# `jaxdl-data write-folder` writes it, so a tree written from a data set keeps that data set's labels.
+CLASS_ORDER_FILE = "classes.txt"
+
+
+def class_order(root: Path) -> list[str] | None:
+    """The class order `root/classes.txt` gives, if there is one."""
+    path = root / CLASS_ORDER_FILE
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else None
+
+
 def scan_folder(root: Path, class_names: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
     """(path, label) of every image under `root/<class>/`, sorted by file name, and the class names."""
     dirs = _class_dirs(root)
@@ -137,6 +148,7 @@ def load(
         base = Path(root).expanduser()
         if not base.is_dir():
             raise DataError(f"data.root {base} is not a directory")
+        class_names = class_names or class_order(base)
         if (base / "train").is_dir():
             splits["train"], names = scan_folder(base / "train", class_names)
             for split in ("val", "test"):

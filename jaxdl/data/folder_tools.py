@@ -12,6 +12,7 @@ from PIL import Image
 
 from jaxdl.data.base import Dataset, Split
 from jaxdl.data.file_split import FileSplit
+from jaxdl.data.folder import CLASS_ORDER_FILE
 from jaxdl.errors import ConfigError, DataError
 
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
@@ -24,12 +25,15 @@ def folder_name(class_name: str) -> str:
 
 
 def write_folder(dataset: Dataset, out: Path, fmt: str = "png", workers: int = 2) -> dict[str, int]:
-    """`out/{train,val,test}/<class>/<index>.<fmt>`, index = position in the split (file names keep the order)."""
+    """`out/{train,val,test}/<class>/<index>.<fmt>`, index = position in the split (file names keep the order),
+    and `out/classes.txt` (the class order, so labels keep their numbers)."""
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     names = [folder_name(c) for c in dataset.class_names]
     if len(set(names)) != len(names):
         raise DataError(f"class names {dataset.class_names} collide as folder names {names}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CLASS_ORDER_FILE).write_text("\n".join(names) + "\n")  # labels stay the data set's, not sorted names
     counts = {}
     for split_name in SPLITS:
         split = getattr(dataset, split_name)
