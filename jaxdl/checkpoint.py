@@ -273,7 +273,9 @@ class RunCheckpoints:
         with _reading(where):
             saved = self._saved_state(step, where)
             check_compatible({key: saved[key] for key in raw_like if key in saved}, raw_like, where)
-            stored = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved)  # host arrays, as written
+            # whole arrays on this process's first device: the run may have been sharded over another device count
+            here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            stored = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), saved)
             restored = self.manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore())
             )
