@@ -40,7 +40,8 @@ from jaxdl.config import CONF_DIR
 from jaxdl.data import load_dataset
 from jaxdl.data.pipeline import Loader, epoch_order
 from jaxdl.models.conv import use_patch_grad
-from jaxdl.parallel import data_mesh, use_cpu_devices
+from jaxdl.cpu_devices import use_cpu_devices
+from jaxdl.parallel import data_mesh
 from jaxdl.steps import cross_entropy, init_state, make_predict, make_train_step, split_model
 from jaxdl.data.pipeline import make_preprocess
 
