@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="jaxdl computes in bfloat16 (trainer.compute_dtype)")
     parser.add_argument("--latency", action="store_true", help="inference latency at batch 1 and 256 instead of training")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per latency measurement")
+    parser.add_argument("--skip-flops", action="store_true", help="do not count the train step's FLOPs (MFU)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -360,7 +361,7 @@ def main() -> None:
         for name in ("jaxdl", "naive_nnx"):
             if name in median and "pytorch" in median:
                 result[f"ratio_{name}_vs_pytorch"] = median[name] / median["pytorch"]
-        if "jaxdl" in median and args.model == "lenet5":
+        if "jaxdl" in median and args.model == "lenet5" and not args.skip_flops:
             result["jaxdl_utilisation"] = mfu(median["jaxdl"], train_step_flops(args), args.batch)
     result["load_average_end"] = load_average()
     print(json.dumps(result, indent=2))

@@ -17,6 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.explain_models import DigitsConvNet, trained_digits_convnet  # noqa: E402
+from xai.explain import probe  # noqa: E402
 from xai.explain.cam import ScoreCAM  # noqa: E402
 from xai.explain.lime import LimeImage  # noqa: E402
 from xai.explain.occlusion import Occlusion  # noqa: E402
@@ -41,6 +42,7 @@ def largest_batch_split() -> list[int]:
 
 
 def main(out: Path) -> None:
+    probe.SHARD_ON_CPU = True  # off by default on CPUs (xai/explain/probe.py)
     model, images, labels = trained_digits_convnet()
     model.__class__ = Recording
     images, targets = images[:4], labels[:4]

@@ -10,11 +10,13 @@ model object is never touched.
 One forward and one backward pass give per-image gradients for per-image
 targets: a vjp with one-hot cotangents on the pre-softmax logits.
 
-The model's weights are replicated over the core's data mesh (every device; one
-per core on a CPU) and every batch the model sees is split over it, as in
-training: LIME's samples, SHAP's evaluations, Score-CAM's masked inputs and
-occlusion's occluded copies run on all cores. Batches are padded to a multiple
-of the device count and the padding dropped.
+The model's weights are replicated over the core's data mesh and every batch the
+model sees is split over it, as in training: LIME's samples, SHAP's evaluations,
+Score-CAM's masked inputs and occlusion's occluded copies run on every device.
+Batches are padded to a multiple of the device count and the padding dropped.
+On a CPU this is off unless `SHARD_ON_CPU` is set: with 2 XLA CPU devices (jax
+0.10.2) a LIME call on 64 images x 1,000 samples hung (no CPU used, no error)
+where one device finishes in 16 s; see experiments/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
+from jax.sharding import AxisType, Mesh
 
 from jaxdl.parallel import batch_sharded, data_mesh, put_replicated
 from xai.explain.inputs import ExplainError, check_images, check_targets
@@ -85,6 +87,16 @@ def _install_tap(module: nnx.Module, method: str, tap: Callable[[jax.Array], jax
         return type(out)(items)
 
     module.__class__ = type(f"Tapped{type(module).__name__}", (type(module),), {method: tapped})
+
+
+SHARD_ON_CPU = False  # split explainer batches over several XLA CPU devices (see the module docstring)
+
+
+def explain_mesh() -> Mesh:
+    """Every device (GPUs, TPUs; CPUs when SHARD_ON_CPU), else the first device alone."""
+    if jax.default_backend() != "cpu" or SHARD_ON_CPU:
+        return data_mesh()
+    return jax.make_mesh((1,), ("data",), axis_types=(AxisType.Auto,), devices=jax.devices()[:1])
 
 
 def shard_batch(x: jax.Array, mesh: Mesh) -> jax.Array:
@@ -153,7 +165,7 @@ class Probe:
     ):
         self.layers = (layers,) if isinstance(layers, str) else tuple(layers)
         taps = tuple(_resolve(model, name) for name in self.layers)
-        self.mesh = data_mesh()
+        self.mesh = explain_mesh()
         graphdef, state = nnx.split(model)
         self.state = put_replicated(state, self.mesh)
         self.fn = Forward(graphdef, taps, preprocess, output_index, self.mesh)
