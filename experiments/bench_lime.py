@@ -25,6 +25,7 @@ import numpy as np
 from lime.lime_image import LimeImageExplainer
 
 from jaxdl import models
+from jaxdl.cpu_devices import use_cpu_devices
 from jaxdl.runs import load_run
 from jaxdl.data.pipeline import make_preprocess
 from xai.explain.inputs import check_images
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("trained", "classic"), default="trained")
     parser.add_argument("--out", default=None, help="JSON file (default results/bench_lime_<model>.json)")
     args = parser.parse_args()
+    use_cpu_devices("auto", ())  # as the apps do: jaxdl's LIME (and the package's model calls) split over the cores
 
     run = load_run(args.run_dir)
     model, preprocess = run.model, run.preprocess
@@ -97,6 +99,7 @@ def main() -> None:
         "samples": args.samples,
         "features": int(segments.max() + 1),
         "device": str(jax.devices()[0]),
+        "jax_devices": jax.device_count(),
         "package_s_per_image": {},
     }
     for batch_size in (10, 100, 1000):

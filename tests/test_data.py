@@ -26,6 +26,18 @@ def test_digits_splits_are_disjoint_stratified_and_complete():
     assert data.train.images.max() == 255
 
 
+def test_digits_are_read_without_importing_scikit_learn_and_equal_its_loader():
+    from sklearn.datasets import load_digits
+
+    from jaxdl.data.digits import digits_file, read_digits
+
+    assert digits_file() is not None  # the fast path, not the fallback
+    images, labels = read_digits()
+    reference = load_digits()
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(labels, reference.target)
+
+
 def test_idx_reads_the_real_mnist_test_set(mnist_test_dir):
     images = read_idx(mnist_test_dir / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(mnist_test_dir / "t10k-labels-idx1-ubyte.gz")

@@ -106,11 +106,11 @@ def test_json_of_the_results_is_never_half_written(tmp_path):
 
 
 def test_cpu_devices_divide_the_batch_and_bad_settings_are_refused(monkeypatch):
-    from jaxdl import parallel
+    from jaxdl import cpu_devices
 
-    monkeypatch.setattr(parallel, "usable_cores", lambda: 8)
-    assert parallel.cpu_device_count("auto", (32, 500)) == 4  # 8 and the odd counts do not divide both
-    assert parallel.cpu_device_count("auto", (31,)) == 1
-    assert parallel.cpu_device_count(3, (32,)) == 3  # an explicit count is the user's choice
+    monkeypatch.setattr(cpu_devices, "usable_cores", lambda: 8)
+    assert cpu_devices.cpu_device_count("auto", (32, 500)) == 4  # 8 and the odd counts do not divide both
+    assert cpu_devices.cpu_device_count("auto", (31,)) == 1
+    assert cpu_devices.cpu_device_count(3, (32,)) == 3  # an explicit count is the user's choice
     with pytest.raises(ConfigError, match="trainer.cpu_devices must be auto or a positive number, got 0"):
-        parallel.cpu_device_count(0, (32,))
+        cpu_devices.cpu_device_count(0, (32,))

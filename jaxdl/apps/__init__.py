@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from jaxdl.config import CONF_DIR, check_group_overrides, register_resolvers
 from jaxdl.errors import ConfigError, report_user_errors
 from jaxdl.logs import hold_file_lines
-from jaxdl.parallel import use_cpu_devices
+from jaxdl.cpu_devices import use_cpu_devices
 
 # Libraries that log every file they write (Orbax via absl) or every backend they probe (JAX).
 NOISY_LOGGERS = ("absl", "jax._src.xla_bridge", "jax._src.distributed", "orbax", "tensorflow", "numba")

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import grain
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -26,6 +26,9 @@ from jaxdl.data.base import Split
 from jaxdl.data.file_split import FileSplit, RecordSplit
 from jaxdl.data.pipeline import EpochBatches, Loader, check_position, epoch_order, eval_plan
 from jaxdl.errors import DataError
+
+if TYPE_CHECKING:
+    import grain  # imported where used: a second of start-up that in-memory data never needs
 
 
 # Training examples decoded per Grain element: Grain's per-element cost spread over several images
@@ -38,11 +41,15 @@ def default_workers() -> int:
 
 
 def _read_options(workers: int, batch_size: int) -> grain.ReadOptions:
+    import grain
+
     return grain.ReadOptions(num_threads=workers, prefetch_buffer_size=max(64, 2 * batch_size))
 
 
 def decode_all(split: FileSplit) -> Split:
     """The readable images of `split` decoded (evaluation transform) into memory, in order; bad ones dropped."""
+    import grain
+
     decoder, paths = split.decoder, split.paths
     decoded = (
         grain.MapDataset.source(np.arange(len(split)))
@@ -90,6 +97,8 @@ class StreamLoader:
 
         `position`: an `EpochBatches.get_state()` of this epoch; the Grain iterator goes on from its state,
         so the examples after a mid-epoch checkpoint (bad files skipped included) are the same ones."""
+        import grain
+
         local_batch = batch_size // self.process_count
         order, spare = self.train_order(batch_size, seed, epoch)
         stream = np.concatenate([order, spare])
@@ -133,6 +142,8 @@ class StreamLoader:
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
         """Every example once: (images, labels, ids) as `Loader.eval_batches`; a bad file's label is -1."""
+        import grain
+
         plan = list(eval_plan(self.num_examples, self.process_index, self.process_count, batch_size))
         if not plan:
             return

@@ -230,7 +230,7 @@ class ScoreCAM(BaseCAM):
             return jnp.take_along_axis(score(self.probe.fn(state, masked, None)[0]), targets[image][:, None], 1)[:, 0]
 
         pairs = (jnp.repeat(jnp.arange(b), c), jnp.tile(jnp.arange(c), b))
-        scores = map_chunks(channel_scores, state, pairs, self.batch_size).reshape(b, c)
+        scores = map_chunks(channel_scores, state, pairs, self.batch_size, self.probe.devices).reshape(b, c)
         if package:
             weights = jax.nn.softmax(scores, axis=-1)
         else:

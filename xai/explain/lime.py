@@ -151,7 +151,9 @@ class LimeImage:
             logits = self.probe.fn(state, masked, None)[0]
             return jax.nn.softmax(logits) if self.score == "softmax" else logits
 
-        out = map_chunks(run, state, (jnp.repeat(jnp.arange(b), n), samples.reshape(b * n, -1)), self.batch_size)
+        out = map_chunks(
+            run, state, (jnp.repeat(jnp.arange(b), n), samples.reshape(b * n, -1)), self.batch_size, self.probe.devices
+        )
         return out.reshape(b, n, -1)
 
     def _explain(self, state, images, targets, segments, counts, samples, num_features: int):

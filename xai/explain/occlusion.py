@@ -82,7 +82,7 @@ class Occlusion:
             return jnp.take_along_axis(self._scores(state, hidden), targets[image][:, None], 1)[:, 0]
 
         pairs = (jnp.repeat(jnp.arange(b), p), jnp.tile(jnp.arange(p), b))
-        scores = map_chunks(occluded_scores, state, pairs, self.batch_size).reshape(b, p)
+        scores = map_chunks(occluded_scores, state, pairs, self.batch_size, self.probe.devices).reshape(b, p)
         drop = base[:, None] - scores
         coverage = jnp.maximum(masks.sum(0), 1)
         return jnp.einsum("bp,phw->bhw", drop, masks.astype(drop.dtype)) / coverage

@@ -1,0 +1,62 @@
+"""One process of the explainers' device-count test: LIME, SHAP, Score-CAM and occlusion on a trained digits net.
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=N python tests/explain_devices_worker.py OUT.npz
+
+Writes each explainer's output and, per explainer, the largest batch the model saw and how many
+devices that batch was split over (read inside the compiled forward by `jax.debug.inspect_array_sharding`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.explain_models import DigitsConvNet, trained_digits_convnet  # noqa: E402
+from xai.explain import probe  # noqa: E402
+from xai.explain.cam import ScoreCAM  # noqa: E402
+from xai.explain.lime import LimeImage  # noqa: E402
+from xai.explain.occlusion import Occlusion  # noqa: E402
+from xai.explain.shap_partition import PartitionShap  # noqa: E402
+
+SEEN: list[tuple[int, int]] = []  # (batch, devices it is split over) of every compiled forward
+
+
+class Recording(DigitsConvNet):
+    """The trained net, reporting how its input batch is laid out over the devices."""
+
+    def __call__(self, x):
+        jax.debug.inspect_array_sharding(x, callback=lambda s, n=x.shape[0]: SEEN.append((n, len(s.device_set))))
+        return super().__call__(x)
+
+
+def largest_batch_split() -> list[int]:
+    """[batch, devices] of the largest batch the model saw since the last call."""
+    batch, devices = max(SEEN)
+    SEEN.clear()
+    return [batch, devices]
+
+
+def main(out: Path) -> None:
+    probe.SHARD_ON_CPU = True  # off by default on CPUs (xai/explain/probe.py)
+    model, images, labels = trained_digits_convnet()
+    model.__class__ = Recording
+    images, targets = images[:4], labels[:4]
+    results, splits = {}, {}
+    results["lime"] = LimeImage(model, num_samples=300, batch_size=256)(images, targets).weights
+    splits["lime"] = largest_batch_split()
+    results["shap"] = PartitionShap(model, max_evals=300, batch_size=100)(images[:2], targets[:2])
+    splits["shap"] = largest_batch_split()
+    results["scorecam"] = np.asarray(ScoreCAM(model, "conv2", batch_size=64)(images, targets))
+    splits["scorecam"] = largest_batch_split()
+    results["occlusion"] = np.asarray(Occlusion(model, mask_size=3, stride=1, batch_size=128)(images, targets))
+    splits["occlusion"] = largest_batch_split()
+    np.savez(out, devices=jax.device_count(), **results, **{f"split_{k}": v for k, v in splits.items()})
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

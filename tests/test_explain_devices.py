@@ -1,0 +1,43 @@
+"""The explainers' batched forwards run split over every device, and the split does not change their output.
+
+LIME, SHAP, Score-CAM and occlusion on a trained digits net, once with 1 and once with 2 XLA CPU devices
+(each its own process: the device count is fixed when JAX starts; tests/explain_devices_worker.py).
+Measured: the outputs are identical to the last bit on this machine; the bound allows for reduction order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+EXPLAINERS = ("lime", "shap", "scorecam", "occlusion")
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> dict[int, dict]:
+    out = {}
+    for devices in (1, 2):
+        path = tmp_path_factory.mktemp("explain") / f"d{devices}.npz"
+        env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        result = run_cli("tests/explain_devices_worker.py", str(path), env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        out[devices] = dict(np.load(path))
+    return out
+
+
+@pytest.mark.parametrize("name", EXPLAINERS)
+def test_two_devices_give_the_one_device_explanation(outputs, name):
+    one, two = outputs[1][name], outputs[2][name]
+    assert one.shape == two.shape and np.abs(one).max() > 0
+    np.testing.assert_allclose(two, one, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", EXPLAINERS)
+def test_the_model_sees_its_batch_split_over_every_device(outputs, name):
+    assert int(outputs[2]["devices"]) == 2
+    batch, devices = outputs[2][f"split_{name}"]
+    assert batch > 1 and devices == 2, (batch, devices)
+    assert list(outputs[1][f"split_{name}"]) == [batch, 1]  # same batches, one device
