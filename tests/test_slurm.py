@@ -42,6 +42,16 @@ def _why_no_cluster() -> str | None:
     return None
 
 
+def _controller_answers(env: dict, wait_s: float) -> bool:
+    """Whether `scontrol ping` reaches the controller, retrying for up to `wait_s` seconds."""
+    deadline = time.monotonic() + wait_s
+    while subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True).returncode != 0:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(2)
+    return True
+
+
 @pytest.fixture(scope="session")
 def slurm_env(compile_cache_env) -> dict:
     """The environment of a process using the cluster: SLURM_CONF, this checkout, a shared XLA cache."""
@@ -56,8 +66,9 @@ def slurm_env(compile_cache_env) -> dict:
         "SLURM_CONF": str(STATE / "etc" / "slurm.conf"),
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     }
-    running = subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True) if shutil.which("scontrol") else None
-    if running is not None and running.returncode == 0:  # a developer's cluster from slurm_up.sh: use it, leave it up
+    # a slurmctld already started (by .ci/run or a developer) may need a moment to answer under load
+    started = (STATE / "run" / "slurmctld.pid").exists()
+    if shutil.which("scontrol") and _controller_answers(env, wait_s=60 if started else 0):  # use it, leave it up
         yield env
         return
     up = subprocess.run([str(CLUSTER / "slurm_up.sh")], capture_output=True, text=True, timeout=600)
