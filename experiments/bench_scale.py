@@ -48,13 +48,10 @@ NETS = {
 }
 
 
-def compose_config(net: Net, *extra: str):
-    from hydra import compose, initialize_config_dir
+def net_config(net: Net, *extra: str):
+    from jaxdl.config import compose_config
 
-    from jaxdl.config import CONF_DIR
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"model={net.zoo}", f"optimizer={net.optimizer}", *extra])
+    return compose_config("config", [f"model={net.zoo}", f"optimizer={net.optimizer}", *extra])
 
 
 def timed_rounds(run, steps: int, rounds: int, batch: int) -> list[float]:
@@ -94,7 +91,7 @@ def jaxdl_worker(args: argparse.Namespace) -> dict:
     from jaxdl.steps import init_state, make_train_step, split_model
 
     net = NETS[args.model]
-    cfg = compose_config(net, "data=folder")
+    cfg = net_config(net, "data=folder")
     mesh = data_mesh()
     spec = models.InputSpec((224, 224), 3, 1000)
     macs = module_macs(lambda: models.build(cfg.model, spec, seed=0), (1, 224, 224, 3))
@@ -147,7 +144,7 @@ def jaxdl_worker(args: argparse.Namespace) -> dict:
             state, _ = traced(state, *batches[i])
         result["top_ops"] = top_ops(traced.trace_dir, limit=12)
     if args.input_folder:
-        result.update(streamed_input(args, cfg, mesh, lambda n, feed: run(n, feed)))
+        result.update(streamed_input(args, cfg, mesh, run))
     return result
 
 
@@ -186,7 +183,7 @@ def torch_worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     layout = torch.channels_last if net.channels_last else torch.contiguous_format
     model = getattr(torchvision.models, net.torchvision)(num_classes=1000).to(device, memory_format=layout)
-    o = compose_config(net).optimizer
+    o = net_config(net).optimizer
     fused = {"fused": True} if device == "cuda" else {}
     if net.optimizer == "momentum":
         opt = torch.optim.SGD(model.parameters(), lr=o.learning_rate, momentum=o.momentum, weight_decay=o.weight_decay, **fused)

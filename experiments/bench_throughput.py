@@ -33,10 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from hydra import compose, initialize_config_dir
 
 from jaxdl import models, optim
-from jaxdl.config import CONF_DIR
+from jaxdl.config import compose_config
 from jaxdl.data import load_dataset
 from jaxdl.data.pipeline import Loader, epoch_order
 from jaxdl.models.conv import use_patch_grad
@@ -255,8 +254,7 @@ def worker(args) -> dict:
     name, steps, batch, bf16 = args.worker, args.steps, args.batch, args.bf16
     if name != "pytorch":  # as the apps do, before JAX starts its CPU backend
         use_cpu_devices(args.cpu_devices, (batch, 256) if args.latency else (batch,))
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["data=fashion_mnist", f"model={args.model}", "optimizer=adam"])
+    cfg = compose_config("config", ["data=fashion_mnist", f"model={args.model}", "optimizer=adam"])
     data = load_dataset(cfg.data)
     extra = {} if name == "pytorch" else {"jax_devices": jax.device_count()}
     if args.latency:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from jaxdl.errors import unknown_name
 
@@ -40,6 +40,15 @@ def check_group_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> Non
         for choice in value.split(","):  # multirun: model=a,b
             if choice not in valid:
                 raise unknown_name(key, choice, valid)
+
+
+def compose_config(config_name: str = "config", overrides: Sequence[str] = ()) -> Any:
+    """The config `jaxdl-<app> OVERRIDES...` would run, composed without Hydra's run directory
+    (for Python callers: notebooks, benchmarks, tests)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
 
 
 def record_hydra(directory: str | Path) -> None:

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from jaxdl.config import CONF_DIR
+from jaxdl import config as jaxdl_config
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_TEST_DIR = Path(os.environ.get("JAXDL_MNIST_TEST", REPO.parent / "shared" / "data" / "mnist-test"))
@@ -38,8 +37,7 @@ def fashion_dir() -> Path:
 
 def compose_config(*overrides: str):
     """The config `jaxdl-train OVERRIDES...` would run, without Hydra's run directory machinery."""
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return jaxdl_config.compose_config("config", overrides)
 
 
 def quick_overrides(*extra: str) -> list[str]:

@@ -12,10 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from jaxdl.config import CONF_DIR, check_group_overrides
+from jaxdl.config import check_group_overrides, compose_config
 from jaxdl.errors import ConfigError, report_user_errors
 
 COMMANDS = ("write-folder", "inspect")
@@ -24,8 +23,7 @@ USAGE = "usage: jaxdl-data write-folder data=NAME out=PATH [format=png|jpg] | ja
 
 def compose_data_config(overrides: Sequence[str]):
     check_group_overrides(list(overrides))
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("data_app", overrides=list(overrides))
+    return compose_config("data_app", overrides)
 
 
 def run(command: str, overrides: Sequence[str]) -> str:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from omegaconf import DictConfig, OmegaConf
 
-from jaxdl.config import CONF_DIR, check_group_overrides
+from jaxdl.config import check_group_overrides, compose_config
 from jaxdl import logs
 from jaxdl.apps import hydra_app, require_path
 from jaxdl.artifacts import resolve_run_dir
@@ -99,11 +99,8 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
 
 def compress_run(run_dir: str | Path, recipe: str = "int8", *overrides: str) -> dict:
     """`jaxdl-compress run_dir=... compress=recipe ...` from Python (notebooks, the quickstart)."""
-    from hydra import compose, initialize_config_dir
-
     check_group_overrides([f"compress={recipe}"])
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("compress_app", overrides=[f"run_dir={run_dir}", f"compress={recipe}", *overrides])
+    cfg = compose_config("compress_app", [f"run_dir={run_dir}", f"compress={recipe}", *overrides])
     return compress_and_report(cfg, Path(run_dir) / "compress" / cfg.compress.name)
 
 
