@@ -22,7 +22,9 @@ import numpy as np
 from jaxdl.data.base import Dataset, carve
 from jaxdl.data.file_split import FileSplit
 from jaxdl.data.images import ImageDecoder, detect_channels
+from jaxdl.data.jpeg import jpeg_decoder
 from jaxdl.data.stream import decode_all, default_workers
+from jaxdl.data.workers import resolve_mode
 from jaxdl.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -107,9 +109,9 @@ def read_manifest(path: Path, class_names: Sequence[str] | None = None) -> tuple
     return [(file, names.index(label)) for _, file, label in lines], names
 
 
-def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int) -> FileSplit:
+def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int, worker_mode: str) -> FileSplit:
     paths = np.asarray([p for p, _ in items], dtype=object)
-    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers)
+    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers, worker_mode)
 
 
 def _wants_stream(stream: Any, num_files: int, decoder: ImageDecoder, memory_budget_mb: float) -> bool:
@@ -136,6 +138,8 @@ def load(
     stream: Any = "auto",
     memory_budget_mb: float = 1024,
     workers: int | None = None,
+    worker_mode: str = "auto",
+    decoder: str = "auto",
     augment: Mapping[str, Any] | None = None,
 ) -> Dataset:
     """The data set of an image folder tree or a manifest, in memory or streamed as `stream` says."""
@@ -167,9 +171,11 @@ def load(
         crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
         hflip=bool(augment.get("hflip", True)),
         on_bad_file=on_bad_file,
+        fast_jpeg=jpeg_decoder(decoder),
     )
-    workers = int(workers or default_workers())
-    files = {k: _split(v, decoder, workers) for k, v in splits.items()}
+    workers = default_workers() if workers is None else int(workers)
+    mode = resolve_mode(worker_mode, workers)
+    files = {k: _split(v, decoder, workers, mode) for k, v in splits.items()}
     train = files["train"]
     if "test" not in files:
         train, files["test"] = carve(train, test_fraction, split_seed)

@@ -13,14 +13,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxdl.errors import ConfigError
+
 try:  # the `fast` extra; without it every JPEG goes through PIL
     import simplejpeg
 except ImportError:
     simplejpeg = None
 
+DECODERS = ("auto", "pil", "dali")
 JPEG_MAGIC = b"\xff\xd8"
 # Colour spaces libjpeg-turbo converts to RGB or grey itself; CMYK and YCCK go through PIL.
 FAST_COLOURSPACES = ("Gray", "YCbCr", "RGB")
+
+
+def jpeg_decoder(choice: str) -> bool:
+    """Whether `data.decoder` (auto | pil | dali) decodes JPEGs on the host through libjpeg-turbo."""
+    choice = str(choice).lower()
+    if choice == "dali":
+        from jaxdl.data import dali
+
+        dali.require()
+    elif choice not in DECODERS:
+        raise ConfigError(f"data.decoder must be auto, pil or dali, got '{choice}'")
+    return choice == "auto"
 
 
 def header(data: bytes) -> tuple[int, int] | None:
