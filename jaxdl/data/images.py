@@ -168,11 +168,14 @@ class ImageDecoder:
         if not 0.0 < self.eval_crop <= 1.0:
             raise ConfigError(f"data.eval_crop must be in (0, 1], got {self.eval_crop}")
 
-    def _open(self, source: str | bytes, crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box]:
+    def _open(self, source: str | bytes | np.ndarray, crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box]:
         """The image in the model's channels, EXIF-oriented, and the `crop` box drawn on its full size, scaled to
         the decoded pixels: a JPEG is decoded at the smallest scale that keeps `size` pixels across the box (the
         box is drawn from the header's size, before decoding): libjpeg-turbo's M/8 scales through `jpeg`, or
         PIL's draft mode (1/2, 1/4, 1/8) for files that path cannot take."""
+        if isinstance(source, np.ndarray):  # raw pixels (a packed store's `raw` format)
+            img = Image.fromarray(source[..., 0] if source.shape[-1] == 1 else source)
+            return _to_channels(img, self.channels), crop(img.width, img.height)
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
         size = jpeg.header(data) if self.fast_jpeg else None
         if size is not None:
@@ -216,7 +219,7 @@ class ImageDecoder:
             img = img.transpose(EXIF_TRANSPOSE[orientation])
         return img, (left * sx, top * sy, right * sx, bottom * sy)
 
-    def _decode(self, source: str | bytes, rng: np.random.Generator | None) -> np.ndarray:
+    def _decode(self, source: str | bytes | np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         if rng is not None and self.crop_scale is not None:
             crop = lambda w, h: _random_resized_crop(w, h, rng, self.crop_scale, self.crop_ratio)
         else:
@@ -227,7 +230,9 @@ class ImageDecoder:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return np.asarray(out, dtype=np.uint8).reshape(self.size, self.size, self.channels)
 
-    def try_decode(self, source: str | bytes, rng: np.random.Generator | None = None) -> tuple[np.ndarray | None, str]:
+    def try_decode(
+        self, source: str | bytes | np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray | None, str]:
         """(the image, "") or (None, why it cannot be read) under `skip`; a `DataError` under `raise`.
 
         What worker processes call: they hand the reason back instead of recording it here."""

@@ -1,4 +1,4 @@
-"""Data sources chosen by `conf/data/*.yaml` (`source: digits | idx | tfds | folder | signals1d`)."""
+"""Data sources chosen by `conf/data/*.yaml` (`source: digits | idx | tfds | folder | packed | signals1d`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import inspect
 
-from jaxdl.data import digits, folder, idx, signals, tfds_source
+from jaxdl.data import digits, folder, idx, packed, signals, tfds_source
 from jaxdl.data.base import Dataset, Split  # noqa: F401  (jaxdl.data.Split)
 from jaxdl.data.select import SELECTION_KEYS, apply_selection
 from jaxdl.errors import DataError, unknown_name
@@ -47,7 +47,14 @@ def _load_tfds(name: str, tfds_name: str | None = None, **options: Any) -> Datas
     return tfds_source.load(tfds_name or name, **options)
 
 
-SOURCES = {"digits": _load_digits, "idx": _load_idx, "tfds": _load_tfds, "signals1d": signals.load, "folder": folder.load}
+SOURCES = {
+    "digits": _load_digits,
+    "idx": _load_idx,
+    "tfds": _load_tfds,
+    "signals1d": signals.load,
+    "folder": folder.load,
+    "packed": packed.load,
+}
 
 # Keys of conf/data/*.yaml that describe the input pipeline rather than the source.
 PIPELINE_KEYS = ("source", "augment", "resize", "on_device")
