@@ -26,7 +26,7 @@ from jaxdl import distributed, models, optim, plots, transfer
 from jaxdl.artifacts import DTYPES, card_from_config
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.images import BadFiles
-from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, make_preprocess
+from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, input_wait_warning, make_preprocess
 from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
 from jaxdl.evaluate import Evaluation, evaluate
@@ -86,6 +86,7 @@ def train_epoch(
             position = {"epoch": epoch, "batch_size": t.batch_size, "processes": _gather_states(batches)}
             run.save_mid_epoch(first_step + batches.step, state, position, {"totals": total, "seconds": seconds})
     _accumulate(total, pending)
+    input_wait = batches.waited / max(time.perf_counter() - start, 1e-9)  # of this process's part of the epoch
     seconds = seconds_before + time.perf_counter() - start
     bar.close()
     count = max(total["count"], 1)
@@ -95,6 +96,7 @@ def train_epoch(
         "train/accuracy": total["correct"] / count,
         "train/samples_per_s": count / seconds,
         "time/epoch_s": seconds,
+        "time/input_wait": input_wait,
     }
 
 
@@ -293,12 +295,13 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     if t.get("profile") and run.main:
         train_step = TracedSteps(train_step, run.dir / "profile", count=int(t.get("profile_steps", 5)))
         log.info("profiling training steps 3-%d into %s", 2 + train_step.count, train_step.trace_dir)
+    input_warned = False
     for epoch in range(run.epoch + 1, t.epochs + 1):
         state, record = train_epoch(train_step, state, train_loader, cfg, epoch, run, dataset.num_classes)
         record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
         run.end_epoch(int(state.step), epoch, state, record)
         log.info(
-            "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s%s",
+            "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s, input_wait %.0f%%%s",
             epoch,
             t.epochs,
             record["train/loss"],
@@ -306,8 +309,13 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
             record["val/loss"],
             record["val/accuracy"],
             record["train/samples_per_s"],
+            100 * record["time/input_wait"],
             _report_bad_files(dataset, run),
         )
+        warning = None if input_warned else input_wait_warning(record["time/input_wait"])
+        if warning:
+            log.warning(warning)
+            input_warned = True
     if isinstance(train_step, TracedSteps):
         train_step.finish()
 

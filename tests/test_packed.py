@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import shutil
 
 import numpy as np
@@ -100,11 +102,20 @@ def test_a_damaged_shard_is_refused_in_one_line(packed, tmp_path):
     assert "SHA-256 verified" in data_app("inspect", _packed(out))
 
 
-def test_training_from_a_pack_resumes_mid_epoch_exactly(packed, tmp_path, monkeypatch):
+def test_training_from_a_pack_resumes_mid_epoch_exactly(packed, tmp_path, monkeypatch, caplog):
     _, out, _, _ = packed
     overrides = [*_packed(out, "data.workers=2", "data.worker_mode=thread"), "trainer.batch_size=8", "trainer.epochs=2"]
     cfg = lambda *extra: compose_config(*quick_overrides(*overrides, *extra))
-    whole = train_and_evaluate(cfg(), tmp_path / "whole")
+    with caplog.at_level(logging.INFO, logger="jaxdl"):
+        whole = train_and_evaluate(cfg(), tmp_path / "whole")
+    waits = [
+        r["time/input_wait"]
+        for r in map(json.loads, (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines())
+        if "time/input_wait" in r
+    ]
+    assert len(waits) == 2 and all(0 <= w <= 1 for w in waits)
+    assert len(re.findall(r"img/s, input_wait \d+%", caplog.text)) == 2  # on each epoch line
+    assert caplog.text.count("the accelerator waited for input") == (1 if max(waits) > 0.2 else 0)  # once a run
     with monkeypatch.context() as patch:
         _stop_after(patch, 5)
         with pytest.raises(Stopped):

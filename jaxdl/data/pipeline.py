@@ -8,6 +8,7 @@ Larger ones are gathered on the host and put on the mesh batch by batch.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -19,6 +20,7 @@ from jaxdl.data.base import Split
 from jaxdl.errors import CheckpointError
 
 ON_DEVICE_MAX_BYTES = 512 * 2**20
+INPUT_WAIT_WARNING = 0.2  # the fraction of an epoch's step time spent waiting for input that earns a warning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,18 +119,25 @@ def epoch_order(num_examples: int, batch_size: int, seed: int, epoch: int) -> np
 class EpochBatches(Iterator[tuple[jax.Array, jax.Array]]):
     """One epoch's training batches that know where they stand, so a mid-epoch checkpoint can store it.
 
-    `get_state()` is JSON: the steps taken and, for a streamed split, its Grain iterator's state."""
+    `get_state()` is JSON: the steps taken and, for a streamed split, its Grain iterator's state.
+    `waited`: seconds the consumer spent blocked on the next batch (steps are dispatched asynchronously, so a
+    training loop waits here only when the input is slower than the accelerator)."""
 
     def __init__(self, batches: Iterator, step: int, steps: int, source_state: Callable[[], Any] | None = None):
         self._batches = batches
         self.step, self.steps = step, steps
         self._source_state = source_state
+        self.waited = 0.0
 
     def __len__(self) -> int:
         return self.steps
 
     def __next__(self) -> tuple[jax.Array, jax.Array]:
-        batch = next(self._batches)
+        start = time.perf_counter()
+        try:
+            batch = next(self._batches)
+        finally:
+            self.waited += time.perf_counter() - start
         self.step += 1
         return batch
 
@@ -137,6 +146,17 @@ class EpochBatches(Iterator[tuple[jax.Array, jax.Array]]):
         if self._source_state is not None:
             state["grain"] = self._source_state()
         return state
+
+
+def input_wait_warning(fraction: float) -> str | None:
+    """The once-a-run warning for an epoch that spent `fraction` of its step time waiting for input, if it earns one."""
+    if fraction <= INPUT_WAIT_WARNING:
+        return None
+    return (
+        f"the accelerator waited for input {fraction:.0%} of the step time (input_wait on the epoch lines); "
+        "feed it faster: more decoding workers (data.workers=N, data.worker_mode=process), a packed store "
+        "(jaxdl-data pack ... out=PACK, then data=packed data.path=PACK), or GPU decoding (data.decoder=dali)"
+    )
 
 
 def check_position(position: dict | None, steps: int) -> int:
