@@ -94,6 +94,7 @@ class FileSplit(_Streamed):
     decoder: ImageDecoder
     workers: int = 2
     worker_mode: str = "thread"
+    backend: str = "host"  # host: decoded by `decoder` in workers | dali: by DALI on the GPU (`jaxdl.data.dali`)
     augments_in_workers = True
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxdl.data import dali
 from jaxdl.data.base import Dataset, carve
 from jaxdl.data.file_split import FileSplit
 from jaxdl.data.images import ImageDecoder, detect_channels
@@ -109,9 +110,9 @@ def read_manifest(path: Path, class_names: Sequence[str] | None = None) -> tuple
     return [(file, names.index(label)) for _, file, label in lines], names
 
 
-def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int, worker_mode: str) -> FileSplit:
+def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int, worker_mode: str, backend: str) -> FileSplit:
     paths = np.asarray([p for p, _ in items], dtype=object)
-    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers, worker_mode)
+    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers, worker_mode, backend)
 
 
 def _wants_stream(stream: Any, num_files: int, decoder: ImageDecoder, memory_budget_mb: float) -> bool:
@@ -163,6 +164,7 @@ def load(
     augment = augment or {}
     train_paths = [p for p, _ in splits["train"]]
     scale = augment.get("crop_scale", (0.08, 1.0))
+    decoder_choice = decoder
     decoder = ImageDecoder(
         size=int(image_size),
         channels=detect_channels(train_paths) if str(channels) == "auto" else int(channels),
@@ -171,11 +173,12 @@ def load(
         crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
         hflip=bool(augment.get("hflip", True)),
         on_bad_file=on_bad_file,
-        fast_jpeg=jpeg_decoder(decoder),
+        fast_jpeg=jpeg_decoder(decoder_choice),
     )
     workers = default_workers() if workers is None else int(workers)
     mode = resolve_mode(worker_mode, workers)
-    files = {k: _split(v, decoder, workers, mode) for k, v in splits.items()}
+    backend = dali.backend(decoder_choice, train_paths)
+    files = {k: _split(v, decoder, workers, mode, backend) for k, v in splits.items()}
     train = files["train"]
     if "test" not in files:
         train, files["test"] = carve(train, test_fraction, split_seed)

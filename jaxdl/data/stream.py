@@ -151,5 +151,12 @@ class StreamLoader:
 
 
 def loader_for(split: Split | FileSplit | RecordSplit, mesh: Mesh, on_device: bool | None = None) -> Loader | StreamLoader:
-    """The loader of a split: streamed from files or records, or the in-memory `Loader`."""
-    return Loader(split, mesh, on_device) if isinstance(split, Split) else StreamLoader(split, mesh)
+    """The loader of a split: streamed from files or records (decoded by DALI where the split says so), or the
+    in-memory `Loader`."""
+    if isinstance(split, Split):
+        return Loader(split, mesh, on_device)
+    if getattr(split, "backend", "host") == "dali":
+        from jaxdl.data.dali import DaliLoader
+
+        return DaliLoader(split, mesh)
+    return StreamLoader(split, mesh)
