@@ -14,8 +14,8 @@ batch, which holds start-up), on (a) Fashion-MNIST written as PNGs by `jaxdl-dat
 JPEG photographs of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9
 photographs, one class each; random crops of 40-100% of each side, resized to a random 400-600 x
 400-600). Entries: `<set>_threads` and `<set>_processes` (jaxdl's two worker modes, each against the
-same torchvision run), `photo_jpeg_pack` (jaxdl reading a `jaxdl-data pack` of the JPEGs, max_side 256,
-against torchvision on the original JPEGs) and `photo_jpeg_processes_1_to_2` (jaxdl's images/s with 2
+same torchvision run), `photo_jpeg_pack_threads` / `_processes` (jaxdl reading a `jaxdl-data pack` of the
+JPEGs, max_side 256, against torchvision on the original JPEGs) and `photo_jpeg_processes_1_to_2` (jaxdl's images/s with 2
 worker processes over 1).
 
 memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
@@ -180,7 +180,8 @@ def throughput(args) -> None:
             print(name, "torchvision", repeat, json.dumps(peer), flush=True)
             runs = {f"{name}_threads": (root, "thread"), f"{name}_processes": (root, "process")}
             if name == "photo_jpeg":
-                runs[f"{name}_pack"] = (pack, "process")
+                runs[f"{name}_pack_threads"] = (pack, "thread")
+                runs[f"{name}_pack_processes"] = (pack, "process")
             for entry, (source, mode) in runs.items():
                 r = jaxdl_rate(source, args.workers, args.images, channels, mode)
                 print(entry, "jaxdl", repeat, json.dumps(r), flush=True)
