@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_scale import IMAGENET_MEAN, IMAGENET_STD, NETS, net_config, timed_rounds  # noqa: E402
 
 FEEDS = {
-    "folder_processes": lambda a: ["data=folder", f"data.root={a.jpegs}", "data.worker_mode=process"],
+    "folder_processes": lambda a: ["data=folder", f"data.root={a.jpegs}", "data.stream=true", "data.worker_mode=process"],
     "pack": lambda a: ["data=packed", f"data.path={a.pack}", "data.worker_mode=process", "data.verify=false"],
-    "dali": lambda a: ["data=folder", f"data.root={a.jpegs}", "data.decoder=dali"],
+    "dali": lambda a: ["data=folder", f"data.root={a.jpegs}", "data.stream=true", "data.decoder=dali"],
 }
 
 
@@ -66,7 +66,7 @@ def measure(args: argparse.Namespace, model: str) -> dict:
         nonlocal state
         for _ in range(n):
             state, metrics = step(state, *next(feed))
-        jax.block_until_ready(metrics["loss_sum"])
+        jax.block_until_ready(state)
 
     def cycle(batches):
         while True:
