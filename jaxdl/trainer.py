@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, open_dict
 from tqdm import tqdm
 
-from jaxdl import distributed, models, optim, plots, transfer
+from jaxdl import distributed, models, optim, plots, tracking, transfer
 from jaxdl.artifacts import DTYPES, card_from_config
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.images import BadFiles
@@ -249,9 +249,12 @@ def train_and_evaluate(
     exp = experiment or build_experiment(cfg)
     run = RunDirectory(cfg, run_dir, exp.state, t.best_metric, t.best_mode, card=exp.card(), on_open=on_open)
     try:
-        return _train(exp, run)
-    finally:
-        run.close()
+        summary = _train(exp, run)
+    except BaseException:
+        run.close("FAILED")
+        raise
+    run.close()
+    return summary
 
 
 def _report_bad_files(dataset: Dataset, run: RunDirectory) -> str:
@@ -325,6 +328,9 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         summary.update(write_evaluation(run.dir, test, dataset.test.subset(test.ids).images, dataset.class_names))
         plots.learning_curves(run.metrics.records, run.dir / "curves.png")
         run.write_results(summary)
+        if run.trackers is not None:
+            run.trackers.log_images(int(state.step), tracking.figures(run.dir))
+            run.trackers.log_artifacts(tracking.run_artifacts(run.dir, best))
     log.info(
         "test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s%s",
         test.accuracy,
