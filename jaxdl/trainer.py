@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, open_dict
 from tqdm import tqdm
 
-from jaxdl import distributed, models, optim, plots, tracking, transfer
+from jaxdl import distributed, early_stopping, ema, models, optim, plots, tracking, transfer
 from jaxdl.artifacts import DTYPES, card_from_config
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.images import BadFiles
@@ -197,6 +197,8 @@ def check_trainer(t: Any) -> None:
     every = t.get("checkpoint_every_steps")
     if every is not None and not whole(every):
         raise ConfigError(f"trainer.checkpoint_every_steps must be a positive whole number or null, got {every!r}")
+    ema.check(t)
+    early_stopping.check(t, EPOCH_METRICS)
 
 
 def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experiment:
@@ -224,13 +226,17 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     if source is not None:
         transfer.copy_weights(model, source, t.get("head"), t.get("freeze") or [])
         preprocess = transfer.source_normalisation(preprocess, source, t.get("init_normalisation", "source"))
+    accumulation = t.get("grad_accum_steps", 1)
     tx = transfer.partition_optimizer(
-        optim.build(cfg.optimizer, steps_per_epoch, t.epochs),
+        optim.build(cfg.optimizer, max(steps_per_epoch // max(accumulation, 1), 1), t.epochs),
         nnx.state(model, nnx.Param),
         t.get("freeze") or [],
         t.get("head"),
         float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
     )
+    if t.get("ema_decay") is not None:
+        tx = ema.with_ema(tx, float(t.ema_decay))
+    tx = optim.accumulate(tx, accumulation)
     train_def, eval_def, params, model_state = split_model(model, t.get("freeze") or [])
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
@@ -247,7 +253,8 @@ def train_and_evaluate(
     distributed.initialize(cfg.trainer)
     t = cfg.trainer
     exp = experiment or build_experiment(cfg)
-    run = RunDirectory(cfg, run_dir, exp.state, t.best_metric, t.best_mode, card=exp.card(), on_open=on_open)
+    weights = {"weights": t.eval_weights, "ema_decay": t.ema_decay} if t.get("ema_decay") is not None else {}
+    run = RunDirectory(cfg, run_dir, exp.state, t.best_metric, t.best_mode, card=exp.card(**weights), on_open=on_open)
     try:
         summary = _train(exp, run)
     except BaseException:
@@ -296,9 +303,14 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     if t.get("profile") and run.main:
         train_step = TracedSteps(train_step, run.dir / "profile", count=int(t.get("profile_steps", 5)))
         log.info("profiling training steps 3-%d into %s", 2 + train_step.count, train_step.trace_dir)
+    stopping = early_stopping.settings(t)
+    stopped = early_stopping.decide(stopping, run.metrics.records)  # a resumed run that had stopped stays stopped
     for epoch in range(run.epoch + 1, t.epochs + 1):
+        if stopped:
+            break
         state, record = train_epoch(train_step, state, train_loader, cfg, epoch, run, dataset.num_classes)
-        record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
+        params = ema.eval_params(t, state)
+        record.update(evaluate(predict, params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
         run.end_epoch(int(state.step), epoch, state, record)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s%s",
@@ -311,6 +323,9 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
             record["train/samples_per_s"],
             _report_bad_files(dataset, run),
         )
+        stopped = early_stopping.decide(stopping, run.metrics.records)
+        if stopped:
+            log.info("early stopping after epoch %d: %s", stopped["epoch"], stopped["reason"])
     if isinstance(train_step, TracedSteps):
         train_step.finish()
 
@@ -318,9 +333,11 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     if best != int(state.step):
         state, _ = run.ckpts.restore(best, state)
     exp.state = state
-    test = evaluate(predict, state.params, state.model_state, test_loader, t.eval_batch_size)
-    summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": exp.num_params}
-    run.metrics.write(int(state.step), epoch=t.epochs, **test.metrics("test"))
+    test = evaluate(predict, ema.eval_params(t, state), state.model_state, test_loader, t.eval_batch_size)
+    summary = {**test.metrics("test"), "best_step": best, "epochs": run.epoch, "parameters": exp.num_params}
+    if stopped:
+        summary["stopped_early"] = stopped
+    run.metrics.write(int(state.step), epoch=run.epoch, **test.metrics("test"))
     best_val = [r for r in run.metrics.records if r["step"] == best and t.best_metric in r]
     if best_val:
         summary[f"best_{t.best_metric}"] = best_val[0][t.best_metric]

@@ -87,5 +87,6 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
         raise
     value = objective_value(cfg, summary)
     if main:
-        attempt.ended("completed", objective=cfg.trainer.get("objective"), objective_value=value)
+        stopped = {"stopped_early": summary["stopped_early"]} if "stopped_early" in summary else {}
+        attempt.ended("completed", objective=cfg.trainer.get("objective"), objective_value=value, **stopped)
     return value
