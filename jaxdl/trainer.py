@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from jaxdl import distributed, early_stopping, ema, models, optim, plots, tracking, transfer
 from jaxdl.artifacts import DTYPES, card_from_config
-from jaxdl.data import Dataset, load_dataset
+from jaxdl.data import Dataset, auto_size, load_dataset
 from jaxdl.data.images import BadFiles
 from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, make_preprocess
 from jaxdl.data.stream import loader_for
@@ -209,6 +209,8 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     mesh = data_mesh()
     check_batch_size(t.batch_size, mesh)
     check_batch_size(t.eval_batch_size, mesh, "trainer.eval_batch_size")
+    source = transfer.load_source(t.init_from) if t.get("init_from") else None
+    auto_size.follow_model(cfg, source.card.spec if source is not None else None)  # data.image_size/channels=auto
     dataset = dataset or load_dataset(cfg.data)
     spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
     preprocess = make_preprocess(
@@ -218,7 +220,6 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
     compute_dtype = DTYPES[t.compute_dtype]
-    source = transfer.load_source(t.init_from) if t.get("init_from") else None
     if source is not None and source.card.model.get("channels"):  # a pruned source has fewer channels: build its shape
         with open_dict(cfg):
             cfg.model.channels = source.card.model["channels"]

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import distributed
 from jaxdl.config import record_hydra
+from jaxdl.data import auto_size
 from jaxdl.errors import JaxdlError, RunRefused
 from jaxdl.run_status import begin_attempt, read_status
 from jaxdl.trainer import train_and_evaluate
@@ -40,7 +41,10 @@ def _completed_with_same_config(cfg: DictConfig, run_dir: Path) -> dict | None:
     results, config = run_dir / "results.json", run_dir / "config.yaml"
     if read_status(run_dir).get("status") != "completed" or not (results.exists() and config.exists()):
         return None
-    if config.read_text() != OmegaConf.to_yaml(cfg, resolve=True):
+    resolved = cfg.copy()
+    if not cfg.trainer.get("init_from"):  # what build_experiment resolves data.image_size=auto to (config.yaml records it)
+        auto_size.follow_model(resolved)
+    if config.read_text() != OmegaConf.to_yaml(resolved, resolve=True):
         return None
     return json.loads(results.read_text())
 
