@@ -34,6 +34,7 @@ from jaxdl.parallel import check_batch_size, data_mesh
 from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
+from jaxdl.summary import write_summary
 
 log = logging.getLogger("jaxdl")
 
@@ -324,6 +325,10 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
             record["train/samples_per_s"],
             _report_bad_files(dataset, run),
         )
+        if t.get("live_plot") and run.main:  # curves.png (and the trackers' copy) current after every epoch
+            plots.learning_curves(run.metrics.records, run.dir / "curves.png")
+            if run.trackers is not None:
+                run.trackers.log_images(int(state.step), {"curves": run.dir / "curves.png"})
         stopped = early_stopping.decide(stopping, run.metrics.records)
         if stopped:
             log.info("early stopping after epoch %d: %s", stopped["epoch"], stopped["reason"])
@@ -346,6 +351,7 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         summary.update(write_evaluation(run.dir, test, dataset.test.subset(test.ids).images, dataset.class_names))
         plots.learning_curves(run.metrics.records, run.dir / "curves.png")
         run.write_results(summary)
+        write_summary(run.dir, run.metrics.records, summary)
         if run.trackers is not None:
             run.trackers.log_images(int(state.step), tracking.figures(run.dir))
             run.trackers.log_artifacts(tracking.run_artifacts(run.dir, best))
