@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
 from pathlib import Path
-
-import pytest
 
 from jaxdl import plots
 from jaxdl.trainer import train_and_evaluate
+from tests.browser import headless_chromium
 from tests.conftest import compose_config, quick_overrides
-
-
-def _chromedriver() -> str | None:
-    return shutil.which("chromedriver") or next(
-        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if Path(p).exists()), None
-    )
 
 
 def test_live_plot_redraws_every_epoch_and_summary_renders_in_headless_chromium(tmp_path, monkeypatch):
@@ -44,16 +35,7 @@ def test_live_plot_redraws_every_epoch_and_summary_renders_in_headless_chromium(
         assert f'<td>{row["class"]}</td><td class="num">{float(row["accuracy"]):.4f}</td>' in page
     assert "lenet5" in page and summary["test/accuracy"] == results["test/accuracy"]
 
-    if _chromedriver() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromedriver is missing in CI (apt-get install chromium chromium-driver)")
-        pytest.skip("chromedriver missing: apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1600"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=_chromedriver()), options=options)
+    driver = headless_chromium(1200, 1600)
     try:
         driver.get((run_dir / "summary.html").as_uri())
         images = driver.execute_script("return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
