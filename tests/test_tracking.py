@@ -173,3 +173,26 @@ def test_a_sweep_logs_child_runs_to_a_real_server_and_survives_it_going_down(mlf
     assert len(children) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     second = next(c for c in children if c.info.run_name.endswith("/1"))
     assert [m.step for m in store.get_metric_history(second.info.run_id, "val/accuracy")] == [40]  # logged before it died
+
+
+def test_a_hydra_multirun_is_one_parent_mlflow_run_with_a_child_per_job(tmp_path, compile_cache_env):
+    from mlflow.tracking import MlflowClient
+
+    from jaxdl.apps.compare.records import find_runs
+    from tests.conftest import run_cli
+
+    sweep = tmp_path / "sweep"
+    tiny = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "trainer.batch_size=64"]
+    result = run_cli(
+        "-m", "jaxdl.apps.train", "--multirun", f"hydra.sweep.dir={sweep}", *tiny, "trainer.loggers=[jsonl,mlflow]",
+        "trainer.seed=0,1", env=compile_cache_env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    client = MlflowClient(f"sqlite:///{sweep}/mlflow.db")  # the embedded store lives beside the sweep
+    runs = client.search_runs([client.get_experiment_by_name("jaxdl").experiment_id])
+    (parent,) = [r for r in runs if "jaxdl.sweep_dir" in r.data.tags]
+    children = sorted((r for r in runs if r is not parent), key=lambda r: r.info.run_name)
+    assert [c.info.run_name for c in children] == ["sweep/0", "sweep/1"] and parent.info.run_name == "sweep"
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert [c.data.params["trainer.seed"] for c in children] == ["0", "1"]
+    assert len(find_runs([sweep])) == 2  # the store's artifact copies are not mistaken for runs

@@ -10,6 +10,7 @@ same config and otherwise resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -41,7 +42,7 @@ def _completed_with_same_config(cfg: DictConfig, run_dir: Path) -> dict | None:
     results, config = run_dir / "results.json", run_dir / "config.yaml"
     if read_status(run_dir).get("status") != "completed" or not (results.exists() and config.exists()):
         return None
-    resolved = cfg.copy()
+    resolved = copy.deepcopy(cfg)
     if not cfg.trainer.get("init_from"):  # what build_experiment resolves data.image_size=auto to (config.yaml records it)
         auto_size.follow_model(resolved)
     if config.read_text() != OmegaConf.to_yaml(resolved, resolve=True):
