@@ -8,6 +8,7 @@ that URI shows them). The run id is kept in `trackers.json`, so a resumed run co
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -50,6 +51,9 @@ class MLflowTracker:
 
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        for name in ("mlflow", "alembic"):  # database migrations logged at INFO on MLflow's own handler
+            if not logging.getLogger(name).isEnabledFor(logging.DEBUG):  # unless the user asked for detail
+                logging.getLogger(name).setLevel(logging.WARNING)
         uri, artifacts = tracking_uri(ctx)
         self.client = MlflowClient(uri)
         state = ctx.state
