@@ -196,3 +196,15 @@ def test_a_hydra_multirun_is_one_parent_mlflow_run_with_a_child_per_job(tmp_path
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
     assert [c.data.params["trainer.seed"] for c in children] == ["0", "1"]
     assert len(find_runs([sweep])) == 2  # the store's artifact copies are not mistaken for runs
+
+
+def test_explain_report_is_added_to_the_training_runs_mlflow_record(resumed_run, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    report = tmp_path / "report.html"
+    report.write_text("<html>explanations</html>")
+    tracking.attach_to_run(resumed_run, {"explain/report.html": report})  # what jaxdl-explain does after writing it
+    client = MlflowClient(f"sqlite:///{resumed_run}/mlflow.db")
+    run_id = json.loads((resumed_run / "trackers.json").read_text())["mlflow"]["run_id"]
+    assert [a.path for a in client.list_artifacts(run_id, "explain")] == ["explain/report.html"]
+    tracking.attach_to_run(tmp_path, {"explain/report.html": report})  # a run without trackers: nothing to do

@@ -139,3 +139,18 @@ def run_artifacts(run_dir: Path, best_step: int | None) -> dict[str, Path]:
     if best_step is not None:
         paths["checkpoints/best"] = run_dir / "checkpoints" / str(best_step)
     return paths
+
+
+def attach_to_run(run_dir: Path, paths: Mapping[str, Path]) -> None:
+    """Add files made after training (jaxdl-explain's `report.html`) to the MLflow run of the training run in
+    `run_dir`, when it had one. A tracker problem is one warning, never an error of the calling app."""
+    state_file = Path(run_dir) / STATE_FILE
+    entry = json.loads(state_file.read_text()).get("mlflow", {}) if state_file.exists() else {}
+    if not entry.get("run_id"):
+        return
+    from jaxdl.tracking.mlflow import attach
+
+    try:
+        attach(entry, paths)
+    except Exception as err:  # noqa: BLE001 - the app's own result is written already
+        log.warning("could not add %s to MLflow run %s: %s", ", ".join(paths), entry["run_id"], _first_line(err))

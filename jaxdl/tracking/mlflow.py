@@ -49,8 +49,7 @@ class MLflowTracker:
         require("mlflow")
         from mlflow.tracking import MlflowClient
 
-        for key, value in HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
+        _bounded_http()
         for name in ("mlflow", "alembic"):  # database migrations logged at INFO on MLflow's own handler
             if not logging.getLogger(name).isEnabledFor(logging.DEBUG):  # unless the user asked for detail
                 logging.getLogger(name).setLevel(logging.WARNING)
@@ -99,12 +98,7 @@ class MLflowTracker:
             self.client.log_artifact(self.run_id, str(path), str(Path("images", name).parent))
 
     def log_artifacts(self, paths: Mapping[str, Path]) -> None:
-        for name, path in paths.items():
-            if Path(path).is_dir():
-                self.client.log_artifacts(self.run_id, str(path), name)
-            else:
-                parent = str(Path(name).parent)
-                self.client.log_artifact(self.run_id, str(path), None if parent == "." else parent)
+        _log_files(self.client, self.run_id, paths)
 
     def close(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
@@ -114,3 +108,26 @@ def _sweep_tags() -> dict[str, str]:
     from jaxdl.tracking.base import run_tags
 
     return {k: v for k, v in run_tags().items() if k != "slurm_array_task"}
+
+
+def attach(entry: Mapping[str, str], paths: Mapping[str, Path]) -> None:
+    """Log `paths` (artifact name -> file) to the finished MLflow run `entry` (a `trackers.json` entry) names."""
+    from mlflow.tracking import MlflowClient
+
+    _bounded_http()
+    _log_files(MlflowClient(entry["tracking_uri"]), entry["run_id"], paths)
+
+
+def _bounded_http() -> None:
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def _log_files(client, run_id: str, paths: Mapping[str, Path]) -> None:
+    """Each file or directory under its artifact name (`eval`, `explain/report.html`)."""
+    for name, path in paths.items():
+        if Path(path).is_dir():
+            client.log_artifacts(run_id, str(path), name)
+        else:
+            parent = str(Path(name).parent)
+            client.log_artifact(run_id, str(path), None if parent == "." else parent)
