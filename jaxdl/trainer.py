@@ -81,6 +81,9 @@ def train_epoch(
             _accumulate(total, pending)
             run.check_loss(total["loss_sum"] / total["count"], first_step + batches.step, epoch, num_classes)
             bar.set_postfix(loss=f"{total['loss_sum'] / total['count']:.4f}", acc=f"{total['correct'] / total['count']:.4f}")
+            if run.trackers is not None:  # per-step curves: the epoch's running means so far
+                running = {"loss": total["loss_sum"] / total["count"], "accuracy": total["correct"] / total["count"]}
+                run.trackers.log_metrics(first_step + batches.step, {f"train_steps/{k}": v for k, v in running.items()})
         if every and (first_step + batches.step) % every == 0 and batches.step < len(batches):  # the epoch end saves anyway
             _accumulate(total, pending)
             seconds = seconds_before + time.perf_counter() - start

@@ -54,6 +54,8 @@ def test_mlflow_embedded_store_holds_one_run_continued_across_the_resume(resumed
     for key in EPOCH_KEYS:
         history = client.get_metric_history(run.info.run_id, key)
         assert [(m.step, m.value) for m in history] == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in epochs]
+    step_curve = [m.step for m in client.get_metric_history(run.info.run_id, "train_steps/loss")]
+    assert step_curve == [20, 40, 60, 80, 100, 120]  # every trainer.log_every steps, none twice across the resume
     test_steps = [m.step for m in client.get_metric_history(run.info.run_id, "test/accuracy")]
     assert len(test_steps) == len(set(test_steps)) and test_steps[-1] == 120
     listed = {a.path for a in client.list_artifacts(run.info.run_id)}
