@@ -201,6 +201,8 @@ def check_trainer(t: Any) -> None:
     every = t.get("checkpoint_every_steps")
     if every is not None and not whole(every):
         raise ConfigError(f"trainer.checkpoint_every_steps must be a positive whole number or null, got {every!r}")
+    if not whole(t.get("grad_accum_steps", 1)):
+        raise ConfigError(f"trainer.grad_accum_steps must be a positive whole number, got {t.get('grad_accum_steps')!r}")
     ema.check(t)
     early_stopping.check(t, EPOCH_METRICS)
 

@@ -146,3 +146,26 @@ def test_early_stopping_stops_at_the_epoch_the_patience_rule_gives(tmp_path):
     train_and_evaluate(compose_config(*overrides), run_dir)
     again = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in again if "val/loss" in r] == [r["epoch"] for r in epochs]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.grad_accum_steps=0", "trainer.grad_accum_steps must be a positive whole number"),
+        ("trainer.ema_decay=1.5", "trainer.ema_decay must be a number between 0 and 1"),
+        ("trainer.eval_weights=ema", "trainer.eval_weights=ema needs trainer.ema_decay"),
+        ("trainer.eval_weights=best", "trainer.eval_weights must be one of raw, ema"),
+        ("trainer.early_stopping.patience=0", "trainer.early_stopping.patience must be a positive whole number"),
+        (
+            "trainer.early_stopping.patience=2 trainer.early_stopping.metric=val/f1",
+            "early_stopping.metric 'val/f1' is not recorded",
+        ),
+        ("trainer.early_stopping.patience=2 trainer.early_stopping.mode=up", "trainer.early_stopping.mode must be max or min"),
+    ],
+)
+def test_bad_loop_settings_are_one_line_before_any_work(override, message):
+    from jaxdl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as err:
+        build_experiment(compose_config(*quick_overrides(*override.split())))
+    assert "\n" not in str(err.value)
