@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jaxdl import distributed, logs
+from jaxdl import distributed, logs, tracking
 from jaxdl.artifacts import ModelCard, run_config
 from jaxdl.checkpoint import BEST_MODES, RunCheckpoints
 from jaxdl.config import record_hydra
@@ -56,6 +56,9 @@ RUN_OUTPUTS = (
     "reconstructions",
     "reconstructions.png",
     "data_errors.txt",
+    "trackers.json",
+    "wandb",
+    "summary.html",
 )
 # A training loss this many times the chance-level loss ln(K) is treated as divergence, like NaN.
 DIVERGENCE_FACTOR = 1000.0
@@ -164,6 +167,7 @@ class RunDirectory:
         self.cfg = cfg
         self.dir = Path(run_dir).absolute()
         self.main = distributed.is_main_process()
+        tracking.requested(t)  # an unknown or not installed tracker: refused before anything is written
         self.lock = RunLock(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.main:
@@ -214,7 +218,8 @@ class RunDirectory:
                 card.write(self.dir)
         if on_open is not None:
             on_open()
-        self.metrics = MetricsLog(self.dir, resume_step=step, write_files=self.main)
+        self.trackers = tracking.Trackers(cfg, self.dir, step) if self.main else None
+        self.metrics = MetricsLog(self.dir, resume_step=step, write_files=self.main, trackers=self.trackers)
         self.started = time.perf_counter()
 
     def check_loss(self, loss: float, step: int, epoch: int, num_classes: int | None = None) -> None:
@@ -269,8 +274,10 @@ class RunDirectory:
             tmp.write_text(json.dumps(summary, indent=2))
             tmp.replace(self.dir / "results.json")
 
-    def close(self) -> None:
-        self.metrics.close()
+    def close(self, status: str = "FINISHED") -> None:
+        """`status`: how the run ended, for the trackers (FINISHED, FAILED)."""
+        if self.trackers is not None:
+            self.trackers.close(status)
         self.ckpts.close()
         self.lock.release()
 

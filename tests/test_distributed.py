@@ -92,6 +92,12 @@ def test_two_processes_train_together_and_only_process_0_writes(results):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 1]  # one epoch record and the test record: written once
     assert (run / "checkpoints" / str(s0["best_step"])).is_dir()
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1  # the trackers too: process 0 only
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run}/mlflow.db")
+    (tracked,) = client.search_runs([client.get_experiment_by_name("jaxdl").experiment_id])
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "val/accuracy")] == [records[0]["step"]]
 
 
 def test_folder_shards_are_disjoint_and_their_union_is_the_split(results):

@@ -22,6 +22,7 @@ import numpy as np
 from jaxdl.data import dali
 from jaxdl.data.base import Dataset, carve
 from jaxdl.data.file_split import FileSplit
+from jaxdl.data import auto_size
 from jaxdl.data.images import ImageDecoder, detect_channels
 from jaxdl.data.jpeg import jpeg_decoder
 from jaxdl.data.stream import decode_all, default_workers
@@ -129,7 +130,7 @@ def load(
     root: str | None = None,
     manifest: str | None = None,
     class_names: Sequence[str] | None = None,
-    image_size: int = 224,
+    image_size: int | str = "auto",
     channels: int | str = "auto",
     eval_crop: float = 1.0,
     val_fraction: float = 0.1,
@@ -161,12 +162,13 @@ def load(
                     splits[split], _ = scan_folder(base / split, names)
         else:
             splits["train"], names = scan_folder(base, class_names)
-    augment = augment or {}
+    size = auto_size.image_size(image_size)
+    augment = auto_size.augment_settings(augment, size)
     train_paths = [p for p, _ in splits["train"]]
-    scale = augment.get("crop_scale", (0.08, 1.0))
     decoder_choice = decoder
+    scale = augment.get("crop_scale", auto_size.IMAGENET_CROP_SCALE)
     decoder = ImageDecoder(
-        size=int(image_size),
+        size=size,
         channels=detect_channels(train_paths) if str(channels) == "auto" else int(channels),
         eval_crop=float(eval_crop),
         crop_scale=tuple(scale) if scale else None,

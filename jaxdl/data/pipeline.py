@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxdl.data import auto_size
 from jaxdl.data.base import Split
 from jaxdl.errors import CheckpointError
 
@@ -98,7 +99,7 @@ def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std, streamed: b
     """The `Preprocess` a data config asks for, with the training set's channel statistics.
 
     A streamed split is augmented in the input workers (random-resized crop, flip), not here."""
-    augment = {} if streamed else (data_cfg.get("augment") or {})
+    augment = {} if streamed else auto_size.augment_settings(data_cfg.get("augment"), min(size))
     return Preprocess(
         size=tuple(size),
         mean=tuple(mean),
