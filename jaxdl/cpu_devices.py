@@ -9,12 +9,17 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 import sys
 from typing import Any
 
 from jaxdl.errors import ConfigError
 
 MAX_CPU_DEVICES = 8  # past this, per-device batches get too small to pay for the split on a CPU
+# XLA threads per CPU device (its intra-op and client pools; XLA reads NPROC for their size). With one thread
+# per core, an all-reduce waiting on a pool thread can take the threads the other devices need to reach it:
+# 2 devices on 2 cores deadlocked on the first 100-step run; 4 per device passed the stress test (RESULTS.md).
+THREADS_PER_DEVICE = 4
 
 
 def usable_cores() -> int:
@@ -54,14 +59,26 @@ def cpu_device_count(setting: Any, batch_sizes: tuple[int, ...]) -> int:
 
 def use_cpu_devices(setting: Any, batch_sizes: tuple[int, ...]) -> int | None:
     """Give XLA one CPU device per core before JAX starts its CPU backend (data parallel over them beats XLA's
-    own intra-op threading on these models). Does nothing when the user set the count in XLA_FLAGS, a backend
+    own intra-op threading on these models), with enough XLA threads that their all-reduces cannot deadlock
+    (THREADS_PER_DEVICE; a user's NPROC wins). Does nothing when the user set the count in XLA_FLAGS, a backend
     already started, or an accelerator plugin is installed. Returns the count set, or None."""
     flags = os.environ.get("XLA_FLAGS", "")
     xla_bridge = sys.modules.get("jax._src.xla_bridge")  # not imported: no backend can have started
-    if "xla_force_host_platform_device_count" in flags or (xla_bridge is not None and xla_bridge._backends):
+    if xla_bridge is not None and xla_bridge._backends:
+        return None
+    given = re.search(r"xla_force_host_platform_device_count=(\d+)", flags)
+    if given:  # the user's count: still give it the threads it needs
+        set_threads(int(given.group(1)))
         return None
     if any(importlib.util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu", "jax_rocm60_plugin")):
         return None
     count = cpu_device_count(setting, batch_sizes)
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    set_threads(count)
     return count
+
+
+def set_threads(devices: int) -> None:
+    """XLA's thread pools sized for `devices` CPU devices (THREADS_PER_DEVICE each), unless NPROC is set."""
+    if devices > 1:
+        os.environ.setdefault("NPROC", str(max(usable_cores(), THREADS_PER_DEVICE * devices)))

@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jaxdl import distributed, logs
+from jaxdl import distributed, logs, watchdog
 from jaxdl.artifacts import ModelCard, run_config
 from jaxdl.checkpoint import BEST_MODES, RunCheckpoints
 from jaxdl.config import record_hydra
@@ -161,6 +161,7 @@ class RunDirectory:
         on_open: Callable[[], Any] | None = None,
     ):
         t = cfg.trainer
+        stall_timeout_s = watchdog.check_timeout(t.get("stall_timeout_s"))
         self.cfg = cfg
         self.dir = Path(run_dir).absolute()
         self.main = distributed.is_main_process()
@@ -206,7 +207,8 @@ class RunDirectory:
             self.lock.release()
             raise
         # Every check passed: from here on the directory is this run's.
-        logs.write_to(self.dir, jax.process_index())
+        log_file = logs.write_to(self.dir, jax.process_index())
+        watchdog.start(self.dir, stall_timeout_s, self.lock.release, self.main, log_file)
         if self.main:
             record_hydra(self.dir)
             (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -254,7 +256,7 @@ class RunDirectory:
         """The epoch's progress bar over `batches` (off with trainer.progress=false and on processes other than 0)."""
         t = self.cfg.trainer
         return tqdm(
-            batches,
+            watchdog.beating(batches),
             total=total * scale,
             desc=f"epoch {epoch}/{t.epochs}",
             unit=unit,
@@ -270,6 +272,7 @@ class RunDirectory:
             tmp.replace(self.dir / "results.json")
 
     def close(self) -> None:
+        watchdog.stop()
         self.metrics.close()
         self.ckpts.close()
         self.lock.release()
