@@ -81,4 +81,9 @@ def use_cpu_devices(setting: Any, batch_sizes: tuple[int, ...]) -> int | None:
 def set_threads(devices: int) -> None:
     """XLA's thread pools sized for `devices` CPU devices (THREADS_PER_DEVICE each), unless NPROC is set."""
     if devices > 1:
-        os.environ.setdefault("NPROC", str(max(usable_cores(), THREADS_PER_DEVICE * devices)))
+        os.environ.setdefault("NPROC", str(xla_threads(devices)))
+
+
+def xla_threads(devices: int) -> int:
+    """The XLA thread-pool size (NPROC) for `devices` CPU devices in one process (also for tests' subprocesses)."""
+    return max(usable_cores(), THREADS_PER_DEVICE * devices) if devices > 1 else usable_cores()
