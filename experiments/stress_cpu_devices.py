@@ -34,6 +34,7 @@ SETTINGS: dict[str, dict] = {
     # XLA sizes its intra-op (Eigen) and client thread pools from NPROC when set (DefaultThreadPoolSize):
     # 4 threads per device, as jaxdl/cpu_devices.py sets it.
     "threads_4x": {"threads_per_device": 4},
+    "jaxdl": {"jaxdl": True},  # what the apps set (jaxdl.cpu_devices.set_threads): the default's configuration
 }
 
 
@@ -48,6 +49,10 @@ def worker(args: argparse.Namespace) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} {setting.get('flags', '')}".strip()
     if "threads_per_device" in setting:
         os.environ["NPROC"] = str(setting["threads_per_device"] * args.devices)
+    if setting.get("jaxdl"):
+        from jaxdl.cpu_devices import set_threads
+
+        set_threads(args.devices)
     import jax
 
     for key, value in setting.get("config", {}).items():

@@ -1,4 +1,4 @@
-"""One XLA device per CPU core, set before JAX starts its CPU backend (`trainer.cpu_devices`).
+"""One XLA device per CPU core, and XLA threads enough for them, set before JAX starts its CPU backend.
 
 Kept free of JAX imports: the apps call it first thing, and importing JAX (a second on a laptop)
 would delay their first line.
@@ -59,9 +59,9 @@ def cpu_device_count(setting: Any, batch_sizes: tuple[int, ...]) -> int:
 
 def use_cpu_devices(setting: Any, batch_sizes: tuple[int, ...]) -> int | None:
     """Give XLA one CPU device per core before JAX starts its CPU backend (data parallel over them beats XLA's
-    own intra-op threading on these models), with enough XLA threads that their all-reduces cannot deadlock
-    (THREADS_PER_DEVICE; a user's NPROC wins). Does nothing when the user set the count in XLA_FLAGS, a backend
-    already started, or an accelerator plugin is installed. Returns the count set, or None."""
+    own intra-op threading on these models), with the XLA threads their all-reduces need (THREADS_PER_DEVICE; a
+    user's NPROC wins), also for a count the user set in XLA_FLAGS. Does nothing else when the user set the
+    count, a backend already started, or an accelerator plugin is installed. Returns the count set, or None."""
     flags = os.environ.get("XLA_FLAGS", "")
     xla_bridge = sys.modules.get("jax._src.xla_bridge")  # not imported: no backend can have started
     if xla_bridge is not None and xla_bridge._backends:
@@ -80,8 +80,8 @@ def use_cpu_devices(setting: Any, batch_sizes: tuple[int, ...]) -> int | None:
 
 def set_threads(devices: int) -> None:
     """XLA's thread pools sized for `devices` CPU devices (THREADS_PER_DEVICE each), unless NPROC is set."""
-    if devices > 1:
-        os.environ.setdefault("NPROC", str(xla_threads(devices)))
+    if devices > 1 and not os.environ.get("NPROC"):
+        os.environ["NPROC"] = str(xla_threads(devices))
 
 
 def xla_threads(devices: int) -> int:
