@@ -31,8 +31,8 @@ SETTINGS: dict[str, dict] = {
     "no_concurrency_scheduler": {"flags": "--xla_cpu_enable_concurrency_optimized_scheduler=false"},
     "sync_every_1": {"sync_every": 1},
     "gloo": {"config": {"jax_cpu_collectives_implementation": "gloo"}},
-    # XLA sizes its intra-op (Eigen) and client thread pools from NPROC when set (DefaultThreadPoolSize):
-    # 4 threads per device, as jaxdl/cpu_devices.py sets it.
+    # XLA sizes its intra-op (Eigen) and client thread pools from PJRT_NPROC, else NPROC, when set
+    # (DefaultThreadPoolSize): 4 threads per device, as jaxdl/cpu_devices.py sets them (PJRT_NPROC).
     "threads_4x": {"threads_per_device": 4},
     "jaxdl": {"jaxdl": True},  # what the apps set (jaxdl.cpu_devices.set_threads): the default's configuration
 }
@@ -129,7 +129,7 @@ def lime_job():
     images = np.random.default_rng(0).integers(0, 255, (16, 16, 16, 1)).astype(np.uint8)
 
     def job(seed: int) -> None:
-        result = LimeImage(model, num_samples=256, batch_size=64, seed=seed)(images, np.zeros(16, int))
+        result = LimeImage(model, num_samples=256, batch_size=64)(images, np.zeros(16, int), key=seed)
         jax.block_until_ready(np.asarray(result.weights))
 
     return job
@@ -153,9 +153,12 @@ def run_setting(args, kind: str, devices: int, setting: str, load: int, deadline
                     seconds.append(float(line.split()[1]))
                     continue
                 if proc.poll() is not None:
+                    error = proc.stderr.read()
+                    if not started and "Traceback" in error:  # Python failed, not XLA
+                        raise SystemExit(f"the {kind} worker failed before its first run:\n{error[-2000:]}")
                     if proc.returncode != 0:
                         aborts, runs = aborts + 1, runs + 1
-                        print(f"  abort: {proc.stderr.read()[-400:]!r}", flush=True)
+                        print(f"  abort: {error[-400:]!r}", flush=True)
                     break
                 # the first run also compiles: allow it the start-up time on top
                 if time.time() - last > args.timeout_s * (1 if started else 3):

@@ -16,8 +16,8 @@ from typing import Any
 from jaxdl.errors import ConfigError
 
 MAX_CPU_DEVICES = 8  # past this, per-device batches get too small to pay for the split on a CPU
-# XLA threads per CPU device (its intra-op and client pools; XLA reads NPROC for their size). With one thread
-# per core, an all-reduce waiting on a pool thread can take the threads the other devices need to reach it:
+# XLA threads per CPU device (its intra-op and client pools, sized from PJRT_NPROC, else NPROC, else the cores:
+# xla/pjrt/utils.cc DefaultThreadPoolSize). With one thread per core, an all-reduce waiting on a pool thread can take the threads the other devices need to reach it:
 # 2 devices on 2 cores deadlocked on the first 100-step run; 4 per device passed the stress test (RESULTS.md).
 THREADS_PER_DEVICE = 4
 
@@ -60,7 +60,7 @@ def cpu_device_count(setting: Any, batch_sizes: tuple[int, ...]) -> int:
 def use_cpu_devices(setting: Any, batch_sizes: tuple[int, ...]) -> int | None:
     """Give XLA one CPU device per core before JAX starts its CPU backend (data parallel over them beats XLA's
     own intra-op threading on these models), with the XLA threads their all-reduces need (THREADS_PER_DEVICE; a
-    user's NPROC wins), also for a count the user set in XLA_FLAGS. Does nothing else when the user set the
+    user's PJRT_NPROC or NPROC wins), also for a count the user set in XLA_FLAGS. Does nothing else when the user set the
     count, a backend already started, or an accelerator plugin is installed. Returns the count set, or None."""
     flags = os.environ.get("XLA_FLAGS", "")
     xla_bridge = sys.modules.get("jax._src.xla_bridge")  # not imported: no backend can have started
@@ -79,11 +79,11 @@ def use_cpu_devices(setting: Any, batch_sizes: tuple[int, ...]) -> int | None:
 
 
 def set_threads(devices: int) -> None:
-    """XLA's thread pools sized for `devices` CPU devices (THREADS_PER_DEVICE each), unless NPROC is set."""
-    if devices > 1 and not os.environ.get("NPROC"):
-        os.environ["NPROC"] = str(xla_threads(devices))
+    """XLA's thread pools sized for `devices` CPU devices (THREADS_PER_DEVICE each), unless the user sized them."""
+    if devices > 1 and not (os.environ.get("PJRT_NPROC") or os.environ.get("NPROC")):
+        os.environ["PJRT_NPROC"] = str(xla_threads(devices))
 
 
 def xla_threads(devices: int) -> int:
-    """The XLA thread-pool size (NPROC) for `devices` CPU devices in one process (also for tests' subprocesses)."""
+    """The XLA thread-pool size (PJRT_NPROC) for `devices` CPU devices in one process (also for tests' subprocesses)."""
     return max(usable_cores(), THREADS_PER_DEVICE * devices) if devices > 1 else usable_cores()

@@ -66,7 +66,9 @@ def test_the_default_multi_device_configuration_survives_a_parallel_load():
     with the threads the apps give XLA. With XLA's own (one per core) this aborted in the all-reduce on the
     first run every time (RESULTS.md, issue 24); a hang here is reported by the harness, not CI's time limit."""
     args = ["experiments/stress_cpu_devices.py", "--kinds", "train", "--devices", "2", "--settings", "jaxdl", "--load", "1"]
-    result = run_cli(*args, "--runs", "3", "--timeout-s", "60", "--budget-s", "240", env={"XLA_FLAGS": "", "NPROC": ""})
+    result = run_cli(
+        *args, "--runs", "3", "--timeout-s", "60", "--budget-s", "240", env={"XLA_FLAGS": "", "NPROC": "", "PJRT_NPROC": ""}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(result.stdout.splitlines()[-1])
     assert (row["runs"], row["hangs"], row["aborts"]) == (3, 0, 0), row
@@ -76,10 +78,12 @@ def test_xla_gets_four_threads_per_cpu_device_unless_the_user_set_them(monkeypat
     monkeypatch.setattr(cpu_devices, "usable_cores", lambda: 2)
     assert (cpu_devices.xla_threads(1), cpu_devices.xla_threads(2), cpu_devices.xla_threads(4)) == (2, 8, 16)
     monkeypatch.delenv("NPROC", raising=False)
+    monkeypatch.delenv("PJRT_NPROC", raising=False)
     cpu_devices.set_threads(1)
-    assert "NPROC" not in os.environ  # one device: XLA's own sizing
+    assert "PJRT_NPROC" not in os.environ  # one device: XLA's own sizing
     cpu_devices.set_threads(2)
-    assert os.environ["NPROC"] == "8"
-    monkeypatch.setenv("NPROC", "3")
+    assert os.environ["PJRT_NPROC"] == "8"
+    monkeypatch.delenv("PJRT_NPROC")
+    monkeypatch.setenv("NPROC", "3")  # the user's
     cpu_devices.set_threads(4)
-    assert os.environ["NPROC"] == "3"
+    assert "PJRT_NPROC" not in os.environ
