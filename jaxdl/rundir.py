@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jaxdl import distributed, logs, tracking
+from jaxdl import distributed, logs, tracking, watchdog
 from jaxdl.artifacts import ModelCard, run_config
 from jaxdl.checkpoint import BEST_MODES, RunCheckpoints
 from jaxdl.config import record_hydra
@@ -164,6 +164,7 @@ class RunDirectory:
         on_open: Callable[[], Any] | None = None,
     ):
         t = cfg.trainer
+        stall_timeout_s = watchdog.check_timeout(t.get("stall_timeout_s"))
         self.cfg = cfg
         self.dir = Path(run_dir).absolute()
         self.main = distributed.is_main_process()
@@ -210,7 +211,8 @@ class RunDirectory:
             self.lock.release()
             raise
         # Every check passed: from here on the directory is this run's.
-        logs.write_to(self.dir, jax.process_index())
+        log_file = logs.write_to(self.dir, jax.process_index())
+        watchdog.start(self.dir, stall_timeout_s, self.lock.release, self.main, log_file)
         if self.main:
             record_hydra(self.dir)
             (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -259,7 +261,7 @@ class RunDirectory:
         """The epoch's progress bar over `batches` (off with trainer.progress=false and on processes other than 0)."""
         t = self.cfg.trainer
         return tqdm(
-            batches,
+            watchdog.beating(batches),
             total=total * scale,
             desc=f"epoch {epoch}/{t.epochs}",
             unit=unit,
@@ -278,6 +280,7 @@ class RunDirectory:
         """`status`: how the run ended, for the trackers (FINISHED, FAILED)."""
         if self.trackers is not None:
             self.trackers.close(status)
+        watchdog.stop()
         self.ckpts.close()
         self.lock.release()
 

@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, open_dict
 from tqdm import tqdm
 
-from jaxdl import distributed, early_stopping, ema, models, optim, plots, tracking, transfer
+from jaxdl import distributed, early_stopping, ema, models, optim, plots, tracking, transfer, watchdog
 from jaxdl.artifacts import DTYPES, card_from_config
 from jaxdl.data import Dataset, auto_size, load_dataset
 from jaxdl.data.images import BadFiles
@@ -71,7 +71,7 @@ def train_epoch(
         disable=None if t.progress and jax.process_index() == 0 else True,
     )
     start = time.perf_counter()
-    for images, labels in batches:
+    for images, labels in watchdog.beating(batches):  # a step that makes no progress ends the run (jaxdl/watchdog.py)
         state, metrics = train_step(state, images, labels)
         pending.append(metrics)
         bar.update(t.batch_size)

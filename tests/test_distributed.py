@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from jaxdl import distributed
+from jaxdl.cpu_devices import xla_threads
 from jaxdl.errors import ConfigError
 from jaxdl.data import load_dataset
 from jaxdl.data.folder_tools import write_folder
@@ -30,6 +31,7 @@ def _free_port() -> int:
 
 def _start(out, env: dict, role: str, devices: int, coordinator: str | None = None) -> subprocess.Popen:
     env = {**os.environ, **env, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env["PJRT_NPROC"] = str(xla_threads(devices))  # XLA's threads for that many devices, as the apps set them
     args = [sys.executable, str(WORKER), str(out), role] + ([coordinator] if coordinator else [])
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
