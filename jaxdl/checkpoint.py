@@ -26,6 +26,7 @@ import logging
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxdl.errors import CheckpointError
+from jaxdl.logs import to_file_only
 from jaxdl.trees import keys_from_data, keys_to_data, map_named, named_leaves, path_name
 
 log = logging.getLogger("jaxdl")
 BEST_MODES = ("max", "min")
 # The manifest entries of the JSON items (array names never start with @).
 META_CHECKSUM, DATA_CHECKSUM, CARD_CHECKSUM = "@meta", "@data", "@card"
+# What Orbax and TensorStore log when a write fails (a full disk: hundreds of lines): to run.log only.
+LIBRARY_LOGGERS = ("absl", "orbax", "asyncio", "tensorstore")
 DAMAGED = "damaged_checkpoints"  # beside checkpoints/: steps found damaged on resume, kept for inspection
 
 
@@ -159,6 +163,14 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
+def _settle(seconds: float = 1.0) -> None:
+    """After a failed save, the failed save's other TensorStore writes still end, each printing a traceback
+    about Orbax's closed event loop: let them end now, while their output goes to the log file."""
+    gc.collect()
+    time.sleep(seconds)
+    gc.collect()
+
+
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
@@ -237,8 +249,13 @@ class RunCheckpoints:
             sums[DATA_CHECKSUM] = json_checksum(data)
         args = ocp.args.Composite(**items, checksums=ocp.args.JsonSave(sums))
         try:
-            self.manager.save(step, args=args, force=True)
-            self.manager.wait_until_finished()
+            with to_file_only(*LIBRARY_LOGGERS):
+                try:
+                    self.manager.save(step, args=args, force=True)
+                    self.manager.wait_until_finished()
+                except Exception:
+                    _settle()
+                    raise
         except Exception as err:  # noqa: BLE001
             self._remove_partial()
             kept = [s for s in self.all_steps() if s != step]
