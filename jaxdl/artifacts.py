@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -202,12 +204,33 @@ def weights_of(module: nnx.Module) -> dict[str, nnx.State]:
     return keys_to_data({"params": params, "model_state": rest})
 
 
-def save_model(directory: str | Path, module: nnx.Module, card: ModelCard) -> Path:
-    """Write `module` and its card as a self-contained artifact that `load_model` reads."""
+def save_model(directory: str | Path, module: nnx.Module, card: ModelCard, replace: bool = False) -> Path:
+    """Write `module` and its card as a self-contained artifact that `load_model` reads.
+
+    `replace`: the artifact is written beside `directory` and then takes its place whole, so nothing of
+    what was there before (another model's files) survives to mix with it, even if the write fails."""
     directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
-    write_verified_tree(directory / WEIGHTS, weights_of(module))
-    card.write(directory)
+    if not replace:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_verified_tree(directory / WEIGHTS, weights_of(module))
+        card.write(directory)
+        return directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    old = fresh.with_name(fresh.name + ".old")
+    try:
+        save_model(fresh, module, card)
+        if directory.exists():
+            directory.rename(old)
+        try:
+            fresh.rename(directory)
+        except OSError:
+            if old.exists():
+                old.rename(directory)  # the earlier artifact stays as it was
+            raise
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
