@@ -278,12 +278,14 @@ class RunCheckpoints:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _retain(self) -> None:
+        """Delete the steps neither among the last N nor the best by their verified metrics; a step whose meta
+        does not verify is never deleted here (it may be the real best: a resume reports it and moves it aside)."""
         keep = set(self.all_steps()[-self.keep_last :])
         best = self.best_step()
         if best is not None:
             keep.add(best)
         for step in self.all_steps():
-            if step not in keep and jax.process_index() == 0:
+            if step not in keep and self.meta(step) and jax.process_index() == 0:
                 self.manager.delete(step)
         self.manager.reload()
 
