@@ -4,8 +4,8 @@ verified (arrays, meta, input position, model card, a complete manifest), fallba
 from __future__ import annotations
 
 import json
-import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -142,7 +142,9 @@ def test_a_damaged_step_is_refused_in_one_line(peaked, tmp_path, damage):
     assert "\n" not in str(err.value) and str(last) in str(err.value)
 
 
-def test_disk_full_is_one_line_and_the_previous_checkpoint_still_loads(tmp_path):
+def test_disk_full_is_one_line_and_the_previous_checkpoint_still_loads(tmp_path, compile_cache_env):
+    """A real full disk (an 8 MB tmpfs): one error line on the terminal, Orbax's tracebacks in run.log only,
+    status failed, no temporary checkpoint left."""
     mount = tmp_path / "small"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
@@ -150,11 +152,18 @@ def test_disk_full_is_one_line_and_the_previous_checkpoint_still_loads(tmp_path)
             pytest.fail("CI runs as root and must be able to mount a tmpfs for the disk-full test")
         pytest.skip("mounting a small tmpfs needs root")
     try:
-        cfg = compose_config(*quick_overrides("trainer.epochs=3", "trainer.keep_checkpoints=3"))
-        with pytest.raises(CheckpointError, match=r"^no space left on device writing checkpoint \d+ in .*step \d+ is still"):
-            train_and_evaluate(cfg, mount / "run")
-        assert not list((mount / "run").rglob("*.orbax-checkpoint-tmp*")) and not list((mount / "run").rglob("*.tmp"))
-        assert load_model(mount / "run", "last").step == 40  # the one checkpoint that fitted
+        run_dir = mount / "run"
+        result = run_cli(
+            "-m", "jaxdl.apps.train", *quick_overrides("trainer.epochs=3", "trainer.keep_checkpoints=3"),
+            f"hydra.run.dir={run_dir}", env=compile_cache_env,
+        )  # fmt: skip
+        line = one_error_line(result)
+        assert re.match(r"error: no space left on device writing checkpoint \d+ in .*step 40 is still the last good one", line)
+        assert result.stderr.strip() == line and all(" - " in x for x in result.stdout.splitlines())  # log lines only
+        assert "No space left" in (run_dir / "run.log").read_text()  # Orbax's account of it, kept in the log
+        assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+        assert not list(run_dir.rglob("*.orbax-checkpoint-tmp*")) and not list(run_dir.rglob("*.tmp"))
+        assert load_model(run_dir, "last").step == 40  # the one checkpoint that fitted
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
 

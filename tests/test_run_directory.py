@@ -55,6 +55,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     [
         (("trainer.resume=false",), "holds an earlier run and trainer.resume=false; pass trainer.overwrite=true"),
         (("model=lenet5_classic",), "does not match the model"),
+        (("trainer.keep_checkpoints=0",), "trainer.keep_checkpoints must be a positive whole number"),  # status too
     ],
 )
 def test_a_refused_run_leaves_every_file_byte_identical(finished, overrides, message, compile_cache_env):
