@@ -86,11 +86,16 @@ def card_identity(card_json: dict) -> dict:
     return {key: value for key, value in card_json.items() if key != "provenance"}
 
 
+def verify_meta(where: Path, step: int, expected: dict, meta: Any) -> None:
+    """Refuse a step whose `meta` differs from its manifest or names another step."""
+    if not isinstance(meta, dict) or expected.get(META_CHECKSUM) != json_checksum(meta) or meta.get("step") != step:
+        raise CheckpointError(f"checkpoint {where} is damaged: its meta (step, epoch, metrics) differs from what was written")
+
+
 def verify_items(where: Path, step: int, expected: dict, meta: Any, data: Any, card: dict | None) -> None:
     """Refuse a step whose JSON items differ from its manifest: `meta` (with the step it names), `data`
     (present exactly when the manifest lists it) and, when the reader knows the run's card, the card."""
-    if not isinstance(meta, dict) or expected.get(META_CHECKSUM) != json_checksum(meta) or meta.get("step") != step:
-        raise CheckpointError(f"checkpoint {where} is damaged: its meta (step, epoch, metrics) differs from what was written")
+    verify_meta(where, step, expected, meta)
     if (data is not None or DATA_CHECKSUM in expected) and expected.get(DATA_CHECKSUM) != json_checksum(data):
         raise CheckpointError(f"checkpoint {where} is damaged: its input position differs from what was written")
     if card is not None and expected.get(CARD_CHECKSUM) != json_checksum(card):
@@ -295,7 +300,7 @@ class RunCheckpoints:
         try:
             meta = json.loads((where / "meta" / "metadata").read_text())
             expected = json.loads((where / "checksums" / "metadata").read_text())
-            verify_items(where, step, expected, meta, None, None)
+            verify_meta(where, step, expected, meta)
         except (OSError, ValueError, AttributeError, CheckpointError):
             return {}
         return meta

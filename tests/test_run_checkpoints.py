@@ -247,6 +247,7 @@ def test_a_mid_epoch_step_without_its_data_item_is_damaged(tmp_path):
     ckpts = RunCheckpoints(tmp_path, keep_last=2)
     state = {"w": np.zeros(3, np.float32)}
     ckpts.save(15, state, meta={"epoch": 1}, metrics={}, data={"epoch": 2, "batch_size": 8, "processes": [{"step": 5}]})
+    assert ckpts.meta(15)["epoch"] == 1  # its meta verifies alone (retention reads only that)
     shutil.rmtree(tmp_path / "15" / "data")
     with pytest.raises(CheckpointError, match=r"15 is damaged: its input position differs from what was written"):
         ckpts.restore(15, state)

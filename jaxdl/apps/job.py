@@ -10,6 +10,7 @@ same config and otherwise resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -19,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import distributed
 from jaxdl.config import record_hydra
-from jaxdl.errors import JaxdlError, RunRefused
+from jaxdl.checkpoint import is_disk_full
+from jaxdl.errors import CheckpointError, JaxdlError, RunRefused
 from jaxdl.run_status import STATUS_FILE, begin_attempt, read_status
 from jaxdl.rundir import used
 from jaxdl.trainer import train_and_evaluate
@@ -51,6 +53,16 @@ def holds_run(run_dir: Path) -> bool:
     return (run_dir / STATUS_FILE).exists() or used(run_dir)
 
 
+def _disk_full(err: Exception, run_dir: Path) -> CheckpointError | None:
+    """A full disk met outside a checkpoint save (the metrics log, TensorBoard, the plots) as one line."""
+    if isinstance(err, JaxdlError) or not is_disk_full(err):
+        return None
+    return CheckpointError(
+        f"no space left on device in {run_dir} ({_one_line(err)}); checkpoints written so far are kept: "
+        "free space and run the same command to resume"
+    )
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
@@ -75,16 +87,20 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
                 attempt.running()
 
         summary = train_and_evaluate(cfg, run_dir, on_open=mark_running)
-    except Exception as err:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
+    except Exception as caught:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
+        err = _disk_full(caught, run_dir) or caught
         error = _one_line(err)
         # A run refused before its directory was opened (a rejected setting, a lock, damaged checkpoints)
         # leaves an earlier run's files, status included, as they were; a new directory records the failure.
         untouched = not opened and (isinstance(err, RunRefused) or holds_run(run_dir))
         if main and not untouched:
-            record_hydra(run_dir)  # a sweep's comparison lists the failed job with its overrides
+            with contextlib.suppress(OSError):  # a full disk: the status below matters more
+                record_hydra(run_dir)  # a sweep's comparison lists the failed job with its overrides
             attempt.ended("failed", error=error)
         if not in_sweep:
-            raise
+            if err is caught:
+                raise
+            raise err from caught
         if isinstance(err, JaxdlError):
             log.error("job failed; the sweep goes on: %s", error)
         else:
