@@ -61,12 +61,18 @@ class _LineLogger(io.TextIOBase):
     """A text stream whose lines become log records."""
 
     def __init__(self, logger: logging.Logger):
-        self.logger, self.pending = logger, ""
+        self.logger, self.pending, self.writing = logger, "", False
 
     def write(self, text: str) -> int:
+        if self.writing:  # the log file itself failed (a full disk) and logging reports that here: drop it
+            return len(text)
         *lines, self.pending = (self.pending + text).split("\n")
-        for line in lines:
-            self.logger.error("%s", line)
+        self.writing = True
+        try:
+            for line in lines:
+                self.logger.error("%s", line)
+        finally:
+            self.writing = False
         return len(text)
 
 
@@ -76,6 +82,9 @@ def to_file_only(*loggers: str):
     a failure they cause (a full disk under Orbax) is reported to the user in one line by jaxdl, while the
     file keeps their tracebacks for whoever looks into it."""
     files = [h for h in logging.getLogger().handlers if isinstance(h, (_Held, logging.FileHandler))]
+    if not files:  # used as a library, outside an app: the caller's logging configuration decides
+        yield
+        return
     saved = []
     for name in (*loggers, THREADS):
         logger = logging.getLogger(name)
