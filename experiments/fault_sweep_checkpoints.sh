@@ -1,8 +1,11 @@
 #!/bin/bash
 # The issue-28 reproductions on the default digits run (5 epochs: steps 120 best, 160, 200), at this branch.
-export PYTHONPATH=/work/wt/trust JAX_COMPILATION_CACHE_DIR=/tmp/trust_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
-cd /work/wt/trust
-S=/tmp/trust_sweep; R=$S/R
+# usage: experiments/fault_sweep_checkpoints.sh [SCRATCH_DIR]   (default /tmp/fault_sweep; it is emptied)
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+export PYTHONPATH=$REPO JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxdl_xla_cache}
+cd "$REPO"
+S=${1:-/tmp/fault_sweep}; R=$S/R
+mkdir -p $S
 rm -rf $S/R $S/c_*
 python -m jaxdl.apps.train hydra.run.dir=$R trainer.epochs=5 trainer.progress=false > $S/R.out 2>&1; echo "R rc $?"
 flip() { python - "$@" <<'PY'
