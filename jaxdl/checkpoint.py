@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdl.errors import CheckpointError
+from jaxdl.errors import CheckpointError, RunRefused
 from jaxdl.logs import to_file_only
 from jaxdl.trees import keys_from_data, keys_to_data, map_named, named_leaves, path_name
 
@@ -88,6 +88,11 @@ def card_identity(card_json: dict) -> dict:
 
 def verify_meta(where: Path, step: int, expected: dict, meta: Any) -> None:
     """Refuse a step whose `meta` differs from its manifest or names another step."""
+    if isinstance(meta, dict) and "step" not in meta and META_CHECKSUM not in expected and expected:  # older format
+        raise CheckpointError(
+            f"checkpoint {where} was written by a jaxdl without meta checksums and cannot be verified; "
+            "train again (or load it with the jaxdl that wrote it)"
+        )
     if not isinstance(meta, dict) or expected.get(META_CHECKSUM) != json_checksum(meta) or meta.get("step") != step:
         raise CheckpointError(f"checkpoint {where} is damaged: its meta (step, epoch, metrics) differs from what was written")
 
@@ -389,11 +394,12 @@ class RunCheckpoints:
         by_name = named_leaves({key: restored["state"][key] for key in raw_like})
         return keys_from_data(map_named(lambda name, _: by_name[name], raw_like), like)
 
-    def restore_latest_good(self, like: Any) -> tuple[Any, dict, int, dict[int, str]] | None:
+    def restore_latest_good(self, like: Any) -> tuple[Any, dict, int, dict[int, str]]:
         """(state, meta, step, damaged) of the newest checkpoint that loads and verifies, after checking every
         kept step (so a damaged best is found now, not after training). `damaged`: {step: why} of the others
         that failed; they are moved aside to `damaged_checkpoints/` beside `checkpoints/` (kept for
-        inspection, out of the way of the resumed run). None when no step verifies: then nothing is moved."""
+        inspection, out of the way of the resumed run). When no step verifies, the resume is refused in one
+        line and nothing is moved."""
         newest, damaged = None, {}
         for step in reversed(self.all_steps()):
             try:
@@ -406,7 +412,12 @@ class RunCheckpoints:
             if newest is None:
                 newest = (state, meta, step)
         if newest is None:
-            return None
+            newest_step = max(damaged)
+            raise RunRefused(
+                f"every checkpoint in {self.directory} is damaged (steps {', '.join(map(str, sorted(damaged)))}); "
+                "nothing was changed: pass trainer.resume=false trainer.overwrite=true to start over "
+                f"(step {newest_step}: {damaged[newest_step].removeprefix(f'checkpoint {self.directory / str(newest_step)} ')})"
+            )
         for step, why in sorted(damaged.items()):
             aside = self.directory.parent / DAMAGED / str(step)
             log.warning("%s; moved to %s", why, aside)

@@ -190,13 +190,7 @@ class RunDirectory:
                 card=card_identity(card.to_json()) if card is not None else None,
             )
             self.state, self.epoch, self.mid_epoch = state, 0, None
-            kept = self.ckpts.all_steps()
-            restored = self.ckpts.restore_latest_good(state) if kept else None
-            if kept and restored is None:
-                raise RunRefused(
-                    f"every checkpoint in {self.ckpts.directory} is damaged (steps {', '.join(map(str, kept))}); "
-                    "nothing was changed: pass trainer.resume=false trainer.overwrite=true to start over"
-                )
+            restored = self.ckpts.restore_latest_good(state) if self.ckpts.all_steps() else None
             step = 0
             if restored is not None:
                 self.state, meta, step, damaged = restored

@@ -221,6 +221,7 @@ def test_every_step_damaged_is_refused_and_nothing_moves(peaked, tmp_path, compi
     assert "is damaged (steps 40, 160); nothing was changed: pass trainer.resume=false trainer.overwrite=true" in (
         one_error_line(result)
     )
+    assert "(step 160: is damaged: its meta (step, epoch, metrics) differs from what was written)" in result.stderr
     assert snapshot(run_dir) == before
 
 
@@ -286,3 +287,16 @@ def test_import_refuses_a_run_directory_even_with_overwrite(peaked, capsys):
             err == f"error: out={peaked[0]} is a training run directory; an import never writes into one: pass another directory"
         )
     assert snapshot(peaked[0]) == before
+
+
+def test_a_step_of_the_format_before_meta_checksums_is_refused_as_unverifiable(tmp_path):
+    ckpts = RunCheckpoints(tmp_path, keep_last=1)
+    state = {"params": np.zeros(3, np.float32)}
+    ckpts.save(5, state, meta={"epoch": 1}, metrics={"val/accuracy": 0.5})
+    rewrite_manifest(tmp_path / "5", lambda m: {k: v for k, v in m.items() if k != "@meta"})
+    meta = tmp_path / "5" / "meta" / "metadata"
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "step"}))
+    with pytest.raises(CheckpointError, match=r"5 was written by a jaxdl without meta checksums and cannot be verified"):
+        ckpts.restore(5, state)
+    assert ckpts.best_step() is None  # and never the best
+    ckpts.close()
