@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -31,7 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import models
 from jaxdl.data.pipeline import Preprocess
-from jaxdl.checkpoint import RunCheckpoints, read_verified_tree, write_verified_tree
+from jaxdl.checkpoint import RunCheckpoints, card_identity, read_verified_tree, write_verified_tree
+from jaxdl.run_status import read_status
 from jaxdl.errors import CheckpointError
 from jaxdl.plugins import load_plugins
 from jaxdl.registry import Registry
@@ -201,12 +204,33 @@ def weights_of(module: nnx.Module) -> dict[str, nnx.State]:
     return keys_to_data({"params": params, "model_state": rest})
 
 
-def save_model(directory: str | Path, module: nnx.Module, card: ModelCard) -> Path:
-    """Write `module` and its card as a self-contained artifact that `load_model` reads."""
+def save_model(directory: str | Path, module: nnx.Module, card: ModelCard, replace: bool = False) -> Path:
+    """Write `module` and its card as a self-contained artifact that `load_model` reads.
+
+    `replace`: the artifact is written beside `directory` and then takes its place whole, so nothing of
+    what was there before (another model's files) survives to mix with it, even if the write fails."""
     directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
-    write_verified_tree(directory / WEIGHTS, weights_of(module))
-    card.write(directory)
+    if not replace:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_verified_tree(directory / WEIGHTS, weights_of(module))
+        card.write(directory)
+        return directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    old = fresh.with_name(fresh.name + ".old")
+    try:
+        save_model(fresh, module, card)
+        if directory.exists():
+            directory.rename(old)
+        try:
+            fresh.rename(directory)
+        except OSError:
+            if old.exists():
+                old.rename(directory)  # the earlier artifact stays as it was
+            raise
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
@@ -296,9 +320,15 @@ def _load_run(path: Path, which: str | int) -> LoadedModel:
     card = run_card(run_dir, cfg)
     t = cfg.trainer
     ckpts = RunCheckpoints(
-        run_dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=t.best_metric, best_mode=t.best_mode
+        run_dir / "checkpoints",
+        keep_last=t.keep_checkpoints,
+        best_metric=t.best_metric,
+        best_mode=t.best_mode,
+        card=card_identity(card.to_json()),
     )
     try:
+        if step is None and which == "best":
+            step = _recorded_best(run_dir, ckpts)
         step = ckpts.select_step(which if step is None else step)
         module = card.build()
         weights = ckpts.restore_part(step, weights_of(module))
@@ -310,6 +340,32 @@ def _load_run(path: Path, which: str | int) -> LoadedModel:
     finally:
         ckpts.close()
     return LoadedModel(module, card, run_dir, step, cfg)
+
+
+def _recorded_best(run_dir: Path, ckpts: RunCheckpoints) -> int | None:
+    """The best step of a finished run: the one its `results.json` reports (and its test metrics are of),
+    refused in one line unless the verified checkpoints agree; None while the run has no results."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{run_dir / 'results.json'} is unreadable ({err}); the run directory is damaged") from err
+    if read_status(run_dir).get("status") == "running" or not isinstance(results, dict) or "best_step" not in results:
+        return None  # a run going on (its results.json is an earlier part's), or one of an app without a best
+    recorded, verified = results["best_step"], ckpts.best_step()
+    if recorded == verified:
+        return recorded
+    if recorded not in ckpts.all_steps():
+        why = "it is not in checkpoints/ (deleted, or moved to damaged_checkpoints/)"
+    elif not ckpts.meta(recorded):
+        why = "its stored meta (epoch, metrics) is damaged"
+    else:
+        why = f"the verified checkpoints rank step {verified} best"
+    raise CheckpointError(
+        f"{run_dir / 'results.json'} reports step {recorded} as the best checkpoint, but {why}; "
+        "load a step by number, or run the training command again to repair the run"
+    )
 
 
 FORMATS.register("run")(ArtifactFormat(_is_run, _load_run))

@@ -3,11 +3,16 @@
 Orbax writes each step to a temporary directory and renames it when complete, so a
 run killed mid-save leaves the previous checkpoint intact. Each step also stores its
 epoch metrics (which pick the best step: we keep that choice ourselves rather than
-through Orbax's `best_fn`, so the metrics are never silently dropped) and a SHA-256
-per array, so a flipped bit or a truncated file is caught on load instead of being
-trained on or reported. A checkpoint saved inside an epoch also stores where the input
-stands (a `data` JSON item: e.g. the Grain iterator state, with its own checksum); it has
-no metrics, so it is never the best.
+through Orbax's `best_fn`, so the metrics are never silently dropped). A checkpoint saved
+inside an epoch also stores where the input stands (a `data` JSON item: e.g. the Grain
+iterator state); it has no metrics, so it is never the best.
+
+Every step carries a checksum manifest (`checksums`) that lists a SHA-256 of every array
+and of every JSON item a restore reads: `meta` (step, epoch, running totals, metrics),
+`data`, and the identity of the run's model card. A restore (resume or load) refuses the
+step when an entry differs, is missing or is unknown, so a flipped bit, a truncated or
+deleted file, a renamed key or an empty manifest is damage, never a silent skip. Only
+steps whose `meta` verifies can be the best.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +34,17 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdl.errors import CheckpointError
+from jaxdl.errors import CheckpointError, RunRefused
+from jaxdl.logs import to_file_only
 from jaxdl.trees import keys_from_data, keys_to_data, map_named, named_leaves, path_name
 
 log = logging.getLogger("jaxdl")
 BEST_MODES = ("max", "min")
-DATA_CHECKSUM = "@data"  # the `checksums` entry of the `data` item (array names never start with @)
+# The manifest entries of the JSON items (array names never start with @).
+META_CHECKSUM, DATA_CHECKSUM, CARD_CHECKSUM = "@meta", "@data", "@card"
+# What Orbax and TensorStore log when a write fails (a full disk: hundreds of lines): to run.log only.
+LIBRARY_LOGGERS = ("absl", "orbax", "asyncio", "tensorstore")
+DAMAGED = "damaged_checkpoints"  # beside checkpoints/: steps found damaged on resume, kept for inspection
 
 
 def as_numpy(x: Any) -> np.ndarray:
@@ -55,12 +66,47 @@ def json_checksum(value: Any) -> str:
 
 
 def verify(tree: Any, expected: dict[str, str], where: Path) -> None:
-    """Refuse arrays whose bytes differ from those written (a flipped bit, a garbled file)."""
+    """Refuse arrays whose bytes differ from those written (a flipped bit, a garbled file), and a manifest
+    that does not list exactly these arrays (an entry missing or renamed is damage, not a reason to skip)."""
     actual = checksums(tree)
-    bad = [name for name, digest in actual.items() if name in expected and expected[name] != digest]
+    listed = {name: digest for name, digest in expected.items() if not name.startswith("@")}
+    missing, unknown = sorted(set(actual) - set(listed)), sorted(set(listed) - set(actual))
+    if missing or unknown:
+        what = f"lacks {len(missing)} array(s) (first: {missing[0]})" if missing else f"lists unknown {unknown[0]}"
+        raise CheckpointError(f"checkpoint {where} is damaged: its checksum manifest {what}")
+    bad = [name for name, digest in actual.items() if listed[name] != digest]
     if bad:
         raise CheckpointError(
             f"checkpoint {where} is damaged: {len(bad)} array(s) differ from what was written (first: {bad[0]})"
+        )
+
+
+def card_identity(card_json: dict) -> dict:
+    """What of a model card rebuilds and feeds the model (its provenance, e.g. a creation time, left out)."""
+    return {key: value for key, value in card_json.items() if key != "provenance"}
+
+
+def verify_meta(where: Path, step: int, expected: dict, meta: Any) -> None:
+    """Refuse a step whose `meta` differs from its manifest or names another step."""
+    if isinstance(meta, dict) and "step" not in meta and META_CHECKSUM not in expected and expected:  # older format
+        raise CheckpointError(
+            f"checkpoint {where} was written by a jaxdl without meta checksums and cannot be verified; "
+            "train again (or load it with the jaxdl that wrote it)"
+        )
+    if not isinstance(meta, dict) or expected.get(META_CHECKSUM) != json_checksum(meta) or meta.get("step") != step:
+        raise CheckpointError(f"checkpoint {where} is damaged: its meta (step, epoch, metrics) differs from what was written")
+
+
+def verify_items(where: Path, step: int, expected: dict, meta: Any, data: Any, card: dict | None) -> None:
+    """Refuse a step whose JSON items differ from its manifest: `meta` (with the step it names), `data`
+    (present exactly when the manifest lists it) and, when the reader knows the run's card, the card."""
+    verify_meta(where, step, expected, meta)
+    if (data is not None or DATA_CHECKSUM in expected) and expected.get(DATA_CHECKSUM) != json_checksum(data):
+        raise CheckpointError(f"checkpoint {where} is damaged: its input position differs from what was written")
+    if card is not None and expected.get(CARD_CHECKSUM) != json_checksum(card):
+        raise CheckpointError(
+            f"checkpoint {where} was not written for this model card ({where.parent.parent / 'model.json'}: "
+            "preprocessing, class names or model differ, or one of them is damaged)"
         )
 
 
@@ -127,6 +173,14 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
+def _settle(seconds: float = 1.0) -> None:
+    """After a failed save, the failed save's other TensorStore writes still end, each printing a traceback
+    about Orbax's closed event loop: let them end now, while their output goes to the log file."""
+    gc.collect()
+    time.sleep(seconds)
+    gc.collect()
+
+
 def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
@@ -159,8 +213,17 @@ def read_verified_tree(directory: Path, like: Any) -> Any:
 class RunCheckpoints:
     """The `checkpoints/` directory of one run: save, pick best/last, restore verified, retain."""
 
-    def __init__(self, directory: Path, keep_last: int = 2, best_metric: str = "val/accuracy", best_mode: str = "max"):
+    def __init__(
+        self,
+        directory: Path,
+        keep_last: int = 2,
+        best_metric: str = "val/accuracy",
+        best_mode: str = "max",
+        card: dict | None = None,
+    ):
+        """`card`: the identity (`card_identity`) of the run's model card, stored with and checked against every step."""
         self.directory = Path(directory).absolute()
+        self.card = card
         self.keep_last = max(int(keep_last), 1)
         self.best_metric = best_metric
         self.best_mode = best_mode
@@ -181,20 +244,28 @@ class RunCheckpoints:
         return steps[-1] if steps else None
 
     def save(self, step: int, state: Any, meta: dict, metrics: dict[str, float], data: dict | None = None) -> None:
-        """Write `step` with its metrics and checksums, then drop steps neither among the last N nor the best.
+        """Write `step` with its metrics and checksum manifest, read it back verified, and only then drop
+        steps neither among the last N nor the best.
 
         `data`: where the input stands (a mid-epoch checkpoint's iterator state), stored as its own item."""
         raw = keys_to_data(state)
-        meta = {**meta, "metrics": {k: float(v) for k, v in metrics.items()}}
+        meta = {**meta, "step": step, "metrics": {k: float(v) for k, v in metrics.items()}}
         items = {"state": ocp.args.StandardSave(raw), "meta": ocp.args.JsonSave(meta)}
-        sums = checksums(raw)
+        sums = {**checksums(raw), META_CHECKSUM: json_checksum(meta)}
+        if self.card is not None:
+            sums[CARD_CHECKSUM] = json_checksum(self.card)
         if data is not None:
             items["data"] = ocp.args.JsonSave(data)
             sums[DATA_CHECKSUM] = json_checksum(data)
         args = ocp.args.Composite(**items, checksums=ocp.args.JsonSave(sums))
         try:
-            self.manager.save(step, args=args, force=True)
-            self.manager.wait_until_finished()
+            with to_file_only(*LIBRARY_LOGGERS):
+                try:
+                    self.manager.save(step, args=args, force=True)
+                    self.manager.wait_until_finished()
+                except Exception:
+                    _settle()
+                    raise
         except Exception as err:  # noqa: BLE001
             self._remove_partial()
             kept = [s for s in self.all_steps() if s != step]
@@ -205,6 +276,10 @@ class RunCheckpoints:
                     f"{where}; free space and run the same command to resume"
                 ) from err
             raise CheckpointError(f"writing checkpoint {step} in {self.directory} failed ({_first_line(err)}); {where}") from err
+        try:
+            self.restore(step, state)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}, right after it was written; no older checkpoint was deleted") from err
         self._retain()
 
     def _remove_partial(self) -> None:
@@ -213,25 +288,31 @@ class RunCheckpoints:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _retain(self) -> None:
+        """Delete the steps neither among the last N nor the best by their verified metrics; a step whose meta
+        does not verify is never deleted here (it may be the real best: a resume reports it and moves it aside)."""
         keep = set(self.all_steps()[-self.keep_last :])
         best = self.best_step()
         if best is not None:
             keep.add(best)
         for step in self.all_steps():
-            if step not in keep and jax.process_index() == 0:
+            if step not in keep and self.meta(step) and jax.process_index() == 0:
                 self.manager.delete(step)
         self.manager.reload()
 
     def meta(self, step: int) -> dict:
-        """A step's stored epoch and metrics ({} when unreadable)."""
-        path = self.directory / str(step) / "meta" / "metadata"
+        """A step's stored step, epoch and metrics, verified against its manifest ({} when unreadable or damaged)."""
+        where = self.directory / str(step)
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
+            meta = json.loads((where / "meta" / "metadata").read_text())
+            expected = json.loads((where / "checksums" / "metadata").read_text())
+            verify_meta(where, step, expected, meta)
+        except (OSError, ValueError, AttributeError, CheckpointError):
             return {}
+        return meta
 
     def best_step(self) -> int | None:
-        """The kept step with the best `best_metric` (ties: the earliest); None if no step has it."""
+        """The kept step with the best `best_metric` among those whose meta verifies (ties: the earliest);
+        None if no step has it."""
         scored = []
         for step in self.all_steps():
             value = self.meta(step).get("metrics", {}).get(self.best_metric)
@@ -267,27 +348,33 @@ class RunCheckpoints:
         The meta dict holds the step's `data` item under "data" when it has one (a mid-epoch checkpoint)."""
         where = self.directory / str(step)
         raw_like = keys_to_data(like)
-        data = {"data": ocp.args.JsonRestore()} if (where / "data").is_dir() else {}
         with _reading(where):
             saved = self._saved_state(step, where)
             check_compatible(saved, raw_like, where)
             restored = self.manager.restore(
                 step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(_abstract(raw_like)),
-                    meta=ocp.args.JsonRestore(),
-                    checksums=ocp.args.JsonRestore(),
-                    **data,
-                ),
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(raw_like)), **self._json_items(where)),
             )
-        expected = dict(restored["checksums"] or {})
-        verify(restored["state"], expected, where)
-        meta = dict(restored["meta"])
-        if data:
-            if restored["data"] is None or expected.get(DATA_CHECKSUM) != json_checksum(restored["data"]):
-                raise CheckpointError(f"checkpoint {where} is damaged: its input position differs from what was written")
+        meta = self._verified(step, where, restored)
+        if restored.get("data") is not None:
             meta["data"] = dict(restored["data"])
         return keys_from_data(restored["state"], like), meta
+
+    def _verified(self, step: int, where: Path, restored: Any) -> dict:
+        """The restored meta, once every array and JSON item of the step matched its manifest."""
+        expected = restored["checksums"]
+        if not isinstance(expected, dict):
+            raise CheckpointError(f"checkpoint {where} is damaged: its checksum manifest is unreadable")
+        verify(restored["state"], expected, where)
+        verify_items(where, step, expected, restored["meta"], restored.get("data"), self.card)
+        return dict(restored["meta"])
+
+    def _json_items(self, where: Path) -> dict:
+        """Restore arguments of the JSON items every verification reads (`data` where the step has one)."""
+        items = {"meta": ocp.args.JsonRestore(), "checksums": ocp.args.JsonRestore()}
+        if (where / "data").is_dir():
+            items["data"] = ocp.args.JsonRestore()
+        return items
 
     def restore_part(self, step: int, like: dict[str, Any]) -> dict[str, Any]:
         """Only the top-level entries of the state named in `like` (e.g. params and model_state), without
@@ -301,9 +388,9 @@ class RunCheckpoints:
             device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
             stored = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
             restored = self.manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore())
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(stored), **self._json_items(where))
             )
-        verify(restored["state"], dict(restored["checksums"] or {}), where)
+        self._verified(step, where, restored)
         by_name = named_leaves({key: restored["state"][key] for key in raw_like})
         return keys_from_data(map_named(lambda name, _: by_name[name], raw_like), like)
 
@@ -321,25 +408,39 @@ class RunCheckpoints:
         verify(restored["state"], dict(restored["checksums"] or {}), where)
         return {name[len(prefix) :]: leaf for name, leaf in named_leaves(restored["state"]).items() if name.startswith(prefix)}
 
-    def restore_latest_good(self, like: Any) -> tuple[Any, dict, int] | None:
-        """The newest checkpoint that loads and verifies. Damaged newer ones are reported and moved aside to
-        `damaged_checkpoints/` beside `checkpoints/` (kept for inspection, out of the way of the resumed run)."""
+    def restore_latest_good(self, like: Any) -> tuple[Any, dict, int, dict[int, str]]:
+        """(state, meta, step, damaged) of the newest checkpoint that loads and verifies, after checking every
+        kept step (so a damaged best is found now, not after training). `damaged`: {step: why} of the others
+        that failed; they are moved aside to `damaged_checkpoints/` beside `checkpoints/` (kept for
+        inspection, out of the way of the resumed run). When no step verifies, the resume is refused in one
+        line and nothing is moved."""
+        newest, damaged = None, {}
         for step in reversed(self.all_steps()):
             try:
                 state, meta = self.restore(step, like)
             except CheckpointError as err:
-                if "does not match the model" in str(err):
+                if "does not match the model" in str(err) or "not written for this model card" in str(err):
                     raise
-                aside = self.directory.parent / "damaged_checkpoints" / str(step)
-                log.warning("%s; moved to %s, trying the previous checkpoint", err, aside)
-                if jax.process_index() == 0:
-                    aside.parent.mkdir(exist_ok=True)
-                    shutil.rmtree(aside, ignore_errors=True)
-                    (self.directory / str(step)).rename(aside)
-                self.manager.reload()
+                damaged[step] = str(err)
                 continue
-            return state, meta, step
-        return None
+            if newest is None:
+                newest = (state, meta, step)
+        if newest is None:
+            newest_step = max(damaged)
+            raise RunRefused(
+                f"every checkpoint in {self.directory} is damaged (steps {', '.join(map(str, sorted(damaged)))}); "
+                "nothing was changed: pass trainer.resume=false trainer.overwrite=true to start over "
+                f"(step {newest_step}: {damaged[newest_step].removeprefix(f'checkpoint {self.directory / str(newest_step)} ')})"
+            )
+        for step, why in sorted(damaged.items()):
+            aside = self.directory.parent / DAMAGED / str(step)
+            log.warning("%s; moved to %s", why, aside)
+            if jax.process_index() == 0:
+                aside.parent.mkdir(exist_ok=True)
+                shutil.rmtree(aside, ignore_errors=True)
+                (self.directory / str(step)).rename(aside)
+        self.manager.reload()
+        return (*newest, damaged)
 
     def close(self) -> None:
         self.manager.close()

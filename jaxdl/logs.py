@@ -7,13 +7,17 @@ were. Process 0 writes `run.log`; process i of a multi-host run writes `run.rank
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import logging.handlers
+import threading
 from pathlib import Path
 
 LOG_FILE = "run.log"
 FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 _HELD_LINES = 100_000
+THREADS = "jaxdl.threads"  # where `to_file_only` logs what library threads raise
 
 
 class _Held(logging.handlers.MemoryHandler):
@@ -51,3 +55,50 @@ def write_to(directory: str | Path, process_index: int = 0) -> Path:
         handler.close()
     root.addHandler(file_handler)
     return path
+
+
+class _LineLogger(io.TextIOBase):
+    """A text stream whose lines become log records."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger, self.pending, self.writing = logger, "", False
+
+    def write(self, text: str) -> int:
+        if self.writing:  # the log file itself failed (a full disk) and logging reports that here: drop it
+            return len(text)
+        *lines, self.pending = (self.pending + text).split("\n")
+        self.writing = True
+        try:
+            for line in lines:
+                self.logger.error("%s", line)
+        finally:
+            self.writing = False
+        return len(text)
+
+
+@contextlib.contextmanager
+def to_file_only(*loggers: str):
+    """Records of these libraries' loggers, and exceptions their threads raise, go to the run's log file only:
+    a failure they cause (a full disk under Orbax) is reported to the user in one line by jaxdl, while the
+    file keeps their tracebacks for whoever looks into it."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, (_Held, logging.FileHandler))]
+    if not files:  # used as a library, outside an app: the caller's logging configuration decides
+        yield
+        return
+    saved = []
+    for name in (*loggers, THREADS):
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers, logger.propagate = list(files), False
+    previous_hook = threading.excepthook
+    threads = logging.getLogger(THREADS)
+    threading.excepthook = lambda args: threads.error(
+        "thread %s raised", args.thread and args.thread.name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+    )
+    try:
+        with contextlib.redirect_stderr(_LineLogger(threads)):  # tracebacks native code prints (PyErr_Print)
+            yield
+    finally:
+        threading.excepthook = previous_hook
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate

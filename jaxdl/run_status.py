@@ -36,13 +36,16 @@ def write_status(run_dir: str | Path, status: str, **fields: Any) -> dict[str, A
     record = {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields}
     path = Path(run_dir) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp, text = path.with_suffix(".tmp"), json.dumps(record, indent=2) + "\n"
     try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.write_text(text)
         tmp.replace(path)
-    except OSError as err:  # a full disk: keep the old file whole, leave no half-written one behind
+    except OSError:  # a full disk: no room for a second file, but the old one's blocks fit the new record
         tmp.unlink(missing_ok=True)
-        logging.getLogger("jaxdl").error("could not write %s (%s)", path, err)
+        try:
+            path.write_text(text)
+        except OSError as err:
+            logging.getLogger("jaxdl").error("could not write %s (%s)", path, err)
     return record
 
 

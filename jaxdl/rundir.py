@@ -7,8 +7,11 @@ Opening a run directory, in this order, writes nothing until every check has pas
    SLURM job (a requeue), is taken over;
 2. a used directory (checkpoints, metrics or results of an earlier run) with `trainer.resume=false`
    is refused unless `trainer.overwrite=true`, which removes the old run's files first;
-3. the resume: the newest checkpoint that loads, matches the model and verifies is restored
-   (damaged newer ones are reported and skipped);
+3. the resume: every kept checkpoint is verified (arrays, meta, input position, model card: see
+   jaxdl/checkpoint.py); the newest that verifies is restored, the damaged ones are reported and
+   moved to `damaged_checkpoints/` (a lost best is said so; the best becomes the best verified
+   step, and `results.json` lists the lost steps). When no step verifies, the run is refused and
+   nothing is moved;
 4. only then `config.yaml`, `model.json`, `.hydra/`, `status.json`, the metrics log and the
    log file (`run.log`, jaxdl/logs.py) are written.
 
@@ -34,7 +37,7 @@ from tqdm import tqdm
 
 from jaxdl import distributed, logs, tracking, watchdog
 from jaxdl.artifacts import ModelCard, run_config
-from jaxdl.checkpoint import BEST_MODES, RunCheckpoints
+from jaxdl.checkpoint import BEST_MODES, DAMAGED, RunCheckpoints, card_identity
 from jaxdl.config import record_hydra
 from jaxdl.errors import CheckpointError, ConfigError, RunRefused, TrainingDiverged
 from jaxdl.run_log import MetricsLog
@@ -59,6 +62,7 @@ RUN_OUTPUTS = (
     "trackers.json",
     "wandb",
     "summary.html",
+    DAMAGED,
 )
 # A training loss this many times the chance-level loss ln(K) is treated as divergence, like NaN.
 DIVERGENCE_FACTOR = 1000.0
@@ -184,18 +188,19 @@ class RunDirectory:
                     log.warning("trainer.overwrite=true: removing the earlier run in %s", self.dir)
                     remove_outputs(self.dir)
             self.ckpts = RunCheckpoints(
-                self.dir / "checkpoints", keep_last=t.keep_checkpoints, best_metric=best_metric, best_mode=best_mode
+                self.dir / "checkpoints",
+                keep_last=t.keep_checkpoints,
+                best_metric=best_metric,
+                best_mode=best_mode,
+                card=card_identity(card.to_json()) if card is not None else None,
             )
             self.state, self.epoch, self.mid_epoch = state, 0, None
             restored = self.ckpts.restore_latest_good(state) if self.ckpts.all_steps() else None
-            if self.ckpts.all_steps() and restored is None:
-                raise RunRefused(
-                    f"every checkpoint in {self.ckpts.directory} is damaged; "
-                    "pass trainer.resume=false trainer.overwrite=true to start over"
-                )
             step = 0
             if restored is not None:
-                self.state, meta, step = restored
+                self.state, meta, step, damaged = restored
+                if damaged:
+                    self._report_lost_best(damaged, self.ckpts.all_steps())
                 self.epoch = int(meta["epoch"])
                 if "data" in meta:  # saved inside the epoch after self.epoch: go on from where its input stood
                     self.mid_epoch = {"data": meta["data"], **meta.get("in_epoch", {})}
@@ -223,6 +228,28 @@ class RunDirectory:
         self.trackers = tracking.Trackers(cfg, self.dir, step) if self.main else None
         self.metrics = MetricsLog(self.dir, resume_step=step, write_files=self.main, trackers=self.trackers)
         self.started = time.perf_counter()
+
+    def _report_lost_best(self, damaged: dict[int, str], verified: list[int]) -> None:
+        """Say so when a damaged step was the run's best, by `results.json` or by the epoch records."""
+        results = _json_dict(_text(self.dir / "results.json"))
+        records = [_json_dict(line) for line in _text(self.dir / "metrics.jsonl").splitlines()]
+        metric, sign = self.ckpts.best_metric, -1.0 if self.ckpts.best_mode == "max" else 1.0
+        scored = [
+            (sign * r[metric], r["step"])
+            for r in records
+            if r.get("step") in {*damaged, *verified} and isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])
+        ]
+        best_by_record = min(scored)[1] if scored else None
+        lost = {results.get("best_step"), best_by_record} & set(damaged)
+        if lost:
+            now = self.ckpts.best_step()
+            log.warning(
+                "the best checkpoint (step %s) is damaged and was moved to %s; the best is now step %s, the best "
+                "verified one (results.json will list the lost step)",
+                min(lost),
+                self.dir / DAMAGED,
+                now,
+            )
 
     def check_loss(self, loss: float, step: int, epoch: int, num_classes: int | None = None) -> None:
         """Stop on a non-finite loss, or one so far above chance level that training has diverged."""
@@ -271,6 +298,16 @@ class RunDirectory:
         )
 
     def write_results(self, summary: dict) -> None:
+        """`results.json`, listing (and saying) the steps found damaged and moved aside, which it no longer uses."""
+        lost = sorted(int(p.name) for p in (self.dir / DAMAGED).glob("*") if p.name.isdigit())
+        if lost:
+            summary["damaged_checkpoints"] = lost
+            log.warning(
+                "checkpoint(s) %s were damaged and are not used (kept in %s); best step %s is the best verified one",
+                ", ".join(map(str, lost)),
+                self.dir / DAMAGED,
+                summary.get("best_step"),
+            )
         if self.main:
             tmp = self.dir / "results.tmp"
             tmp.write_text(json.dumps(summary, indent=2))
@@ -302,6 +339,22 @@ def restore_finished(
     finally:
         ckpts.close()
     return state, step
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _json_dict(text: str) -> dict:
+    """A JSON object, or {} for anything else (a torn line, a damaged file)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def mean_metrics(pending: list[dict]) -> dict[str, float]:

@@ -18,7 +18,7 @@ from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
 from jaxdl.artifacts import LoadedModel, load_model
-from jaxdl.checkpoint import RunCheckpoints
+from jaxdl.checkpoint import RunCheckpoints, card_identity
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.errors import CheckpointError
@@ -75,7 +75,9 @@ class TrainedRun:
             float_model.eval()
             return experiment
         t = cfg.trainer
-        ckpts = RunCheckpoints(checkpoints, t.keep_checkpoints, t.best_metric, t.best_mode)
+        ckpts = RunCheckpoints(
+            checkpoints, t.keep_checkpoints, t.best_metric, t.best_mode, card_identity(self.loaded.card.to_json())
+        )
         try:
             experiment.state, _ = ckpts.restore(self.step, experiment.state)
         finally:

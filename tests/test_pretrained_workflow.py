@@ -224,3 +224,18 @@ def test_explain_photos_with_an_imported_network(resnet18_artifact, tmp_path):
     assert np.load(tmp_path / "out" / "maps" / "gradcam.npy").shape == (2, 224, 224)
     page = (tmp_path / "out" / "report.html").read_text()
     assert "chelsea.png, coffee.png" in page and "true " not in page and summary["indices"] == [0, 1]
+
+
+def test_import_overwrite_replaces_the_directory_whole(tmp_path, capsys):
+    """overwrite=true never mixes: nothing of the earlier contents survives beside the imported model."""
+    out = tmp_path / "model"
+    (out / "weights").mkdir(parents=True)
+    (out / "weights" / "stale.bin").write_bytes(b"another model's weights")
+    (out / "compressed.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        import_main(["source=torchvision:squeezenet1_1", "weights=none", f"out={out}"])
+    assert exit_info.value.code == 2 and "exists and is not empty; pass overwrite=true" in capsys.readouterr().err
+    import_main(["source=torchvision:squeezenet1_1", "weights=none", "verify=false", "overwrite=true", f"out={out}"])
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "weights"]
+    assert not (out / "weights" / "stale.bin").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert load_model(out).card.provenance["source"] == "torchvision:squeezenet1_1"

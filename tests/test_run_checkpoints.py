@@ -1,10 +1,11 @@
-"""Checkpoints a researcher can trust: the real best step everywhere 'best' is said, verified arrays, fallback."""
+"""Checkpoints a researcher can trust: the real best step everywhere 'best' is said, every byte a restore reads
+verified (arrays, meta, input position, model card, a complete manifest), fallback to the previous verified step."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +19,8 @@ from jaxdl.checkpoint import RunCheckpoints
 from jaxdl.errors import CheckpointError
 from jaxdl.runs import load_run
 from jaxdl.trainer import train_and_evaluate
-from tests.conftest import compose_config, quick_overrides
+from tests.conftest import compose_config, quick_overrides, run_cli
+from tests.test_run_directory import one_error_line, snapshot
 
 # The run's *worst* validation accuracy is its first epoch's (a model trained from scratch improves), so
 # ranking by best_mode=min puts the 'best' checkpoint deterministically before the end of the run.
@@ -84,10 +86,27 @@ def data_files(step_dir: Path) -> list[Path]:
     return sorted((p for p in (step_dir / "state").rglob("*") if p.is_file() and "/d/" in str(p)), key=lambda p: p.stat().st_size)
 
 
-def flip_bit(path: Path) -> None:
+def flip_bit(path: Path, offset: int | None = None, bit: int = 0x10) -> None:
+    """Flip one bit of `path` at byte `offset` (default: the middle)."""
     blob = bytearray(path.read_bytes())
-    blob[len(blob) // 2] ^= 0x10
+    blob[len(blob) // 2 if offset is None else offset] ^= bit
     path.write_bytes(bytes(blob))
+
+
+def flip_after(path: Path, text: str) -> None:
+    """Flip the lowest bit of the byte just after `text` in `path` (a digit becomes its neighbour: `4` -> `5`),
+    as a bit flip in a JSON value would: the file stays valid JSON with another number."""
+    flip_bit(path, path.read_bytes().index(text.encode()) + len(text), bit=0x01)
+
+
+def rewrite_manifest(step: Path, change) -> None:
+    manifest = step / "checksums" / "metadata"
+    manifest.write_text(json.dumps(change(json.loads(manifest.read_text()))))
+
+
+def rename_first_array(manifest: dict) -> dict:
+    first = next(k for k in manifest if not k.startswith("@"))
+    return {("renamed." + k if k == first else k): v for k, v in manifest.items()}
 
 
 DAMAGE = {
@@ -99,6 +118,17 @@ DAMAGE = {
     "delete the array metadata": lambda step: (step / "state" / "_METADATA").unlink(),
     "delete the array index": lambda step: (step / "state" / "manifest.ocdbt").unlink(),
     "garble the checksums": lambda step: next((step / "checksums").glob("*metadata*")).write_text("]["),
+    "flip the stored epoch": lambda step: flip_after(step / "meta" / "metadata", '"epoch": '),
+    "flip the stored step": lambda step: flip_after(step / "meta" / "metadata", '"step": '),
+    "flip a stored metric": lambda step: flip_after(step / "meta" / "metadata", '"val/accuracy": 0.'),
+    "delete the meta item": lambda step: shutil.rmtree(step / "meta"),
+    "drop the meta checksum": lambda step: rewrite_manifest(step, lambda m: {k: v for k, v in m.items() if k != "@meta"}),
+    "empty manifest, flipped weight": lambda step: (rewrite_manifest(step, lambda m: {}), flip_bit(data_files(step)[-1])),
+    "renamed manifest key, flipped weight": lambda step: (
+        rewrite_manifest(step, rename_first_array),
+        flip_bit(data_files(step)[-1]),
+    ),
+    "flip a bit of the model card": lambda step: flip_after(step.parent.parent / "model.json", '"mean": [\n      0.'),
 }
 
 
@@ -112,19 +142,9 @@ def test_a_damaged_step_is_refused_in_one_line(peaked, tmp_path, damage):
     assert "\n" not in str(err.value) and str(last) in str(err.value)
 
 
-def test_resume_skips_a_damaged_latest_step_with_a_warning(peaked, tmp_path, caplog):
-    run_dir = Path(shutil.copytree(peaked[0], tmp_path / "run"))
-    steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir())
-    flip_bit(data_files(run_dir / "checkpoints" / str(steps[-1]))[-1])
-    with caplog.at_level(logging.WARNING, logger="jaxdl"):
-        summary = train_and_evaluate(compose_config(*quick_overrides(*PEAK_EARLY[1:], "trainer.epochs=5")), run_dir)
-    assert any("is damaged" in r.message and "trying the previous checkpoint" in r.message for r in caplog.records)
-    epochs = [r["epoch"] for r in epoch_records(run_dir)]
-    assert epochs == [1, 2, 3, 4, 5]  # epochs after the good step were trained again, each recorded once
-    assert summary["epochs"] == 5
-
-
-def test_disk_full_is_one_line_and_the_previous_checkpoint_still_loads(tmp_path):
+def test_disk_full_is_one_line_and_the_previous_checkpoint_still_loads(tmp_path, compile_cache_env):
+    """A real full disk (an 8 MB tmpfs): one error line on the terminal, Orbax's tracebacks in run.log only,
+    status failed, no temporary checkpoint left."""
     mount = tmp_path / "small"
     mount.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
@@ -132,10 +152,151 @@ def test_disk_full_is_one_line_and_the_previous_checkpoint_still_loads(tmp_path)
             pytest.fail("CI runs as root and must be able to mount a tmpfs for the disk-full test")
         pytest.skip("mounting a small tmpfs needs root")
     try:
-        cfg = compose_config(*quick_overrides("trainer.epochs=3", "trainer.keep_checkpoints=3"))
-        with pytest.raises(CheckpointError, match=r"^no space left on device writing checkpoint \d+ in .*step \d+ is still"):
-            train_and_evaluate(cfg, mount / "run")
-        assert not list((mount / "run").rglob("*.orbax-checkpoint-tmp*")) and not list((mount / "run").rglob("*.tmp"))
-        assert load_model(mount / "run", "last").step == 40  # the one checkpoint that fitted
+        run_dir = mount / "run"
+        result = run_cli(
+            "-m", "jaxdl.apps.train", *quick_overrides("trainer.epochs=3", "trainer.keep_checkpoints=3"),
+            f"hydra.run.dir={run_dir}", env=compile_cache_env,
+        )  # fmt: skip
+        line = one_error_line(result)
+        assert re.match(r"error: no space left on device writing checkpoint \d+ in .*step 40 is still the last good one", line)
+        assert result.stderr.strip() == line and all(" - " in x for x in result.stdout.splitlines())  # log lines only
+        assert "No space left" in (run_dir / "run.log").read_text()  # Orbax's account of it, kept in the log
+        assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+        assert not list(run_dir.rglob("*.orbax-checkpoint-tmp*")) and not list(run_dir.rglob("*.tmp"))
+        assert load_model(run_dir, "last").step == 40  # the one checkpoint that fitted
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+BEST_DAMAGE = {
+    "flip the best's stored validation accuracy": lambda step: flip_after(step / "meta" / "metadata", '"val/accuracy": 0.'),
+    "delete the best's meta item": lambda step: shutil.rmtree(step / "meta"),
+}
+
+
+@pytest.mark.parametrize("damage", list(BEST_DAMAGE))
+def test_load_model_never_serves_another_best_than_results_json(peaked, tmp_path, damage):
+    run_dir = Path(shutil.copytree(peaked[0], tmp_path / "run"))
+    best = peaked[2]["best_step"]
+    BEST_DAMAGE[damage](run_dir / "checkpoints" / str(best))
+    with pytest.raises(CheckpointError) as err:
+        load_model(run_dir)
+    assert "\n" not in str(err.value) and f"results.json reports step {best} as the best checkpoint" in str(err.value)
+
+
+# The same command as the `peaked` run, through the real CLI on one device like the in-process run.
+PEAKED_CLI = ("-m", "jaxdl.apps.train", *quick_overrides(*PEAK_EARLY), "trainer.cpu_devices=1")
+VARYING = ("time/epoch_s", "train/samples_per_s")  # wall-clock figures differ between any two runs
+
+
+def numbers(run_dir: Path) -> tuple[list[dict], dict]:
+    """The epoch and test records (without wall-clock figures) and results.json of a run."""
+    lines = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return [{k: v for k, v in r.items() if k not in VARYING} for r in lines], json.loads((run_dir / "results.json").read_text())
+
+
+def test_a_damaged_meta_falls_back_to_the_previous_verified_step_with_identical_results(peaked, tmp_path, compile_cache_env):
+    """The sweep's flip of `"epoch"` in the last step's meta: no silent re-run of an epoch, no other best."""
+    run_dir = Path(shutil.copytree(peaked[0], tmp_path / "run"))
+    steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir())
+    flip_after(run_dir / "checkpoints" / str(steps[-1]) / "meta" / "metadata", '"epoch": ')
+    result = run_cli(*PEAKED_CLI, f"hydra.run.dir={run_dir}", env=compile_cache_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert f"checkpoints/{steps[-1]} is damaged: its meta (step, epoch, metrics) differs" in output
+    assert f"resumed from {run_dir / 'checkpoints'} at epoch 1 (step {steps[0]})" in output
+    (records, results), (expected_records, expected_results) = numbers(run_dir), numbers(peaked[0])
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 4]  # each epoch once, then the test record
+    assert records == expected_records
+    assert {k: results[k] for k in expected_results} == expected_results
+    assert results["damaged_checkpoints"] == [steps[-1]]
+
+
+def test_every_step_damaged_is_refused_and_nothing_moves(peaked, tmp_path, compile_cache_env):
+    run_dir = Path(shutil.copytree(peaked[0], tmp_path / "run"))
+    for step in (run_dir / "checkpoints").iterdir():
+        flip_after(step / "meta" / "metadata", '"epoch": ')
+    before = snapshot(run_dir)
+    result = run_cli(*PEAKED_CLI, f"hydra.run.dir={run_dir}", env=compile_cache_env)
+    assert "is damaged (steps 40, 160); nothing was changed: pass trainer.resume=false trainer.overwrite=true" in (
+        one_error_line(result)
+    )
+    assert "(step 160: is damaged: its meta (step, epoch, metrics) differs from what was written)" in result.stderr
+    assert snapshot(run_dir) == before
+
+
+def test_a_damaged_best_step_is_reported_and_the_run_completes_on_the_best_verified(peaked, tmp_path, compile_cache_env):
+    """Not 'trains to the end, then fails, and every re-run fails the same way'."""
+    run_dir = Path(shutil.copytree(peaked[0], tmp_path / "run"))
+    best, last = peaked[2]["best_step"], max(int(p.name) for p in (peaked[0] / "checkpoints").iterdir())
+    flip_bit(data_files(run_dir / "checkpoints" / str(best))[-1])
+    result = run_cli(*PEAKED_CLI, f"hydra.run.dir={run_dir}", env=compile_cache_env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"the best checkpoint (step {best}) is damaged" in result.stdout + result.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["best_step"] == last and results["damaged_checkpoints"] == [best]
+    served = load_run(peaked[0], last)  # the test figures are those of the best verified step
+    logits = np.asarray(served.model(served.preprocess(served.dataset.test.images)))
+    assert results["test/accuracy"] == pytest.approx(float((logits.argmax(-1) == served.dataset.test.labels).mean()), abs=1e-6)
+    assert load_model(run_dir).step == last
+    again = train_and_evaluate(compose_config(*quick_overrides(*PEAK_EARLY)), run_dir)  # and again: the same
+    assert again["best_step"] == last and again["test/accuracy"] == results["test/accuracy"]
+
+
+def test_a_mid_epoch_step_without_its_data_item_is_damaged(tmp_path):
+    """Deleting a mid-epoch step's `data/` made it resume as an epoch end (an extra epoch trained)."""
+    ckpts = RunCheckpoints(tmp_path, keep_last=2)
+    state = {"w": np.zeros(3, np.float32)}
+    ckpts.save(15, state, meta={"epoch": 1}, metrics={}, data={"epoch": 2, "batch_size": 8, "processes": [{"step": 5}]})
+    assert ckpts.meta(15)["epoch"] == 1  # its meta verifies alone (retention reads only that)
+    shutil.rmtree(tmp_path / "15" / "data")
+    with pytest.raises(CheckpointError, match=r"15 is damaged: its input position differs from what was written"):
+        ckpts.restore(15, state)
+    ckpts.close()
+
+
+def test_retention_deletes_only_after_the_new_step_verifies_and_never_an_unverified_step(tmp_path, monkeypatch):
+    ckpts = RunCheckpoints(tmp_path, keep_last=1, best_metric="val/accuracy", best_mode="max")
+    state = {"w": np.zeros(3, np.float32)}
+    ckpts.save(1, state, meta={"epoch": 1}, metrics={"val/accuracy": 0.9})
+    ckpts.save(2, state, meta={"epoch": 2}, metrics={"val/accuracy": 0.5})
+    flip_after(tmp_path / "1" / "meta" / "metadata", '"val/accuracy": 0.')  # the best's record no longer verifies
+    ckpts.save(3, state, meta={"epoch": 3}, metrics={"val/accuracy": 0.6})
+    assert ckpts.all_steps() == [1, 3] and ckpts.best_step() == 3  # 1 kept for the resume to report; 2 deleted
+
+    def unreadable(step, like):
+        raise CheckpointError(f"checkpoint {tmp_path / str(step)} is damaged: 1 array(s) differ")
+
+    monkeypatch.setattr(ckpts, "restore", unreadable)
+    with pytest.raises(CheckpointError, match="right after it was written; no older checkpoint was deleted"):
+        ckpts.save(4, state, meta={"epoch": 4}, metrics={"val/accuracy": 0.7})
+    assert ckpts.all_steps() == [1, 3, 4]
+    ckpts.close()
+
+
+def test_import_refuses_a_run_directory_even_with_overwrite(peaked, capsys):
+    from jaxdl.apps.import_model import main as import_main
+
+    before = snapshot(peaked[0])
+    for extra in ([], ["overwrite=true"]):
+        with pytest.raises(SystemExit) as exit_info:
+            import_main(["source=torchvision:squeezenet1_1", "weights=none", f"out={peaked[0]}", *extra])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+        assert (
+            err == f"error: out={peaked[0]} is a training run directory; an import never writes into one: pass another directory"
+        )
+    assert snapshot(peaked[0]) == before
+
+
+def test_a_step_of_the_format_before_meta_checksums_is_refused_as_unverifiable(tmp_path):
+    ckpts = RunCheckpoints(tmp_path, keep_last=1)
+    state = {"params": np.zeros(3, np.float32)}
+    ckpts.save(5, state, meta={"epoch": 1}, metrics={"val/accuracy": 0.5})
+    rewrite_manifest(tmp_path / "5", lambda m: {k: v for k, v in m.items() if k != "@meta"})
+    meta = tmp_path / "5" / "meta" / "metadata"
+    meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "step"}))
+    with pytest.raises(CheckpointError, match=r"5 was written by a jaxdl without meta checksums and cannot be verified"):
+        ckpts.restore(5, state)
+    assert ckpts.best_step() is None  # and never the best
+    ckpts.close()

@@ -55,6 +55,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     [
         (("trainer.resume=false",), "holds an earlier run and trainer.resume=false; pass trainer.overwrite=true"),
         (("model=lenet5_classic",), "does not match the model"),
+        (("trainer.keep_checkpoints=0",), "trainer.keep_checkpoints must be a positive whole number"),  # status too
     ],
 )
 def test_a_refused_run_leaves_every_file_byte_identical(finished, overrides, message, compile_cache_env):
@@ -148,3 +149,22 @@ def test_ctrl_c_prints_one_line_and_leaves_a_resumable_run(tmp_path, compile_cac
     assert [line for line in err.splitlines() if line.strip()][-1].startswith("interrupted; checkpoints written so far are kept")
     result = run_cli(*TRAIN, "trainer.epochs=2", f"hydra.run.dir={run_dir}", env=compile_cache_env)
     assert result.returncode == 0 and "resumed from" in result.stdout + result.stderr
+
+
+def test_a_full_disk_outside_a_checkpoint_is_one_line_and_a_failed_status(tmp_path, monkeypatch):
+    """ENOSPC injected at the metrics log's write (the checkpoint's own full disk: test_run_checkpoints.py)."""
+    import errno
+
+    from jaxdl.apps.job import run_job
+    from jaxdl.errors import CheckpointError
+    from jaxdl.run_log import MetricsLog
+
+    def full(self, step, **metrics):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(MetricsLog, "write", full)
+    with pytest.raises(CheckpointError, match=r"^no space left on device in .*; checkpoints written so far are kept") as err:
+        run_job(compose_config(*quick_overrides("trainer.epochs=1")), tmp_path, in_sweep=False)
+    assert "\n" not in str(err.value)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "failed" and status["error"].startswith("CheckpointError: no space left on device")

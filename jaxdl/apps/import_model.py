@@ -39,6 +39,22 @@ class ImportOptions:
     verify: bool = True  # compare with the torch model on two photographs (not with file=)
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """`out` must be a new or empty directory, or (with overwrite) one the import may replace whole: never a
+    run directory, whose checkpoints and model card an import would mix with (or destroy)."""
+    from jaxdl.artifacts import resolve_run_dir
+    from jaxdl.rundir import used
+    from jaxdl.run_status import STATUS_FILE
+
+    run_dir, _ = resolve_run_dir(out)
+    if out.is_file():
+        raise ConfigError(f"out={out} is a file; pass a directory")
+    if used(out) or (out / STATUS_FILE).exists() or (out / "config.yaml").exists() or used(run_dir):
+        raise ConfigError(f"out={out} is a training run directory; an import never writes into one: pass another directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"out={out} exists and is not empty; pass overwrite=true (it is replaced whole) or another directory")
+
+
 def run_import(options: ImportOptions) -> dict:
     """Import, save, and describe the artifact."""
     from jaxdl.artifacts import save_model
@@ -46,8 +62,7 @@ def run_import(options: ImportOptions) -> dict:
     from jaxdl.pretrained.verify import agreement
 
     out = Path(options.out).expanduser()
-    if out.exists() and any(out.iterdir()) and not options.overwrite:
-        raise ConfigError(f"out={out} exists and is not empty; pass overwrite=true or another directory")
+    check_out(out, options.overwrite)
     torch_model = None if options.file else source_model(options.source, options.weights)
     module, card = import_model(
         options.source,
@@ -60,7 +75,7 @@ def run_import(options: ImportOptions) -> dict:
         class_names=options.class_names,
         transform_input=options.transform_input,
     )
-    save_model(out, module, card)
+    save_model(out, module, card, replace=True)
     p = card.preprocess
     summary = {
         "out": str(out),

@@ -10,6 +10,7 @@ same config and otherwise resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -20,9 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import distributed
 from jaxdl.config import record_hydra
+from jaxdl.checkpoint import is_disk_full
 from jaxdl.data import auto_size
-from jaxdl.errors import JaxdlError, RunRefused
-from jaxdl.run_status import begin_attempt, read_status
+from jaxdl.errors import CheckpointError, JaxdlError, RunRefused
+from jaxdl.run_status import STATUS_FILE, begin_attempt, read_status
+from jaxdl.rundir import used
 from jaxdl.trainer import train_and_evaluate
 
 log = logging.getLogger("jaxdl")
@@ -50,6 +53,21 @@ def _completed_with_same_config(cfg: DictConfig, run_dir: Path) -> dict | None:
     return json.loads(results.read_text())
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether an earlier attempt left a run in `run_dir` (its status, checkpoints, metrics or results)."""
+    return (run_dir / STATUS_FILE).exists() or used(run_dir)
+
+
+def _disk_full(err: Exception, run_dir: Path) -> CheckpointError | None:
+    """A full disk met outside a checkpoint save (the metrics log, TensorBoard, the plots) as one line."""
+    if isinstance(err, JaxdlError) or not is_disk_full(err):
+        return None
+    return CheckpointError(
+        f"no space left on device in {run_dir} ({_one_line(err)}); checkpoints written so far are kept: "
+        "free space and run the same command to resume"
+    )
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
@@ -59,6 +77,7 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
     """Train one run in `run_dir`, keep its status file, and return the objective (None if it failed)."""
     run_dir = Path(run_dir)
     attempt, main = begin_attempt(run_dir), True
+    opened = []  # the run directory passed its checks: from then on this attempt may write its status
     try:
         distributed.initialize(cfg.trainer)  # before anything touches a JAX device
         main = distributed.is_main_process()
@@ -66,7 +85,6 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
         if done is not None:
             log.info("%s already completed with this config; skipping it", run_dir)
             return objective_value(cfg, done)
-        opened = []  # the run directory passed its checks: from then on this attempt may write its status
 
         def mark_running() -> None:
             opened.append(True)
@@ -74,13 +92,20 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
                 attempt.running()
 
         summary = train_and_evaluate(cfg, run_dir, on_open=mark_running)
-    except Exception as err:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
+    except Exception as caught:  # noqa: BLE001 - in a sweep any failure of one job is recorded, not fatal
+        err = _disk_full(caught, run_dir) or caught
         error = _one_line(err)
-        if main and not isinstance(err, RunRefused):  # a refused run must leave the directory's files untouched
-            record_hydra(run_dir)  # a sweep's comparison lists the failed job with its overrides
+        # A run refused before its directory was opened (a rejected setting, a lock, damaged checkpoints)
+        # leaves an earlier run's files, status included, as they were; a new directory records the failure.
+        untouched = not opened and (isinstance(err, RunRefused) or holds_run(run_dir))
+        if main and not untouched:
+            with contextlib.suppress(OSError):  # a full disk: the status below matters more
+                record_hydra(run_dir)  # a sweep's comparison lists the failed job with its overrides
             attempt.ended("failed", error=error)
         if not in_sweep:
-            raise
+            if err is caught:
+                raise
+            raise err from caught
         if isinstance(err, JaxdlError):
             log.error("job failed; the sweep goes on: %s", error)
         else:
