@@ -33,6 +33,7 @@ from jaxdl.evaluate import Evaluation, evaluate
 from jaxdl.parallel import check_batch_size, data_mesh
 from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
+from jaxdl.validate import check_settings
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
 
 log = logging.getLogger("jaxdl")
@@ -202,6 +203,7 @@ def check_trainer(t: Any) -> None:
 def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experiment:
     """Build data, model and optimiser from a composed config (`dataset`: one already loaded from `cfg.data`)."""
     t = cfg.trainer
+    check_settings(cfg)
     check_trainer(t)
     check_best(t.best_metric, t.best_mode, EPOCH_METRICS)
     mesh = data_mesh()
