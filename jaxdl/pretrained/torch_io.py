@@ -40,7 +40,10 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"file={path} does not exist")
     if path.suffix == ".safetensors":
         safetensors = require("safetensors.numpy")
-        return numpy_state_dict(safetensors.load_file(str(path)))
+        try:
+            return numpy_state_dict(safetensors.load_file(str(path)))
+        except Exception as err:  # noqa: BLE001 - SafetensorError, and header JSON / dtype errors
+            raise CheckpointError(f"file={path} is not a readable .safetensors file ({type(err).__name__}: {err})") from err
     torch = require("torch")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
