@@ -29,7 +29,7 @@ from jaxdl.data.images import BadFiles
 from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, make_preprocess
 from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
-from jaxdl.evaluate import Evaluation, evaluate
+from jaxdl.evaluate import Evaluation, evaluate, write_tables
 from jaxdl.parallel import check_batch_size, data_mesh
 from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
@@ -130,16 +130,8 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, images: np.ndarray, 
     """Confusion matrix (CSV + PNG), per-class accuracy and the misclassified grid under `eval/`."""
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)
-    n = len(class_names)
-    matrix = evaluation.confusion_matrix(n)
-    header = "true\\predicted," + ",".join(class_names)
-    rows = [f"{name}," + ",".join(map(str, row)) for name, row in zip(class_names, matrix)]
-    (out / "confusion_matrix.csv").write_text("\n".join([header, *rows]) + "\n")
+    matrix, per_class = write_tables(evaluation, class_names, out)
     plots.confusion_matrix(matrix, class_names, out / "confusion_matrix.png")
-    per_class = evaluation.per_class_accuracy(n)
-    (out / "per_class_accuracy.csv").write_text(
-        "class,accuracy\n" + "".join(f"{c},{a:.6f}\n" for c, a in zip(class_names, per_class))
-    )
     plots.misclassified_grid(images, evaluation.labels, evaluation.predictions, class_names, out / "misclassified.png")
     return {f"test/accuracy/{c}": float(a) for c, a in zip(class_names, per_class)}
 
