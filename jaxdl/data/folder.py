@@ -127,7 +127,7 @@ def check_readable_classes(labels: np.ndarray, names: Sequence[str], bad: int) -
     if empty:
         raise DataError(
             f"class(es) {', '.join(map(repr, empty))} have no readable training image ({bad} unreadable file(s) "
-            "skipped, listed with their reasons on this line's run); fix or replace their files, or remove the class folder"
+            "skipped); fix or replace their files, or remove the class folder"
         )
 
 
