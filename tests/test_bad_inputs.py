@@ -24,10 +24,10 @@ TRAIN = ["-m", "jaxdl.apps.train", "trainer.progress=false"]
 FOLDER = [*TRAIN, "data=folder", "data.image_size=12"]
 IMPORT = ["-m", "jaxdl.apps.import_model", "source=torchvision:resnet18"]
 PREDICT = ["-m", "jaxdl.apps.predict"]
-NO_NETWORK = (
-    "import sys, urllib.error, urllib.request\n"
+NO_NETWORK = (  # jaxdl-import as a user without a network runs it: every download is refused
+    "import sys, urllib.error, torch.hub\n"
     "def refused(*a, **k): raise urllib.error.URLError(ConnectionRefusedError(111, 'Connection refused'))\n"
-    "urllib.request.urlopen = refused\n"
+    "torch.hub.load_state_dict_from_url = torch.hub.download_url_to_file = refused\n"
     "from jaxdl.apps.import_model import main\n"
     "sys.argv[1:] = sys.argv[2:]\n"
     "main()\n"
@@ -47,9 +47,13 @@ def write_pngs(folder: Path, count: int, seed: int = 0) -> None:
 
 
 def png_header(width: int, height: int) -> bytes:
-    """The start of a PNG: signature and IHDR chunk (8-bit grey), what PIL reads to size an image."""
-    body = b"IHDR" + width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    """A PNG cut after its header (8-bit grey, an empty IDAT chunk): what PIL reads to size an image, no pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    size = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", size) + chunk(b"IDAT", b"")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +103,7 @@ def _cases():
         (
             "dollar_in_root",
             lambda i, o: [*FOLDER, f"data.root={i}/x${{y}}", f"hydra.run.dir={o}"],
-            "error: data.root cannot be resolved (Interpolation key 'y' not found); Hydra reads '${...}' as an interpolation: escape a literal dollar as \\$",
+            "error: data.root cannot be resolved (Interpolation key 'y' not found); Hydra reads '${{...}}' as an interpolation: escape a literal dollar as \\$",
             None,
         ),
         (

@@ -72,7 +72,7 @@ def torchvision_weights(name: str, weights: str | None) -> Any:
 def torchvision_model(name: str, weights: str | None) -> Any:
     """torchvision's `name` with `weights` downloaded through its own cache, or random (`weights=none`)."""
     models = require("torchvision.models")
-    if str(weights).lower() == "none":
+    if weights is not None and str(weights).lower() == "none":  # no weights= given means DEFAULT, not random
         return models.get_model(name, weights=None)
     return models.get_model(name, weights=torchvision_weights(name, weights))
 
