@@ -46,6 +46,17 @@ def write_pngs(folder: Path, count: int, seed: int = 0) -> None:
         Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
 
 
+@pytest.fixture(scope="module")
+def training_run(tmp_path_factory) -> Path:
+    """A finished one-epoch digits run with a mid-epoch checkpoint before its epoch-end one."""
+    from jaxdl.trainer import train_and_evaluate
+
+    run = tmp_path_factory.mktemp("run") / "run"
+    overrides = ["trainer.epochs=1", "trainer.progress=false", "trainer.cpu_devices=1", "trainer.checkpoint_every_steps=20"]
+    train_and_evaluate(compose_config(*overrides), run)
+    return run
+
+
 def png_header(width: int, height: int) -> bytes:
     """A PNG cut after its header (8-bit grey, an empty IDAT chunk): what PIL reads to size an image, no pixels."""
 
@@ -57,12 +68,9 @@ def png_header(width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
+def inputs(tmp_path_factory, training_run) -> Path:
     """One tree of small inputs every case reads: image folders (one with '${y}' in its name), manifests, a
-    file, a garbage .safetensors, a decompression-bomb PNG, and a tiny model artifact (built, not trained)."""
-    from jaxdl.artifacts import save_model
-    from jaxdl.trainer import build_experiment
-
+    file, a garbage .safetensors, a decompression-bomb PNG, photos with unreadable ones, and a trained model."""
     root = tmp_path_factory.mktemp("inputs")
     for tree in ("pics", "x${y}"):
         for cls in ("a", "b"):
@@ -80,8 +88,7 @@ def inputs(tmp_path_factory) -> Path:
     write_pngs(root / "photos", 3)
     (root / "photos" / "truncated.png").write_bytes(png_header(64, 64))  # a header, no pixels
     (root / "photos" / "notes.jpg").write_text("not an image")
-    exp = build_experiment(compose_config("trainer.cpu_devices=1"))
-    save_model(root / "model", exp.model, exp.card())
+    (root / "model").symlink_to(training_run, target_is_directory=True)  # predict reads a run directory
     return root
 
 
@@ -224,14 +231,14 @@ def _cases():
 
 
 @pytest.mark.parametrize("case,argv,expected,needs", _cases(), ids=[c[0] for c in _cases()])
-def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(inputs, tmp_path, case, argv, expected, needs):
+def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(inputs, tmp_path, compile_cache_env, case, argv, expected, needs):
     if needs in ("safetensors", "torchvision") and importlib.util.find_spec(needs) is None:
         pytest.skip(f"{needs} is not installed (the torch extra)")
     out = tmp_path / "out"
     if needs == "out":
         out.mkdir()
     before = snapshot(inputs)
-    result = run_cli(*argv(inputs, out), env={"TORCH_HOME": str(tmp_path / "torch")})
+    result = run_cli(*argv(inputs, out), env={**compile_cache_env, "TORCH_HOME": str(tmp_path / "torch")})
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and len(errors) == 1, result.stderr[-3000:]
@@ -245,9 +252,9 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(inputs, tmp_path, cas
         assert written == {}, written
 
 
-def test_a_folder_prediction_skips_unreadable_files_and_lists_them(inputs, tmp_path):
+def test_a_folder_prediction_skips_unreadable_files_and_lists_them(inputs, tmp_path, compile_cache_env):
     out = tmp_path / "predictions.csv"
-    result = run_cli(*PREDICT, f"model={inputs}/model", f"images={inputs}/photos", f"out={out}")
+    result = run_cli(*PREDICT, f"model={inputs}/model", f"images={inputs}/photos", f"out={out}", env=compile_cache_env)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.reader(out.open()))[1:]
     assert sorted(Path(r[0]).name for r in rows) == ["0.png", "1.png", "2.png"]
@@ -360,17 +367,6 @@ def test_import_mean_and_std_must_give_one_value_per_channel():
     with pytest.raises(ConfigError, match=r"^mean=\[0.5\] has 1 value\(s\); the network takes 3 channel\(s\): give 3$"):
         check_normalisation(options, 3)
     check_normalisation(ImportOptions(source="s", out="x", mean=[0.5] * 3, std=[0.2] * 3), 3)
-
-
-@pytest.fixture(scope="module")
-def training_run(tmp_path_factory) -> Path:
-    """A finished one-epoch digits run with a mid-epoch checkpoint before its epoch-end one."""
-    from jaxdl.trainer import train_and_evaluate
-
-    run = tmp_path_factory.mktemp("run") / "run"
-    overrides = ["trainer.epochs=1", "trainer.progress=false", "trainer.cpu_devices=1", "trainer.checkpoint_every_steps=20"]
-    train_and_evaluate(compose_config(*overrides), run)
-    return run
 
 
 def test_a_run_still_training_is_read_at_its_newest_complete_step(training_run, tmp_path):
