@@ -8,11 +8,15 @@ per-image: milliseconds per image in one thread, jaxdl's decoder (training trans
 RandomResizedCrop + flip + PILToTensor on PIL, the same files: the pipelines' work without their workers.
 
 throughput: the same files, the same transforms (decode, random-resized crop 224, horizontal flip,
-uint8) and the same number of workers (jaxdl: Grain threads; torchvision: DataLoader worker
-processes), images/s over one pass of `--images` images (after the first batch, which holds
-start-up), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b) JPEG photographs
-of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9 photographs, one
-class each; random crops of 40-100% of each side, resized to a random 400-600 x 400-600).
+uint8) and the same number of workers (torchvision: DataLoader worker processes; jaxdl: Grain threads
+or worker processes, `data.worker_mode`), images/s over one pass of `--images` images (after the first
+batch, which holds start-up), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
+JPEG photographs of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9
+photographs, one class each; random crops of 40-100% of each side, resized to a random 400-600 x
+400-600). Entries: `<set>_threads` and `<set>_processes` (jaxdl's two worker modes, each against the
+same torchvision run), `photo_jpeg_pack_threads` / `_processes` (jaxdl reading a `jaxdl-data pack` of the
+JPEGs, max_side 256, against torchvision on the original JPEGs) and `photo_jpeg_processes_1_to_2` (jaxdl's images/s with 2
+worker processes over 1).
 
 memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
 over a tree of `--small` and of `--large` files; the large tree repeats the small one's files under
@@ -89,21 +93,33 @@ def write_fashion_pngs(root: Path, count: int) -> Path:
     return root / "train"
 
 
-def jaxdl_rate(root: Path, workers: int, images: int, channels: int) -> dict:
+def write_pack(root: Path, out: Path, workers: int) -> Path:
+    """`jaxdl-data pack` of the folder at `root` (shorter sides at most 256 px, JPEG quality 90)."""
+    from jaxdl.apps.data import run
+
+    if not (out / "pack.json").is_file():
+        print(run("pack", ["data=folder", f"data.root={root}", f"out={out}", f"workers={workers}"]), flush=True)
+    return out
+
+
+def jaxdl_rate(root: Path, workers: int, images: int, channels: int, mode: str = "thread") -> dict:
+    """images/s of jaxdl's training stream over the folder (or, if `root` holds pack.json, the pack) at `root`."""
     from jaxdl.data import load_dataset
     from jaxdl.data.stream import StreamLoader
     from jaxdl.parallel import data_mesh
     from tests.conftest import compose_config
 
+    source = (
+        ["data=packed", f"data.path={root}"]
+        if (root / "pack.json").is_file()
+        else ["data=folder", f"data.root={root}", "data.stream=true", "data.val_fraction=0.01", "data.test_fraction=0.01"]
+    )
     cfg = compose_config(
-        "data=folder",
-        f"data.root={root}",
+        *source,
         "data.image_size=224",
         f"data.channels={channels}",
-        "data.stream=true",
         f"data.workers={workers}",
-        "data.val_fraction=0.01",
-        "data.test_fraction=0.01",
+        f"data.worker_mode={mode}",
     )
     split = load_dataset(cfg.data).train
     split = split.subset(np.arange(min(images, len(split))))
@@ -143,28 +159,48 @@ def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
     return {"images_per_s": count / (end - first), "first_batch_s": first - start, "images": count}
 
 
+def _ratios(entry: dict) -> None:
+    best = {peer: max(r["images_per_s"] for r in runs) for peer, runs in entry.items()}
+    median = {peer: float(np.median([r["images_per_s"] for r in runs])) for peer, runs in entry.items()}
+    entry["ratio_best"] = best["jaxdl"] / best["torchvision"]
+    entry["ratio_median"] = median["jaxdl"] / median["torchvision"]
+
+
 def throughput(args) -> None:
     work = Path(args.work)
-    sets = {
-        "fashion_png": (write_fashion_pngs(work / "fashion_png", args.images), 1),
-        "photo_jpeg": (write_photo_jpegs(work / "photo_jpeg", args.photos), 3),
-    }
+    photos = write_photo_jpegs(work / "photo_jpeg", args.photos)
+    sets = {"photo_jpeg": (photos, 3)}
+    if not args.skip_png:
+        sets["fashion_png"] = (write_fashion_pngs(work / "fashion_png", args.images), 1)
+    pack = write_pack(photos, work / "photo_pack", args.workers)
     results = {}
-    for name, (root, channels) in sets.items():
-        for repeat in range(args.repeats):  # alternate the two, so a busy moment on the shared machine hits both
-            for peer, fn in (("jaxdl", jaxdl_rate), ("torchvision", torch_rate)):
-                r = fn(root, args.workers, args.images, channels)
-                results.setdefault(name, {}).setdefault(peer, []).append(r)
-                print(name, peer, repeat, json.dumps(r), flush=True)
-        best = {peer: max(r["images_per_s"] for r in runs) for peer, runs in results[name].items()}
-        median = {peer: float(np.median([r["images_per_s"] for r in runs])) for peer, runs in results[name].items()}
-        results[name]["ratio_best"] = best["jaxdl"] / best["torchvision"]
-        results[name]["ratio_median"] = median["jaxdl"] / median["torchvision"]
-        print(
-            f"{name}: jaxdl {best['jaxdl']:.0f} img/s, torchvision {best['torchvision']:.0f} img/s, "
-            f"ratio {results[name]['ratio_best']:.2f} (of the medians: {results[name]['ratio_median']:.2f})",
-            flush=True,
-        )
+    for repeat in range(args.repeats):  # alternate everything, so a busy moment on the shared machine hits all
+        for name, (root, channels) in sets.items():
+            peer = torch_rate(root, args.workers, args.images, channels)
+            print(name, "torchvision", repeat, json.dumps(peer), flush=True)
+            runs = {f"{name}_threads": (root, "thread"), f"{name}_processes": (root, "process")}
+            if name == "photo_jpeg":
+                runs[f"{name}_pack_threads"] = (pack, "thread")
+                runs[f"{name}_pack_processes"] = (pack, "process")
+            for entry, (source, mode) in runs.items():
+                r = jaxdl_rate(source, args.workers, args.images, channels, mode)
+                print(entry, "jaxdl", repeat, json.dumps(r), flush=True)
+                results.setdefault(entry, {"jaxdl": [], "torchvision": []})
+                results[entry]["jaxdl"].append(r)
+                results[entry]["torchvision"].append(peer)
+        one = jaxdl_rate(photos, 1, args.images, 3, "process")
+        print("photo_jpeg 1 process", repeat, json.dumps(one), flush=True)
+        results.setdefault("photo_jpeg_processes_1", []).append(one)
+    for name, entry in results.items():
+        if "jaxdl" in entry:
+            _ratios(entry)
+            print(f"{name}: ratio to torchvision {entry['ratio_best']:.2f} (of the medians: {entry['ratio_median']:.2f})")
+    one = float(np.median([r["images_per_s"] for r in results["photo_jpeg_processes_1"]]))
+    two = float(np.median([r["images_per_s"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
+    results["photo_jpeg_processes_1_to_2"] = {"one": one, "two": two, "ratio_median": two / one}
+    print(f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x)")
+    results["pack_bytes_per_image"] = json.loads((pack / "pack.json").read_text())["bytes_per_image"]
+    results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     Path(args.out).write_text(json.dumps(results, indent=2))
 
 
@@ -280,6 +316,7 @@ def main() -> None:
     t.add_argument("--images", type=int, default=1024, help="images per measured pass")
     t.add_argument("--photos", type=int, default=2000, help="JPEG photographs written")
     t.add_argument("--repeats", type=int, default=2)
+    t.add_argument("--skip-png", action="store_true", help="photographs only (no Fashion-MNIST PNG tree)")
     t.add_argument("--work", default="/tmp/jaxdl_bench_input")
     t.add_argument("--out", default="experiments/results/bench_input_throughput.json")
     i = sub.add_parser("per-image")

@@ -301,7 +301,12 @@ def _load_run(path: Path, which: str | int) -> LoadedModel:
     try:
         step = ckpts.select_step(which if step is None else step)
         module = card.build()
-        load_weights(module, ckpts.restore_part(step, weights_of(module)))
+        weights = ckpts.restore_part(step, weights_of(module))
+        if card.provenance.get("weights") == "ema":  # trained with trainer.eval_weights=ema: the average is the model
+            from jaxdl.ema import restore_ema
+
+            weights["params"] = restore_ema(ckpts, step, weights["params"])
+        load_weights(module, weights)
     finally:
         ckpts.close()
     return LoadedModel(module, card, run_dir, step, cfg)

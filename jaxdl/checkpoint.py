@@ -307,6 +307,20 @@ class RunCheckpoints:
         by_name = named_leaves({key: restored["state"][key] for key in raw_like})
         return keys_from_data(map_named(lambda name, _: by_name[name], raw_like), like)
 
+    def restore_named(self, step: int, prefix: str) -> dict[str, Any]:
+        """{dotted name: array} of the stored leaves whose names start with `prefix` (e.g. the weight EMA
+        inside the optimiser state, jaxdl/ema.py), read onto one local device and verified."""
+        where = self.directory / str(step)
+        with _reading(where):
+            saved = self._saved_state(step, where)
+            device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            stored = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
+            restored = self.manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(stored), checksums=ocp.args.JsonRestore())
+            )
+        verify(restored["state"], dict(restored["checksums"] or {}), where)
+        return {name[len(prefix) :]: leaf for name, leaf in named_leaves(restored["state"]).items() if name.startswith(prefix)}
+
     def restore_latest_good(self, like: Any) -> tuple[Any, dict, int] | None:
         """The newest checkpoint that loads and verifies. Damaged newer ones are reported and moved aside to
         `damaged_checkpoints/` beside `checkpoints/` (kept for inspection, out of the way of the resumed run)."""

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jaxdl import watchdog
 from jaxdl.data.pipeline import Loader
 from jaxdl.steps import cross_entropy
 
@@ -59,7 +60,7 @@ def evaluate(predict, params, model_state, loader: Loader, batch_size: int) -> E
 
     Padding rows (id -1) and unreadable files (label -1) are left out."""
     logits, labels, ids = [], [], []
-    for images, batch_labels, batch_ids in loader.eval_batches(batch_size):
+    for images, batch_labels, batch_ids in watchdog.beating(loader.eval_batches(batch_size)):
         out = predict(params, model_state, images)
         host_labels = _to_host(batch_labels)
         keep = (batch_ids >= 0) & (host_labels >= 0)

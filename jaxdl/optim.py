@@ -117,3 +117,10 @@ def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.Gr
     for key, value in wrappers.items():
         tx = WRAPPERS.get(key)(tx, value, steps_per_epoch, epochs)
     return tx
+
+
+def accumulate(tx: optax.GradientTransformation, steps: int) -> optax.GradientTransformation:
+    """`trainer.grad_accum_steps`: `tx` applied to the mean gradient of every `steps` batches (optax.MultiSteps).
+
+    The accumulated gradients live in the optimiser state, so a checkpoint between micro-steps resumes exactly."""
+    return tx if steps == 1 else optax.MultiSteps(tx, every_k_schedule=steps).gradient_transformation()

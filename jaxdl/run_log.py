@@ -1,4 +1,4 @@
-"""Metrics of a run as JSON lines (`metrics.jsonl`) and TensorBoard event files (`tb/`)."""
+"""Metrics of a run as JSON lines (`metrics.jsonl`), and to the run's trackers (jaxdl/tracking/)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from jaxdl.tensorboard import EventWriter
+from jaxdl.tracking import Trackers
 
 log = logging.getLogger("jaxdl")
 
@@ -22,16 +22,15 @@ class MetricsLog:
     are kept in memory only.
     """
 
-    def __init__(self, run_dir: Path, resume_step: int = 0, write_files: bool = True):
+    def __init__(self, run_dir: Path, resume_step: int = 0, write_files: bool = True, trackers: Trackers | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.write_files = write_files
         self.records = [r for r in self._read() if r["step"] <= resume_step and not any(k.startswith("test/") for k in r)]
-        self.tensorboard = None
+        self.trackers = trackers
         if write_files:
             tmp = self.path.with_suffix(".tmp")  # other processes may be reading it
             tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
             tmp.replace(self.path)
-            self.tensorboard = EventWriter(Path(run_dir) / "tb", purge_step=resume_step + 1 if resume_step else None)
 
     def _read(self) -> list[dict]:
         if not self.path.exists():
@@ -54,11 +53,5 @@ class MetricsLog:
             return
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        for key, value in metrics.items():
-            if "/" in key:
-                self.tensorboard.add_scalar(key, float(value), int(step))
-        self.tensorboard.flush()
-
-    def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        if self.trackers is not None:
+            self.trackers.log_metrics(int(step), metrics)

@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jaxdl import distributed, logs
+from jaxdl import distributed, logs, tracking, watchdog
 from jaxdl.artifacts import ModelCard, run_config
 from jaxdl.checkpoint import BEST_MODES, RunCheckpoints
 from jaxdl.config import record_hydra
@@ -56,6 +56,9 @@ RUN_OUTPUTS = (
     "reconstructions",
     "reconstructions.png",
     "data_errors.txt",
+    "trackers.json",
+    "wandb",
+    "summary.html",
 )
 # A training loss this many times the chance-level loss ln(K) is treated as divergence, like NaN.
 DIVERGENCE_FACTOR = 1000.0
@@ -161,9 +164,11 @@ class RunDirectory:
         on_open: Callable[[], Any] | None = None,
     ):
         t = cfg.trainer
+        stall_timeout_s = watchdog.check_timeout(t.get("stall_timeout_s"))
         self.cfg = cfg
         self.dir = Path(run_dir).absolute()
         self.main = distributed.is_main_process()
+        tracking.requested(t)  # an unknown or not installed tracker: refused before anything is written
         self.lock = RunLock(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.main:
@@ -206,7 +211,8 @@ class RunDirectory:
             self.lock.release()
             raise
         # Every check passed: from here on the directory is this run's.
-        logs.write_to(self.dir, jax.process_index())
+        log_file = logs.write_to(self.dir, jax.process_index())
+        watchdog.start(self.dir, stall_timeout_s, self.lock.release, self.main, log_file)
         if self.main:
             record_hydra(self.dir)
             (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -214,7 +220,8 @@ class RunDirectory:
                 card.write(self.dir)
         if on_open is not None:
             on_open()
-        self.metrics = MetricsLog(self.dir, resume_step=step, write_files=self.main)
+        self.trackers = tracking.Trackers(cfg, self.dir, step) if self.main else None
+        self.metrics = MetricsLog(self.dir, resume_step=step, write_files=self.main, trackers=self.trackers)
         self.started = time.perf_counter()
 
     def check_loss(self, loss: float, step: int, epoch: int, num_classes: int | None = None) -> None:
@@ -254,7 +261,7 @@ class RunDirectory:
         """The epoch's progress bar over `batches` (off with trainer.progress=false and on processes other than 0)."""
         t = self.cfg.trainer
         return tqdm(
-            batches,
+            watchdog.beating(batches),
             total=total * scale,
             desc=f"epoch {epoch}/{t.epochs}",
             unit=unit,
@@ -269,8 +276,11 @@ class RunDirectory:
             tmp.write_text(json.dumps(summary, indent=2))
             tmp.replace(self.dir / "results.json")
 
-    def close(self) -> None:
-        self.metrics.close()
+    def close(self, status: str = "FINISHED") -> None:
+        """`status`: how the run ended, for the trackers (FINISHED, FAILED)."""
+        if self.trackers is not None:
+            self.trackers.close(status)
+        watchdog.stop()
         self.ckpts.close()
         self.lock.release()
 

@@ -22,11 +22,11 @@ from jax.sharding import Mesh
 from omegaconf import DictConfig, open_dict
 from tqdm import tqdm
 
-from jaxdl import distributed, models, optim, plots, transfer
+from jaxdl import distributed, early_stopping, ema, models, optim, plots, tracking, transfer, watchdog
 from jaxdl.artifacts import DTYPES, card_from_config
-from jaxdl.data import Dataset, load_dataset
+from jaxdl.data import Dataset, auto_size, load_dataset
 from jaxdl.data.images import BadFiles
-from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, make_preprocess
+from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, input_wait_warning, make_preprocess
 from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
 from jaxdl.evaluate import Evaluation, evaluate, write_tables
@@ -35,6 +35,7 @@ from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
 from jaxdl.validate import check_settings
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
+from jaxdl.summary import write_summary
 
 log = logging.getLogger("jaxdl")
 
@@ -71,7 +72,7 @@ def train_epoch(
         disable=None if t.progress and jax.process_index() == 0 else True,
     )
     start = time.perf_counter()
-    for images, labels in batches:
+    for images, labels in watchdog.beating(batches):  # a step that makes no progress ends the run (jaxdl/watchdog.py)
         state, metrics = train_step(state, images, labels)
         pending.append(metrics)
         bar.update(t.batch_size)
@@ -81,12 +82,16 @@ def train_epoch(
             _accumulate(total, pending)
             run.check_loss(total["loss_sum"] / total["count"], first_step + batches.step, epoch, num_classes)
             bar.set_postfix(loss=f"{total['loss_sum'] / total['count']:.4f}", acc=f"{total['correct'] / total['count']:.4f}")
+            if run.trackers is not None:  # per-step curves: the epoch's running means so far
+                running = {"loss": total["loss_sum"] / total["count"], "accuracy": total["correct"] / total["count"]}
+                run.trackers.log_metrics(first_step + batches.step, {f"train_steps/{k}": v for k, v in running.items()})
         if every and (first_step + batches.step) % every == 0 and batches.step < len(batches):  # the epoch end saves anyway
             _accumulate(total, pending)
             seconds = seconds_before + time.perf_counter() - start
             position = {"epoch": epoch, "batch_size": t.batch_size, "processes": _gather_states(batches)}
             run.save_mid_epoch(first_step + batches.step, state, position, {"totals": total, "seconds": seconds})
     _accumulate(total, pending)
+    input_wait = batches.waited / max(time.perf_counter() - start, 1e-9)  # of this process's part of the epoch
     seconds = seconds_before + time.perf_counter() - start
     bar.close()
     count = max(total["count"], 1)
@@ -96,6 +101,7 @@ def train_epoch(
         "train/accuracy": total["correct"] / count,
         "train/samples_per_s": count / seconds,
         "time/epoch_s": seconds,
+        "time/input_wait": input_wait,
     }
 
 
@@ -190,6 +196,10 @@ def check_trainer(t: Any) -> None:
     every = t.get("checkpoint_every_steps")
     if every is not None and not whole(every):
         raise ConfigError(f"trainer.checkpoint_every_steps must be a positive whole number or null, got {every!r}")
+    if not whole(t.get("grad_accum_steps", 1)):
+        raise ConfigError(f"trainer.grad_accum_steps must be a positive whole number, got {t.get('grad_accum_steps')!r}")
+    ema.check(t)
+    early_stopping.check(t, EPOCH_METRICS)
 
 
 def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experiment:
@@ -201,6 +211,8 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     mesh = data_mesh()
     check_batch_size(t.batch_size, mesh)
     check_batch_size(t.eval_batch_size, mesh, "trainer.eval_batch_size")
+    source = transfer.load_source(t.init_from) if t.get("init_from") else None
+    auto_size.follow_model(cfg, source.card.spec if source is not None else None)  # data.image_size/channels=auto
     dataset = dataset or load_dataset(cfg.data)
     spec = models.InputSpec(models.input_size(cfg.model, dataset.image_shape[:2]), dataset.image_shape[2], dataset.num_classes)
     preprocess = make_preprocess(
@@ -210,7 +222,6 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
     compute_dtype = DTYPES[t.compute_dtype]
-    source = transfer.load_source(t.init_from) if t.get("init_from") else None
     if source is not None and source.card.model.get("channels"):  # a pruned source has fewer channels: build its shape
         with open_dict(cfg):
             cfg.model.channels = source.card.model["channels"]
@@ -218,13 +229,17 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     if source is not None:
         transfer.copy_weights(model, source, t.get("head"), t.get("freeze") or [])
         preprocess = transfer.source_normalisation(preprocess, source, t.get("init_normalisation", "source"))
+    accumulation = t.get("grad_accum_steps", 1)
     tx = transfer.partition_optimizer(
-        optim.build(cfg.optimizer, steps_per_epoch, t.epochs),
+        optim.build(cfg.optimizer, max(steps_per_epoch // max(accumulation, 1), 1), t.epochs),
         nnx.state(model, nnx.Param),
         t.get("freeze") or [],
         t.get("head"),
         float(cfg.optimizer.get("backbone_lr_scale", 1.0)),
     )
+    if t.get("ema_decay") is not None:
+        tx = ema.with_ema(tx, float(t.ema_decay))
+    tx = optim.accumulate(tx, accumulation)
     train_def, eval_def, params, model_state = split_model(model, t.get("freeze") or [])
     state = init_state(params, model_state, tx, mesh)
     return Experiment(cfg, mesh, dataset, spec, preprocess, model, tx, train_def, eval_def, state, compute_dtype)
@@ -241,11 +256,15 @@ def train_and_evaluate(
     distributed.initialize(cfg.trainer)
     t = cfg.trainer
     exp = experiment or build_experiment(cfg)
-    run = RunDirectory(cfg, run_dir, exp.state, t.best_metric, t.best_mode, card=exp.card(), on_open=on_open)
+    weights = {"weights": t.eval_weights, "ema_decay": t.ema_decay} if t.get("ema_decay") is not None else {}
+    run = RunDirectory(cfg, run_dir, exp.state, t.best_metric, t.best_mode, card=exp.card(**weights), on_open=on_open)
     try:
-        return _train(exp, run)
-    finally:
-        run.close()
+        summary = _train(exp, run)
+    except BaseException:
+        run.close("FAILED")
+        raise
+    run.close()
+    return summary
 
 
 def _report_bad_files(dataset: Dataset, run: RunDirectory) -> str:
@@ -287,12 +306,18 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     if t.get("profile") and run.main:
         train_step = TracedSteps(train_step, run.dir / "profile", count=int(t.get("profile_steps", 5)))
         log.info("profiling training steps 3-%d into %s", 2 + train_step.count, train_step.trace_dir)
+    input_warned = False
+    stopping = early_stopping.settings(t)
+    stopped = early_stopping.decide(stopping, run.metrics.records)  # a resumed run that had stopped stays stopped
     for epoch in range(run.epoch + 1, t.epochs + 1):
+        if stopped:
+            break
         state, record = train_epoch(train_step, state, train_loader, cfg, epoch, run, dataset.num_classes)
-        record.update(evaluate(predict, state.params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
+        params = ema.eval_params(t, state)
+        record.update(evaluate(predict, params, state.model_state, val_loader, t.eval_batch_size).metrics("val"))
         run.end_epoch(int(state.step), epoch, state, record)
         log.info(
-            "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s%s",
+            "epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s, input_wait %.0f%%%s",
             epoch,
             t.epochs,
             record["train/loss"],
@@ -300,8 +325,20 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
             record["val/loss"],
             record["val/accuracy"],
             record["train/samples_per_s"],
+            100 * record["time/input_wait"],
             _report_bad_files(dataset, run),
         )
+        warning = None if input_warned else input_wait_warning(record["time/input_wait"])
+        if warning:
+            log.warning(warning)
+            input_warned = True
+        if t.get("live_plot") and run.main:  # curves.png (and the trackers' copy) current after every epoch
+            plots.learning_curves(run.metrics.records, run.dir / "curves.png")
+            if run.trackers is not None:
+                run.trackers.log_images(int(state.step), {"curves": run.dir / "curves.png"})
+        stopped = early_stopping.decide(stopping, run.metrics.records)
+        if stopped:
+            log.info("early stopping after epoch %d: %s", stopped["epoch"], stopped["reason"])
     if isinstance(train_step, TracedSteps):
         train_step.finish()
 
@@ -309,9 +346,11 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
     if best != int(state.step):
         state, _ = run.ckpts.restore(best, state)
     exp.state = state
-    test = evaluate(predict, state.params, state.model_state, test_loader, t.eval_batch_size)
-    summary = {**test.metrics("test"), "best_step": best, "epochs": t.epochs, "parameters": exp.num_params}
-    run.metrics.write(int(state.step), epoch=t.epochs, **test.metrics("test"))
+    test = evaluate(predict, ema.eval_params(t, state), state.model_state, test_loader, t.eval_batch_size)
+    summary = {**test.metrics("test"), "best_step": best, "epochs": run.epoch, "parameters": exp.num_params}
+    if stopped:
+        summary["stopped_early"] = stopped
+    run.metrics.write(int(state.step), epoch=run.epoch, **test.metrics("test"))
     best_val = [r for r in run.metrics.records if r["step"] == best and t.best_metric in r]
     if best_val:
         summary[f"best_{t.best_metric}"] = best_val[0][t.best_metric]
@@ -319,6 +358,10 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         summary.update(write_evaluation(run.dir, test, dataset.test.subset(test.ids).images, dataset.class_names))
         plots.learning_curves(run.metrics.records, run.dir / "curves.png")
         run.write_results(summary)
+        write_summary(run.dir, run.metrics.records, summary)
+        if run.trackers is not None:
+            run.trackers.log_images(int(state.step), tracking.figures(run.dir))
+            run.trackers.log_artifacts(tracking.run_artifacts(run.dir, best))
     log.info(
         "test accuracy %.4f (loss %.4f), best checkpoint step %s; run directory %s%s",
         test.accuracy,

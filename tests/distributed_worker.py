@@ -87,7 +87,8 @@ def main(out: Path, role: str, coordinator: str | None) -> None:
         result["folder"] = folder_shards(cfg, exp.mesh, os.environ["JAXDL_TEST_FOLDER"], predict, state)
     (out / f"{name}.json").write_text(json.dumps(result))
     if not reference:
-        summary = train_and_evaluate(cfg, out / "run")
+        trackers = ["trainer.loggers=[jsonl,tensorboard,mlflow]"]  # only process 0 may log to them
+        summary = train_and_evaluate(compose_config(*OVERRIDES, *extra, *trackers), out / "run")
         (out / f"{name}_summary.json").write_text(json.dumps({k: summary[k] for k in ("test/accuracy", "best_step")}))
     if not reference and os.environ.get("JAXDL_TEST_BAD_FOLDER"):  # bad files in both processes' shards
         streamed = ["data=folder", f"data.root={os.environ['JAXDL_TEST_BAD_FOLDER']}", "data.image_size=8", "data.stream=true"]

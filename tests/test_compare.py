@@ -178,7 +178,7 @@ def test_tensorboard_event_files_read_back_with_tensorboardx(tmp_path):
     from tensorboardX.crc32c import crc32c as reference_crc
     from tensorboardX.proto import event_pb2
 
-    from jaxdl.tensorboard import EventWriter, crc32c
+    from jaxdl.tracking.events import EventWriter, crc32c
 
     assert crc32c(b"123456789") == reference_crc(b"123456789") == 0xE3069283  # the CRC-32C check value
     writer = EventWriter(tmp_path, purge_step=5)

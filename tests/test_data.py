@@ -100,7 +100,7 @@ def test_unprepared_tfds_data_set_says_how_to_prepare(tmp_path):
 
 
 def test_unknown_source_lists_valid_ones():
-    with pytest.raises(ConfigError, match="valid names: digits, folder, idx, signals1d, tfds"):
+    with pytest.raises(ConfigError, match="valid names: digits, folder, idx, packed, signals1d, tfds"):
         load_dataset(compose_config("data.source=csv").data)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from jaxdl import distributed
+from jaxdl.cpu_devices import xla_threads
 from jaxdl.errors import ConfigError
 from jaxdl.data import load_dataset
 from jaxdl.data.folder_tools import write_folder
@@ -30,6 +31,7 @@ def _free_port() -> int:
 
 def _start(out, env: dict, role: str, devices: int, coordinator: str | None = None) -> subprocess.Popen:
     env = {**os.environ, **env, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env["PJRT_NPROC"] = str(xla_threads(devices))  # XLA's threads for that many devices, as the apps set them
     args = [sys.executable, str(WORKER), str(out), role] + ([coordinator] if coordinator else [])
     return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -92,6 +94,12 @@ def test_two_processes_train_together_and_only_process_0_writes(results):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 1]  # one epoch record and the test record: written once
     assert (run / "checkpoints" / str(s0["best_step"])).is_dir()
+    assert len(list((run / "tb").glob("events.out.tfevents.*"))) == 1  # the trackers too: process 0 only
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run}/mlflow.db")
+    (tracked,) = client.search_runs([client.get_experiment_by_name("jaxdl").experiment_id])
+    assert [m.step for m in client.get_metric_history(tracked.info.run_id, "val/accuracy")] == [records[0]["step"]]
 
 
 def test_folder_shards_are_disjoint_and_their_union_is_the_split(results):

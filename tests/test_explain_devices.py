@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jaxdl.cpu_devices import xla_threads
 from tests.conftest import run_cli
 
 EXPLAINERS = ("lime", "shap", "scorecam", "occlusion")
@@ -22,6 +23,7 @@ def outputs(tmp_path_factory) -> dict[int, dict]:
     for devices in (1, 2):
         path = tmp_path_factory.mktemp("explain") / f"d{devices}.npz"
         env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        env["PJRT_NPROC"] = str(xla_threads(devices))  # XLA's threads for that many devices, as the apps set them
         result = run_cli("tests/explain_devices_worker.py", str(path), env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         out[devices] = dict(np.load(path))

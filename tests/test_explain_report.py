@@ -1,12 +1,12 @@
 import os
 import re
-import shutil
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from tests.browser import headless_chromium
 from xai.explain.report import COLUMNS, ReportData, best_per_column, colour_limits, render, write_report
 from xai.explain.report_figures import SIGNED_CMAP, limits, overlay
 
@@ -148,28 +148,13 @@ def test_signed_maps_are_centred_at_zero_and_per_method_scales_compare_across_im
         render(_report("per_pixel"))
 
 
-def _chromedriver() -> str | None:
-    return shutil.which("chromedriver") or next(
-        (p for p in ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver") if Path(p).exists()), None
-    )
-
-
 def test_report_renders_in_headless_chromium_without_console_errors(tmp_path):
     """The page loads in a real browser with no console error and every inline image decodes.
 
     Set JAXDL_REPORT_SCREENSHOT=path.png to keep the screenshot for a look. Needs Debian's chromium and
     chromium-driver and selenium (.ci/run installs them: missing in CI fails, locally it skips)."""
-    if _chromedriver() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromedriver is missing in CI (apt-get install chromium chromium-driver)")
-        pytest.skip("chromedriver missing: apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
     path = write_report(_report(), tmp_path / "report.html")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2000"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=_chromedriver()), options=options)
+    driver = headless_chromium(1400, 2000)
     try:
         driver.get(path.as_uri())
         images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])")

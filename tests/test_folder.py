@@ -106,7 +106,7 @@ def test_a_training_crop_of_a_rotated_jpeg_is_decoded_at_reduced_scale_in_the_ri
     path.write_bytes(jpeg_bytes(stored, quality=95, exif=exif.tobytes()))
     decoder = ImageDecoder(224, 3, crop_scale=(0.9, 1.0), hflip=False)
     image, box = decoder._open(str(path), lambda w, h: (w * 0.05, h * 0.05, w * 0.95, h * 0.95))
-    assert image.size == (400, 600) and box == pytest.approx((20, 30, 380, 570))  # 1/2 scale keeps 360 px across
+    assert image.size == (300, 450) and box == pytest.approx((15, 22.5, 285, 427.5))  # 3/8 scale keeps 270 px across
     upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))  # decoded at full size
     reference = Image.fromarray(upright).resize(
         (224, 224),

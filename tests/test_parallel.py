@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from jaxdl.cpu_devices import xla_threads
 from tests.conftest import run_cli
 
 SCRIPT = textwrap.dedent("""
@@ -45,7 +46,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_four_device_step_equals_one_device_step():
-    result = run_cli("-c", SCRIPT, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "PJRT_NPROC": str(xla_threads(4)), "JAX_PLATFORMS": "cpu"}
+    result = run_cli("-c", SCRIPT, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "max abs difference" in result.stdout
 

@@ -89,6 +89,7 @@ def _sweep_cmd(sweep_dir: Path, *overrides: str) -> list[str]:
         "hydra/launcher=slurm",
         "hydra.launcher.partition=cpu",
         f"hydra.sweep.dir={sweep_dir}",
+        "trainer.stall_timeout_s=120",  # a job that hangs ends as "stalled" (and is requeued), not at CI's time limit
         *overrides,
     ]
 

@@ -17,7 +17,7 @@ TFDS = ["data=tfds", "data.tfds_name=mnist", "data.augment.crop_padding=0", "dat
 
 def _records(run_dir):
     return [
-        {k: v for k, v in json.loads(line).items() if k not in ("train/samples_per_s", "time/epoch_s")}
+        {k: v for k, v in json.loads(line).items() if k != "train/samples_per_s" and not k.startswith("time/")}
         for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ]
 

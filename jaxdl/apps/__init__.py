@@ -7,6 +7,7 @@ or `log_level` asks for it) and turns user errors into one line and exit code 2.
 
 from __future__ import annotations
 
+from jaxdl.interrupt import INSTALLED  # noqa: F401 - first, before Hydra and JAX load: Ctrl-C is one line, exit 130
 import logging
 import os
 import sys

@@ -24,7 +24,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from omegaconf import DictConfig
 
-from jaxdl import optim
+from jaxdl import optim, watchdog
 from jaxdl.apps import hydra_app
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Loader, Preprocess
@@ -107,7 +107,7 @@ def make_steps(run: AutoencoderRun) -> tuple[Callable, Callable]:
 def reconstruction_error(reconstruct, state: TrainState, loader: Loader, batch_size: int) -> dict[str, float]:
     """Mean squared error and fraction of active code units over a whole split."""
     sq, active, count = 0.0, 0.0, 0
-    for images, _, ids in loader.eval_batches(batch_size):
+    for images, _, ids in watchdog.beating(loader.eval_batches(batch_size)):
         keep = ids >= 0  # padding rows are -1
         recon, code = jax.device_get(reconstruct(state.params, state.model_state, images))
         x = np.asarray(images, np.float32)[keep] / 255.0

@@ -10,6 +10,7 @@ same config and otherwise resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxdl import distributed
 from jaxdl.config import record_hydra
+from jaxdl.data import auto_size
 from jaxdl.errors import JaxdlError, RunRefused
 from jaxdl.run_status import begin_attempt, read_status
 from jaxdl.trainer import train_and_evaluate
@@ -40,7 +42,10 @@ def _completed_with_same_config(cfg: DictConfig, run_dir: Path) -> dict | None:
     results, config = run_dir / "results.json", run_dir / "config.yaml"
     if read_status(run_dir).get("status") != "completed" or not (results.exists() and config.exists()):
         return None
-    if config.read_text() != OmegaConf.to_yaml(cfg, resolve=True):
+    resolved = copy.deepcopy(cfg)
+    if not cfg.trainer.get("init_from"):  # what build_experiment resolves data.image_size=auto to (config.yaml records it)
+        auto_size.follow_model(resolved)
+    if config.read_text() != OmegaConf.to_yaml(resolved, resolve=True):
         return None
     return json.loads(results.read_text())
 
@@ -87,5 +92,6 @@ def run_job(cfg: DictConfig, run_dir: str | Path, in_sweep: bool) -> float | Non
         raise
     value = objective_value(cfg, summary)
     if main:
-        attempt.ended("completed", objective=cfg.trainer.get("objective"), objective_value=value)
+        stopped = {"stopped_early": summary["stopped_early"]} if "stopped_early" in summary else {}
+        attempt.ended("completed", objective=cfg.trainer.get("objective"), objective_value=value, **stopped)
     return value

@@ -48,7 +48,7 @@ class LazyImages:
         if isinstance(key, (int, np.integer)):
             return self._one(int(key))
         indices = np.arange(len(self))[key]
-        with ThreadPoolExecutor(self.split.workers) as pool:
+        with ThreadPoolExecutor(max(1, self.split.workers)) as pool:
             images = list(pool.map(self._one, indices.tolist()))
         return np.stack(images) if images else np.zeros((0, *self.shape[1:]), np.uint8)
 
@@ -62,9 +62,17 @@ class _Streamed:
 
     labels: np.ndarray
     workers: int
+    worker_mode: str = "thread"  # process | thread: how `workers` decode (`jaxdl.data.workers`)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def try_load(self, i: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray | None, str]:
+        """(example i, "") or (None, its `file<TAB>reason` bad-file line): what a worker process hands back."""
+        return self.load(i, rng), ""
+
+    def record_bad(self, lines: tuple[str, ...]) -> None:
+        """Bad files a worker met, recorded here (records cannot be bad files)."""
 
     @property
     def images(self) -> LazyImages:
@@ -85,6 +93,8 @@ class FileSplit(_Streamed):
     labels: np.ndarray  # int32
     decoder: ImageDecoder
     workers: int = 2
+    worker_mode: str = "thread"
+    backend: str = "host"  # host: decoded by `decoder` in workers | dali: by DALI on the GPU (`jaxdl.data.dali`)
     augments_in_workers = True
 
     @property
@@ -93,6 +103,15 @@ class FileSplit(_Streamed):
 
     def load(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray | None:
         return self.decoder(str(self.paths[i]), rng)
+
+    def try_load(self, i: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray | None, str]:
+        image, reason = self.decoder.try_decode(str(self.paths[i]), rng)
+        return image, "" if image is not None else f"{self.paths[i]}\t{reason}"
+
+    def record_bad(self, lines: tuple[str, ...]) -> None:
+        for line in lines:
+            path, _, reason = line.partition("\t")
+            self.decoder.bad_files.record(path, reason)
 
     def subset(self, indices: np.ndarray) -> FileSplit:
         return dataclasses.replace(self, paths=self.paths[indices], labels=self.labels[indices])

@@ -19,10 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from jaxdl.data import dali
 from jaxdl.data.base import Dataset, carve
 from jaxdl.data.file_split import FileSplit
+from jaxdl.data import auto_size
 from jaxdl.data.images import ImageDecoder, detect_channels
+from jaxdl.data.jpeg import jpeg_decoder
 from jaxdl.data.stream import decode_all, default_workers
+from jaxdl.data.workers import resolve_mode
 from jaxdl.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -131,9 +135,9 @@ def check_readable_classes(labels: np.ndarray, names: Sequence[str], bad: int) -
         )
 
 
-def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int) -> FileSplit:
+def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int, worker_mode: str, backend: str) -> FileSplit:
     paths = np.asarray([p for p, _ in items], dtype=object)
-    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers)
+    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers, worker_mode, backend)
 
 
 def _wants_stream(stream: Any, num_files: int, decoder: ImageDecoder, memory_budget_mb: float) -> bool:
@@ -150,7 +154,7 @@ def load(
     root: str | None = None,
     manifest: str | None = None,
     class_names: Sequence[str] | None = None,
-    image_size: int = 224,
+    image_size: int | str = "auto",
     channels: int | str = "auto",
     eval_crop: float = 1.0,
     val_fraction: float = 0.1,
@@ -160,6 +164,8 @@ def load(
     stream: Any = "auto",
     memory_budget_mb: float = 1024,
     workers: int | None = None,
+    worker_mode: str = "auto",
+    decoder: str = "auto",
     augment: Mapping[str, Any] | None = None,
     allow_outside: bool = False,
 ) -> Dataset:
@@ -181,20 +187,25 @@ def load(
                     splits[split], _ = scan_folder(base / split, names)
         else:
             splits["train"], names = scan_folder(base, class_names)
-    augment = augment or {}
+    size = auto_size.image_size(image_size)
+    augment = auto_size.augment_settings(augment, size)
     train_paths = [p for p, _ in splits["train"]]
-    scale = augment.get("crop_scale", (0.08, 1.0))
+    decoder_choice = decoder
+    scale = augment.get("crop_scale", auto_size.IMAGENET_CROP_SCALE)
     decoder = ImageDecoder(
-        size=int(image_size),
+        size=size,
         channels=detect_channels(train_paths) if str(channels) == "auto" else int(channels),
         eval_crop=float(eval_crop),
         crop_scale=tuple(scale) if scale else None,
         crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
         hflip=bool(augment.get("hflip", True)),
         on_bad_file=on_bad_file,
+        fast_jpeg=jpeg_decoder(decoder_choice),
     )
-    workers = int(workers or default_workers())
-    files = {k: _split(v, decoder, workers) for k, v in splits.items()}
+    workers = default_workers() if workers is None else int(workers)
+    mode = resolve_mode(worker_mode, workers)
+    backend = dali.backend(decoder_choice, train_paths)
+    files = {k: _split(v, decoder, workers, mode, backend) for k, v in splits.items()}
     train = files["train"]
     if "test" not in files:
         train, files["test"] = carve(train, test_fraction, split_seed)

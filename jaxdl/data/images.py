@@ -12,6 +12,7 @@ at full size for a 224-pixel target, and a large training crop of a 600-pixel on
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import threading
 import warnings
@@ -21,12 +22,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from jaxdl.data import jpeg
 from jaxdl.errors import ConfigError, DataError
 
 BAD_FILE_POLICIES = ("skip", "raise")
 EXIF_ORIENTATION = 0x0112
 ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 Box = tuple[float, float, float, float]  # (left, top, right, bottom)
+# What PIL's `ImageOps.exif_transpose` does for each EXIF orientation, for pixels decoded without PIL.
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 SINGLE_BAND_MODES = ("1", "L", "P;L", "I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -52,6 +64,12 @@ class BadFiles:
     def __len__(self) -> int:
         return len(self._reasons)
 
+    def __getstate__(self) -> dict:  # a worker process gets an empty record: it hands reasons back with its data
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     def lines(self) -> list[str]:
         with self._lock:
             return [f"{path}\t{reason}" for path, reason in sorted(self._reasons.items())]
@@ -71,6 +89,14 @@ class BadFiles:
             path, _, reason = line.partition("\t")
             found.record(path, reason)
         return found
+
+
+def _orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) of an encoded image; 1 when it has no EXIF block (the common, cheap case)."""
+    if b"Exif\x00\x00" not in data[:65536]:
+        return 1
+    with Image.open(io.BytesIO(data)) as img:
+        return int(img.getexif().get(EXIF_ORIENTATION, 1))
 
 
 def _to_channels(img: Image.Image, channels: int) -> Image.Image:
@@ -131,6 +157,7 @@ class ImageDecoder:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = True
     on_bad_file: str = "skip"
+    fast_jpeg: bool = True  # JPEGs through libjpeg-turbo (`jpeg`) when simplejpeg is installed; False: PIL only
     bad_files: BadFiles = dataclasses.field(default_factory=BadFiles, compare=False)
 
     def __post_init__(self):
@@ -141,19 +168,28 @@ class ImageDecoder:
         if not 0.0 < self.eval_crop <= 1.0:
             raise ConfigError(f"data.eval_crop must be in (0, 1], got {self.eval_crop}")
 
-    def _open(self, path: str, crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box]:
+    def _open(self, source: str | bytes | np.ndarray, crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box]:
         """The image in the model's channels, EXIF-oriented, and the `crop` box drawn on its full size, scaled to
-        the decoded pixels: a JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale that keeps `size` pixels
-        across the box (the box is drawn from the header's size, before decoding)."""
+        the decoded pixels: a JPEG is decoded at the smallest scale that keeps `size` pixels across the box (the
+        box is drawn from the header's size, before decoding): libjpeg-turbo's M/8 scales through `jpeg`, or
+        PIL's draft mode (1/2, 1/4, 1/8) for files that path cannot take."""
+        if isinstance(source, np.ndarray):  # raw pixels (a packed store's `raw` format)
+            img = Image.fromarray(source[..., 0] if source.shape[-1] == 1 else source)
+            return _to_channels(img, self.channels), crop(img.width, img.height)
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        size = jpeg.header(data) if self.fast_jpeg else None
+        if size is not None:
+            opened = self._open_fast(data, size, crop)
+            if opened is not None:
+                return opened
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(io.BytesIO(data))
             width, height = img.size
             rotated = img.getexif().get(EXIF_ORIENTATION, 1) in ROTATED_ORIENTATIONS
             left, top, right, bottom = crop(*((height, width) if rotated else (width, height)))
             if img.format == "JPEG":
-                keep = min(1.0, self.size / min(right - left, bottom - top))  # draft: the smallest scale >= this
-                img.draft("L" if self.channels == 1 else "RGB", (math.ceil(width * keep), math.ceil(height * keep)))
+                img.draft("L" if self.channels == 1 else "RGB", self._scaled(width, height, (left, top, right, bottom)))
             img.load()
         sx, sy = img.width / width, img.height / height
         if rotated:
@@ -161,27 +197,60 @@ class ImageDecoder:
         ImageOps.exif_transpose(img, in_place=True)
         return _to_channels(img, self.channels), (left * sx, top * sy, right * sx, bottom * sy)
 
-    def _decode(self, path: str, rng: np.random.Generator | None) -> np.ndarray:
+    def _scaled(self, width: int, height: int, box: Box) -> tuple[int, int]:
+        """The fewest pixels (width, height) to decode that still leave `size` pixels across `box`."""
+        keep = min(1.0, self.size / min(box[2] - box[0], box[3] - box[1]))
+        return math.ceil(width * keep), math.ceil(height * keep)
+
+    def _open_fast(self, data: bytes, size: tuple[int, int], crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box] | None:
+        """`_open` through libjpeg-turbo (a JPEG in grey, YCbCr or RGB); None where it reports an error."""
+        width, height = size
+        orientation = _orientation(data)
+        rotated = orientation in ROTATED_ORIENTATIONS
+        left, top, right, bottom = crop(*((height, width) if rotated else (width, height)))
+        pixels = jpeg.decode(data, self.channels, *self._scaled(width, height, (left, top, right, bottom)))
+        if pixels is None:
+            return None
+        img = Image.fromarray(pixels, "L" if self.channels == 1 else "RGB")
+        sx, sy = img.width / width, img.height / height
+        if rotated:
+            sx, sy = sy, sx
+        if orientation in EXIF_TRANSPOSE:
+            img = img.transpose(EXIF_TRANSPOSE[orientation])
+        return img, (left * sx, top * sy, right * sx, bottom * sy)
+
+    def _decode(self, source: str | bytes | np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         if rng is not None and self.crop_scale is not None:
             crop = lambda w, h: _random_resized_crop(w, h, rng, self.crop_scale, self.crop_ratio)
         else:
             crop = lambda w, h: _centre_square(w, h, self.eval_crop)
-        img, box = self._open(path, crop)
+        img, box = self._open(source, crop)
         out = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
         if rng is not None and self.hflip and rng.random() < 0.5:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return np.asarray(out, dtype=np.uint8).reshape(self.size, self.size, self.channels)
 
-    def __call__(self, path: str, rng: np.random.Generator | None = None) -> np.ndarray | None:
-        """The image at `path` (training transform when `rng` is given), or None for a bad file under `skip`."""
+    def try_decode(
+        self, source: str | bytes | np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray | None, str]:
+        """(the image, "") or (None, why it cannot be read) under `skip`; a `DataError` under `raise`.
+
+        What worker processes call: they hand the reason back instead of recording it here."""
         try:
-            return self._decode(path, rng)
+            return self._decode(source, rng), ""
         except DECODE_ERRORS as err:
             reason = f"{type(err).__name__}: {err}".replace("\n", " ")
             if self.on_bad_file == "raise":
-                raise DataError(f"cannot read image {path} ({reason}); data.on_bad_file=skip skips such files") from None
+                name = source if isinstance(source, str) else "(packed record)"
+                raise DataError(f"cannot read image {name} ({reason}); data.on_bad_file=skip skips such files") from None
+            return None, reason
+
+    def __call__(self, path: str, rng: np.random.Generator | None = None) -> np.ndarray | None:
+        """The image at `path` (training transform when `rng` is given), or None for a bad file under `skip`."""
+        image, reason = self.try_decode(path, rng)
+        if image is None:
             self.bad_files.record(path, reason)
-            return None
+        return image
 
 
 def detect_channels(paths: Sequence[str], probe: int = 32) -> int:

@@ -8,6 +8,7 @@ Larger ones are gathered on the host and put on the mesh batch by batch.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -15,10 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxdl.data import auto_size
 from jaxdl.data.base import Split
 from jaxdl.errors import CheckpointError
 
 ON_DEVICE_MAX_BYTES = 512 * 2**20
+INPUT_WAIT_WARNING = 0.2  # the fraction of an epoch's step time spent waiting for input that earns a warning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +99,7 @@ def make_preprocess(data_cfg: Any, size: tuple[int, int], mean, std, streamed: b
     """The `Preprocess` a data config asks for, with the training set's channel statistics.
 
     A streamed split is augmented in the input workers (random-resized crop, flip), not here."""
-    augment = {} if streamed else (data_cfg.get("augment") or {})
+    augment = {} if streamed else auto_size.augment_settings(data_cfg.get("augment"), min(size))
     return Preprocess(
         size=tuple(size),
         mean=tuple(mean),
@@ -117,18 +120,25 @@ def epoch_order(num_examples: int, batch_size: int, seed: int, epoch: int) -> np
 class EpochBatches(Iterator[tuple[jax.Array, jax.Array]]):
     """One epoch's training batches that know where they stand, so a mid-epoch checkpoint can store it.
 
-    `get_state()` is JSON: the steps taken and, for a streamed split, its Grain iterator's state."""
+    `get_state()` is JSON: the steps taken and, for a streamed split, its Grain iterator's state.
+    `waited`: seconds the consumer spent blocked on the next batch (steps are dispatched asynchronously, so a
+    training loop waits here only when the input is slower than the accelerator)."""
 
     def __init__(self, batches: Iterator, step: int, steps: int, source_state: Callable[[], Any] | None = None):
         self._batches = batches
         self.step, self.steps = step, steps
         self._source_state = source_state
+        self.waited = 0.0
 
     def __len__(self) -> int:
         return self.steps
 
     def __next__(self) -> tuple[jax.Array, jax.Array]:
-        batch = next(self._batches)
+        start = time.perf_counter()
+        try:
+            batch = next(self._batches)
+        finally:
+            self.waited += time.perf_counter() - start
         self.step += 1
         return batch
 
@@ -137,6 +147,17 @@ class EpochBatches(Iterator[tuple[jax.Array, jax.Array]]):
         if self._source_state is not None:
             state["grain"] = self._source_state()
         return state
+
+
+def input_wait_warning(fraction: float) -> str | None:
+    """The once-a-run warning for an epoch that spent `fraction` of its step time waiting for input, if it earns one."""
+    if fraction <= INPUT_WAIT_WARNING:
+        return None
+    return (
+        f"the accelerator waited for input {fraction:.0%} of the step time (input_wait on the epoch lines); "
+        "feed it faster: more decoding workers (data.workers=N, data.worker_mode=process), a packed store "
+        "(jaxdl-data pack ... out=PACK, then data=packed data.path=PACK), or GPU decoding (data.decoder=dali)"
+    )
 
 
 def check_position(position: dict | None, steps: int) -> int:

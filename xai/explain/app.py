@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from jaxdl import logs
+from jaxdl import logs, tracking
 from jaxdl.apps import hydra_app, require_path
 from jaxdl.runs import TrainedRun, load_run
 from xai.explain.inputs import ExplainError, check_images
@@ -290,6 +290,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     )
     path = write_report(report, out_dir / "report.html")
     log.info("report %s", path)
+    tracking.attach_to_run(run.run_dir, {"explain/report.html": path})  # beside the training run's MLflow record
     return summary
 
 

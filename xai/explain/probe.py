@@ -15,8 +15,8 @@ model sees is split over it, as in training: LIME's samples, SHAP's evaluations,
 Score-CAM's masked inputs and occlusion's occluded copies run on every device.
 Batches are padded to a multiple of the device count and the padding dropped.
 On a CPU this is off unless `SHARD_ON_CPU` is set: with 2 XLA CPU devices (jax
-0.10.2) a LIME call on 64 images x 1,000 samples hung (no CPU used, no error)
-where one device finishes in 16 s; see experiments/RESULTS.md.
+0.10.2) and XLA's default threads a LIME call on 64 images x 1,000 samples hung
+(no CPU used, no error) where one device finishes in 16 s; see experiments/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -89,7 +89,10 @@ def _install_tap(module: nnx.Module, method: str, tap: Callable[[jax.Array], jax
     module.__class__ = type(f"Tapped{type(module).__name__}", (type(module),), {method: tapped})
 
 
-SHARD_ON_CPU = False  # split explainer batches over several XLA CPU devices (see the module docstring)
+# Split explainer batches over several XLA CPU devices (see the module docstring). Still off: with the XLA
+# threads jaxdl now gives each CPU device, LIME on 2 devices passed 21 of 21 stress runs (it hung at once
+# without them), short of the 200 runs under load that issue 24 asks of a CPU default (RESULTS.md).
+SHARD_ON_CPU = False
 
 
 def explain_mesh() -> Mesh:

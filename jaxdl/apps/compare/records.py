@@ -20,7 +20,7 @@ from jaxdl.errors import ConfigError
 from jaxdl.run_status import STATUS_FILE
 
 # Directories inside a run that never hold another run.
-_RUN_INTERNALS = {"checkpoints", "tb", "eval", ".hydra", ".submitit"}
+_RUN_INTERNALS = {"checkpoints", "tb", "eval", ".hydra", ".submitit", "mlartifacts", "wandb"}  # trackers keep copies of runs
 SEED_KEY = "trainer.seed"
 
 

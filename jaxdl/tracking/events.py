@@ -1,4 +1,4 @@
-"""TensorBoard scalar event files, written directly: no TensorFlow, no torch.
+"""TensorBoard event files, written directly: no TensorFlow, no torch.
 
 tensorboardX imports torch when it is installed (1.4 s and 0.6 GB before the first line of
 `jaxdl-train`), for scalars only this needs. The format is small and stable: TFRecord framing
@@ -88,6 +88,10 @@ class EventWriter:
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
         self._write(_event(step, summary=scalar_summary(tag, float(value))))
+
+    def add_summary(self, summary: bytes, step: int) -> None:
+        """A serialized `Summary` protocol buffer (images, the HParams plugin's session records)."""
+        self._write(_event(step, summary=summary))
 
     def flush(self) -> None:
         self._file.flush()

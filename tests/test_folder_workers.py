@@ -1,0 +1,121 @@
+"""Decoding in worker processes (`data.workers`, `data.worker_mode`): the same batches as threads or none, exact
+mid-epoch resume, bad files reported back from the workers, and no `__main__` guard demanded of a script."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from jaxdl.data import load_dataset
+from jaxdl.data.stream import StreamLoader
+from jaxdl.parallel import data_mesh
+from tests.conftest import compose_config, run_cli
+from tests.image_files import jpeg_bytes, photo
+
+PHOTOS = ("astronaut", "chelsea", "coffee")
+BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """16 small JPEG crops of each of three photographs, and one truncated JPEG."""
+    root = tmp_path_factory.mktemp("worker_photos")
+    rng = np.random.default_rng(0)
+    for name in PHOTOS:
+        image = photo(name)
+        (root / name).mkdir()
+        for i in range(16):
+            h, w = rng.integers(40, 90, 2)
+            top, left = rng.integers(0, image.shape[0] - h), rng.integers(0, image.shape[1] - w)
+            (root / name / f"{i:02d}.jpg").write_bytes(jpeg_bytes(np.ascontiguousarray(image[top : top + h, left : left + w])))
+    (root / "chelsea" / "broken.jpg").write_bytes(jpeg_bytes(photo("rocket"))[:400])
+    return root
+
+
+def _dataset(root, workers: int, mode: str):
+    cfg = compose_config(
+        "data=folder",
+        f"data.root={root}",
+        "data.image_size=16",
+        "data.channels=3",
+        "data.stream=true",
+        f"data.workers={workers}",
+        f"data.worker_mode={mode}",
+        "data.val_fraction=0.1",
+        "data.test_fraction=0.1",
+    )
+    return load_dataset(cfg.data)
+
+
+def _split(root, workers: int, mode: str):
+    return _dataset(root, workers, mode).train
+
+
+def _epoch(split, position=None, stop=None):
+    batches = StreamLoader(split, data_mesh()).train_batches(BATCH, seed=3, epoch=2, position=position)
+    images, state = [], None
+    for x, y in batches:
+        images.append((np.asarray(x), np.asarray(y)))
+        if stop is not None and len(images) == stop:
+            state = json.loads(json.dumps(batches.get_state()))  # as a checkpoint stores it
+            break
+    return images, state
+
+
+def test_batches_do_not_depend_on_the_number_or_kind_of_workers_and_resume_mid_epoch(tree):
+    runs = {}
+    for workers, mode in ((0, "thread"), (2, "thread"), (1, "process"), (2, "process")):
+        split = _split(tree, workers, mode)
+        assert split.worker_mode == mode
+        runs[workers, mode], _ = _epoch(split)
+    reference = runs[0, "thread"]
+    assert len(reference) == 4 and len({int(y) for _, ys in reference for y in ys}) == 3
+    for key, batches in runs.items():
+        for (x, y), (rx, ry) in zip(batches, reference, strict=True):
+            assert (x == rx).all() and (y == ry).all(), key
+
+    split = _split(tree, 2, "process")
+    first, state = _epoch(split, stop=2)
+    rest, _ = _epoch(split, position=state)
+    for (x, y), (rx, ry) in zip(first + rest, reference, strict=True):
+        assert (x == rx).all() and (y == ry).all()
+
+
+def test_worker_processes_evaluate_every_example_and_report_bad_files(tree):
+    broken = str(tree / "chelsea" / "broken.jpg")
+    evaluated = {}
+    for workers, mode in ((0, "thread"), (2, "process")):
+        data = _dataset(tree, workers, mode)
+        split = next(s for s in (data.train, data.val, data.test) if broken in set(s.paths))
+        batches = list(StreamLoader(split, data_mesh()).eval_batches(BATCH))
+        images = np.concatenate([np.asarray(x)[ids >= 0] for x, _, ids in batches])
+        labels = np.concatenate([np.asarray(y)[ids >= 0] for _, y, ids in batches])
+        assert (labels == np.where(split.paths == broken, -1, split.labels)).all()
+        assert [line.split("\t")[0] for line in split.decoder.bad_files.lines()] == [broken]
+        evaluated[mode] = images
+    assert (evaluated["process"] == evaluated["thread"]).all()
+
+
+def test_a_script_without_a_main_guard_decodes_in_worker_processes(tree, tmp_path):
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import numpy as np
+            from jaxdl.data.stream import StreamLoader
+            from jaxdl.parallel import data_mesh
+            from tests.test_folder_workers import _split
+
+            print("script body ran", flush=True)
+            split = _split({str(tree)!r}, 2, "process")
+            batches = list(StreamLoader(split, data_mesh()).train_batches(8, seed=0, epoch=1))
+            print("batches", len(batches), flush=True)
+            """
+        )
+    )
+    done = run_cli(str(script), timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("script body ran") == 1 and "batches 4" in done.stdout
