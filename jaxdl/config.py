@@ -62,7 +62,8 @@ def record_hydra(directory: str | Path) -> None:
     hydra_cfg = HydraConfig.get()
     out = Path(directory) / ".hydra"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))))
+    overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # a path may hold an escaped '$'
+    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
     (out / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)})))
 
 

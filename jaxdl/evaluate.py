@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from pathlib import Path
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -67,3 +70,19 @@ def evaluate(predict, params, model_state, loader: Loader, batch_size: int) -> E
     ids = np.concatenate(ids)
     order = np.argsort(ids)
     return Evaluation(np.concatenate(labels)[order], np.concatenate(logits)[order], ids[order])
+
+
+def write_tables(evaluation: Evaluation, class_names: Sequence[str], out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`confusion_matrix.csv` and `per_class_accuracy.csv` in `out` (the csv module quotes a class name holding a
+    comma or a quote); returns the matrix and the per-class accuracy."""
+    n = len(class_names)
+    matrix, per_class = evaluation.confusion_matrix(n), evaluation.per_class_accuracy(n)
+    with open(out / "confusion_matrix.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["true\\predicted", *class_names])
+        writer.writerows([name, *map(int, row)] for name, row in zip(class_names, matrix))
+    with open(out / "per_class_accuracy.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["class", "accuracy"])
+        writer.writerows([name, f"{a:.6f}"] for name, a in zip(class_names, per_class))
+    return matrix, per_class

@@ -44,14 +44,19 @@ def learning_curves(records: Sequence[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plain(text: str) -> str:
+    """`text` shown as written: matplotlib reads `$...$` as mathtext (a name like `$x^$` would fail to draw)."""
+    return str(text).replace("$", r"\$")
+
+
 def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> None:
     """Counts of true (rows) vs predicted (columns) classes."""
     plt = _pyplot()
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 1.0 + 0.6 * n))
     ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), class_names, rotation=90)
-    ax.set_yticks(range(n), class_names)
+    ax.set_xticks(range(n), [plain(c) for c in class_names], rotation=90)
+    ax.set_yticks(range(n), [plain(c) for c in class_names])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     threshold = matrix.max() / 2
@@ -85,7 +90,7 @@ def misclassified_grid(
     for ax, i in zip(axes.flat, wrong):
         image = images[i]
         ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
-        ax.set_title(f"{class_names[labels[i]]} -> {class_names[predictions[i]]}", fontsize=8, color="red")
+        ax.set_title(f"{plain(class_names[labels[i]])} -> {plain(class_names[predictions[i]])}", fontsize=8, color="red")
     if not len(wrong):
         axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center")
     fig.tight_layout()

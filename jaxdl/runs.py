@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from pathlib import Path
 
 from flax import nnx
 from omegaconf import DictConfig, OmegaConf
 
-from jaxdl.artifacts import LoadedModel, load_model
+from jaxdl.artifacts import LoadedModel, load_model, resolve_run_dir
 from jaxdl.checkpoint import RunCheckpoints, card_identity
 from jaxdl.data import Dataset, load_dataset
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.errors import CheckpointError
+from jaxdl.run_status import read_status
 from jaxdl.trainer import Experiment, build_experiment
+
+log = logging.getLogger("jaxdl")
 
 
 @dataclasses.dataclass
@@ -89,4 +93,38 @@ class TrainedRun:
 
 def load_run(path: str | Path, which: str | int = "best") -> TrainedRun:
     """The run at `path` (a run directory, a step directory or a compressed checkpoint) with its `which` checkpoint."""
-    return TrainedRun(load_model(path, which))
+    try:
+        return TrainedRun(load_model(path, which))
+    except CheckpointError as err:
+        return TrainedRun(_newest_complete(Path(path), which, err))
+
+
+def _newest_complete(path: Path, which: str | int, err: CheckpointError) -> LoadedModel:
+    """A run that is still training writes and retires checkpoints while they are read: a step that does not
+    read there is being written or replaced, not damaged. `best` / `last` then fall back to the newest step
+    that reads whole (checksums verified as always); an explicit step is refused in one line that says so."""
+    run_dir, step = resolve_run_dir(path)
+    checkpoints = run_dir / "checkpoints"
+    if read_status(run_dir).get("status") != "running" or not checkpoints.is_dir():
+        raise err
+    if step is not None or which not in ("best", "last"):
+        raise CheckpointError(
+            f"{run_dir} is still training: checkpoint {step if step is not None else which} cannot be read now because "
+            f"it is being written or replaced ({err}); pass which=last, or wait until the run completes"
+        ) from err
+    for candidate in sorted((int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()), reverse=True):
+        try:
+            loaded = load_model(run_dir, candidate)
+        except CheckpointError:
+            continue
+        log.warning(
+            "%s is still training and its %s checkpoint is being written; using step %d, the newest complete one",
+            run_dir,
+            which,
+            candidate,
+        )
+        return loaded
+    raise CheckpointError(
+        f"{run_dir} is still training and none of its checkpoints is complete yet (the first is being written); "
+        "wait until its first epoch ends"
+    ) from err

@@ -29,10 +29,11 @@ from jaxdl.data.images import BadFiles
 from jaxdl.data.pipeline import EpochBatches, Loader, Preprocess, input_wait_warning, make_preprocess
 from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
-from jaxdl.evaluate import Evaluation, evaluate
+from jaxdl.evaluate import Evaluation, evaluate, write_tables
 from jaxdl.parallel import check_batch_size, data_mesh
 from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
+from jaxdl.validate import check_settings
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
 from jaxdl.summary import write_summary
 
@@ -135,16 +136,8 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, images: np.ndarray, 
     """Confusion matrix (CSV + PNG), per-class accuracy and the misclassified grid under `eval/`."""
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)
-    n = len(class_names)
-    matrix = evaluation.confusion_matrix(n)
-    header = "true\\predicted," + ",".join(class_names)
-    rows = [f"{name}," + ",".join(map(str, row)) for name, row in zip(class_names, matrix)]
-    (out / "confusion_matrix.csv").write_text("\n".join([header, *rows]) + "\n")
+    matrix, per_class = write_tables(evaluation, class_names, out)
     plots.confusion_matrix(matrix, class_names, out / "confusion_matrix.png")
-    per_class = evaluation.per_class_accuracy(n)
-    (out / "per_class_accuracy.csv").write_text(
-        "class,accuracy\n" + "".join(f"{c},{a:.6f}\n" for c, a in zip(class_names, per_class))
-    )
     plots.misclassified_grid(images, evaluation.labels, evaluation.predictions, class_names, out / "misclassified.png")
     return {f"test/accuracy/{c}": float(a) for c, a in zip(class_names, per_class)}
 
@@ -212,6 +205,7 @@ def check_trainer(t: Any) -> None:
 def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experiment:
     """Build data, model and optimiser from a composed config (`dataset`: one already loaded from `cfg.data`)."""
     t = cfg.trainer
+    check_settings(cfg)
     check_trainer(t)
     check_best(t.best_metric, t.best_mode, EPOCH_METRICS)
     mesh = data_mesh()

@@ -17,9 +17,10 @@ import hydra
 from omegaconf import DictConfig
 
 from jaxdl.config import CONF_DIR, check_group_overrides, register_resolvers
-from jaxdl.errors import ConfigError, report_user_errors
+from jaxdl.errors import ConfigError, JaxdlError, report_user_errors
 from jaxdl.logs import hold_file_lines
 from jaxdl.cpu_devices import use_cpu_devices
+from jaxdl.validate import check_output_dir, check_resolvable, check_settings
 
 # Libraries that log every file they write (Orbax via absl) or every backend they probe (JAX).
 NOISY_LOGGERS = ("absl", "jax._src.xla_bridge", "jax._src.distributed", "orbax", "tensorflow", "numba")
@@ -49,7 +50,8 @@ def set_cpu_devices(cfg: DictConfig) -> None:
 
 
 def require_path(argv: list[str], key: str, usage: str) -> None:
-    """`key=PATH` must be on the command line and exist, checked before Hydra creates any output directory."""
+    """`key=PATH` must be on the command line and be a directory (every model format is one), checked before
+    Hydra creates any output directory."""
     if any(a.startswith(("-h", "--help", "--cfg", "--info", "hydra.")) and "=" not in a for a in argv):
         return
     given = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
@@ -57,6 +59,34 @@ def require_path(argv: list[str], key: str, usage: str) -> None:
         raise ConfigError(f"{key} is required: {usage}")
     if not os.path.exists(os.path.expanduser(given[-1])):
         raise ConfigError(f"{key}={given[-1]} does not exist; {usage}")
+    if not os.path.isdir(os.path.expanduser(given[-1])):
+        raise ConfigError(f"{key}={given[-1]} is a file, not a directory; {usage}")
+
+
+def _given(argv: list[str], key: str) -> str | None:
+    values = [a.split("=", 1)[1] for a in argv if a.startswith(f"{key}=")]
+    return values[-1] if values and values[-1] else None
+
+
+def check_output_dirs(argv: list[str]) -> bool:
+    """`hydra.run.dir` / `hydra.sweep.dir` can be created; returns whether the run directory is new."""
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        if _given(argv, key):
+            check_output_dir(_given(argv, key), key)
+    given = _given(argv, "hydra.run.dir")
+    return given is None or not os.path.exists(os.path.expanduser(given))
+
+
+def check_before_run(cfg: DictConfig, output_dir: str, new_dir: bool) -> None:
+    """A single run refuses a bad setting before anything is written: the directory Hydra just made for it
+    is removed again when it is new and still empty. (In a sweep the job records its own failure.)"""
+    try:
+        check_resolvable(cfg)
+        check_settings(cfg)
+    except JaxdlError:
+        if new_dir and os.path.isdir(output_dir) and not os.listdir(output_dir):
+            os.rmdir(output_dir)
+        raise
 
 
 def hydra_app(
@@ -66,19 +96,26 @@ def hydra_app(
 
     `run`'s return value goes back to Hydra (a sweep's objective); `check` sees argv first."""
 
+    new_dir = [True]
+
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def hydra_main(cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
+        output_dir = HydraConfig.get().runtime.output_dir
+        if HydraConfig.get().mode == RunMode.RUN:
+            report_user_errors(check_before_run)(cfg, output_dir, new_dir[0])
         hold_file_lines()  # the run's log file is written once its directory is the app's (jaxdl/logs.py)
         configure_logging(cfg)
         report_user_errors(set_cpu_devices)(cfg)
-        return report_user_errors(run)(cfg, HydraConfig.get().runtime.output_dir)
+        return report_user_errors(run)(cfg, output_dir)
 
     @report_user_errors
     def main() -> None:
         register_resolvers()
         check_group_overrides(sys.argv[1:])
+        new_dir[0] = check_output_dirs(sys.argv[1:])
         if check is not None:
             check(sys.argv[1:])
         hydra_main()

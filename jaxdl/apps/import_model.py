@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import socket
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import jax
 from flax import nnx
@@ -55,15 +57,59 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"out={out} exists and is not empty; pass overwrite=true (it is replaced whole) or another directory")
 
 
+def check_options(options: ImportOptions) -> None:
+    """The arguments that need no network: a size of at least one pixel, a positive std."""
+    if options.input_size is not None and options.input_size < 1:
+        raise ConfigError(f"input_size must be a positive number of pixels, got {options.input_size}")
+    if options.std is not None and not all(s > 0 and math.isfinite(s) for s in options.std):
+        raise ConfigError(f"std must be positive numbers (the inputs are divided by it), got {list(options.std)}")
+    if options.mean is not None and not all(math.isfinite(m) for m in options.mean):
+        raise ConfigError(f"mean must be finite numbers, got {list(options.mean)}")
+
+
+def check_normalisation(options: ImportOptions, channels: int) -> None:
+    """mean= and std= give one value per input channel of the network."""
+    for key in ("mean", "std"):
+        values = getattr(options, key)
+        if values is not None and len(values) != channels:
+            raise ConfigError(
+                f"{key}={list(values)} has {len(values)} value(s); the network takes {channels} channel(s): give {channels}"
+            )
+
+
+def _offline(err: BaseException) -> bool:
+    """A failed download (no network, a proxy, a server error) rather than a local problem."""
+    from urllib.error import URLError
+
+    return isinstance(err, (URLError, ConnectionError, TimeoutError, socket.gaierror)) or type(err).__module__.startswith(
+        ("requests", "urllib3", "huggingface_hub")
+    )
+
+
+def download(options: ImportOptions, source_model: Callable) -> Any:
+    """The source's torch model with its weights; a failed download is one line saying how to import offline."""
+    try:
+        return source_model(options.source, options.weights)
+    except Exception as err:  # noqa: BLE001 - only download failures are turned into a line, the rest re-raised
+        if not _offline(err):
+            raise
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"downloading the weights of {options.source} failed ({reason}); without a network, import a saved "
+            f"state dict: jaxdl-import source={options.source} file=PATH.pth (or .safetensors) out={options.out}"
+        ) from err
+
+
 def run_import(options: ImportOptions) -> dict:
     """Import, save, and describe the artifact."""
     from jaxdl.artifacts import save_model
     from jaxdl.pretrained import import_model, source_metadata, source_model
     from jaxdl.pretrained.verify import agreement
 
+    check_options(options)
     out = Path(options.out).expanduser()
     check_out(out, options.overwrite)
-    torch_model = None if options.file else source_model(options.source, options.weights)
+    torch_model = None if options.file else download(options, source_model)
     module, card = import_model(
         options.source,
         weights=options.weights or "DEFAULT",
@@ -75,6 +121,7 @@ def run_import(options: ImportOptions) -> dict:
         class_names=options.class_names,
         transform_input=options.transform_input,
     )
+    check_normalisation(options, card.spec.channels)
     save_model(out, module, card, replace=True)
     p = card.preprocess
     summary = {

@@ -86,7 +86,20 @@ def scan_folder(root: Path, class_names: Sequence[str] | None = None) -> tuple[l
     return [(path, label) for path, label, _ in items], names
 
 
-def read_manifest(path: Path, class_names: Sequence[str] | None = None) -> tuple[list[tuple[str, int]], list[str]]:
+def confined(file: Path, manifest: Path, line: int, allow_outside: bool) -> Path:
+    """`file` when it lies in the manifest's folder (or `allow_outside`): a manifest from elsewhere must not
+    make training open `../../etc/passwd`."""
+    if allow_outside or file.resolve().is_relative_to(manifest.parent.resolve()):
+        return file
+    raise DataError(
+        f"{manifest} line {line}: {file} is outside the manifest's folder {manifest.parent}; "
+        "move the file there or pass data.allow_outside=true"
+    )
+
+
+def read_manifest(
+    path: Path, class_names: Sequence[str] | None = None, allow_outside: bool = False
+) -> tuple[list[tuple[str, int]], list[str]]:
     """(path, label) of every `path,label` line (a `path,label` header is allowed) and the class names."""
     if not path.is_file():
         raise DataError(f"data.manifest {path} does not exist")
@@ -99,7 +112,7 @@ def read_manifest(path: Path, class_names: Sequence[str] | None = None) -> tuple
         if len(row) != 2:
             raise DataError(f"{path} line {n}: expected 'path,label', got {','.join(row)!r}")
         file = Path(row[0].strip()).expanduser()
-        file = file if file.is_absolute() else path.parent / file
+        file = confined(file if file.is_absolute() else path.parent / file, path, n, allow_outside)
         if not file.is_file():
             raise DataError(f"{path} line {n}: file {file} does not exist")
         lines.append((n, str(file), row[1].strip()))
@@ -109,6 +122,17 @@ def read_manifest(path: Path, class_names: Sequence[str] | None = None) -> tuple
             raise DataError(f"{path} line {n}: label '{label}' is not one of the classes ({', '.join(names)})")
     _check_classes(path, names)
     return [(file, names.index(label)) for _, file, label in lines], names
+
+
+def check_readable_classes(labels: np.ndarray, names: Sequence[str], bad: int) -> None:
+    """Every class keeps training images once the unreadable files are dropped: a class without any would
+    train a classifier that never predicts it and still report a clean test accuracy."""
+    empty = [name for k, name in enumerate(names) if not np.any(labels == k)]
+    if empty:
+        raise DataError(
+            f"class(es) {', '.join(map(repr, empty))} have no readable training image ({bad} unreadable file(s) "
+            "skipped); fix or replace their files, or remove the class folder"
+        )
 
 
 def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int, worker_mode: str, backend: str) -> FileSplit:
@@ -143,13 +167,14 @@ def load(
     worker_mode: str = "auto",
     decoder: str = "auto",
     augment: Mapping[str, Any] | None = None,
+    allow_outside: bool = False,
 ) -> Dataset:
     """The data set of an image folder tree or a manifest, in memory or streamed as `stream` says."""
     if bool(root) == bool(manifest):
         raise ConfigError("data=folder needs exactly one of data.root=PATH (class sub-folders) or data.manifest=FILE.csv")
     splits: dict[str, list[tuple[str, int]]] = {}
     if manifest:
-        splits["train"], names = read_manifest(Path(manifest).expanduser(), class_names)
+        splits["train"], names = read_manifest(Path(manifest).expanduser(), class_names, bool(allow_outside))
     else:
         base = Path(root).expanduser()
         if not base.is_dir():
@@ -189,4 +214,5 @@ def load(
     result = {"train": train, "val": files["val"], "test": files["test"]}
     if not _wants_stream(stream, sum(map(len, result.values())), decoder, memory_budget_mb):
         result = {k: decode_all(v) for k, v in result.items()}
+        check_readable_classes(result["train"].labels, names, len(decoder.bad_files))
     return Dataset(name, result["train"], result["val"], result["test"], tuple(names), bad_files=decoder.bad_files)

@@ -55,13 +55,29 @@ def fit_photo(image, preprocess: Preprocess, channels: int) -> np.ndarray:
 
 def read_photos(paths: Sequence[Path], preprocess: Preprocess, channels: int) -> np.ndarray:
     """(N, H, W, C) uint8 of the image files at `paths`, each fitted to the model's input."""
-    from PIL import Image, UnidentifiedImageError
+    return read_readable_photos(paths, preprocess, channels, skip_bad=False)[0]
 
-    fitted = []
+
+def read_readable_photos(
+    paths: Sequence[Path], preprocess: Preprocess, channels: int, skip_bad: bool = True
+) -> tuple[np.ndarray, list[Path], list[tuple[Path, str]]]:
+    """The readable files of `paths` as `read_photos` gives them, the paths they came from, and (path, reason)
+    of each unreadable one (truncated, not an image, a decompression bomb): skipped, or with
+    `skip_bad=False` a `DataError`."""
+    from PIL import Image
+
+    from jaxdl.data.images import DECODE_ERRORS
+
+    fitted, read, bad = [], [], []
     for path in paths:
         try:
             with Image.open(path) as image:
                 fitted.append(fit_photo(image, preprocess, channels))
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"cannot read image {path} ({type(err).__name__}: {err})") from err
-    return np.stack(fitted)
+            read.append(path)
+        except DECODE_ERRORS as err:  # the ones training skips too
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            if not skip_bad:
+                raise DataError(f"cannot read image {path} ({reason})") from err
+            bad.append((path, reason))
+    th, tw = preprocess.size
+    return np.stack(fitted) if fitted else np.zeros((0, th, tw, channels), np.uint8), read, bad

@@ -28,12 +28,13 @@ def _load_idx(
     split_seed: int = 0,
     tfds_name: str | None = None,
     tfds_data_dir: str | None = None,
+    pixels: str = "uint8",
 ) -> Dataset:
     """IDX files from the first directory that has them, else the same data set from TFDS."""
     if not dirs:
         raise DataError(f"data set '{name}' has no directories to read; set data.dirs=[PATH] to the directory with the IDX files")
     if idx.find_directory(dirs, test_prefix) is not None:
-        return idx.load(name, dirs, class_names, train_prefix, test_prefix, val_fraction, test_fraction, split_seed)
+        return idx.load(name, dirs, class_names, train_prefix, test_prefix, val_fraction, test_fraction, split_seed, pixels)
     if tfds_name and tfds_source.is_prepared(tfds_name, tfds_data_dir):
         return tfds_source.load(tfds_name, data_dir=tfds_data_dir, val_fraction=val_fraction, split_seed=split_seed)
     hint = "apt-get install dataset-fashion-mnist" if "fashion" in name else "put the four IDX files there"

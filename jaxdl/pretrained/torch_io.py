@@ -40,7 +40,10 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"file={path} does not exist")
     if path.suffix == ".safetensors":
         safetensors = require("safetensors.numpy")
-        return numpy_state_dict(safetensors.load_file(str(path)))
+        try:
+            return numpy_state_dict(safetensors.load_file(str(path)))
+        except Exception as err:  # noqa: BLE001 - SafetensorError, and header JSON / dtype errors
+            raise CheckpointError(f"file={path} is not a readable .safetensors file ({type(err).__name__}: {err})") from err
     torch = require("torch")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
@@ -69,7 +72,7 @@ def torchvision_weights(name: str, weights: str | None) -> Any:
 def torchvision_model(name: str, weights: str | None) -> Any:
     """torchvision's `name` with `weights` downloaded through its own cache, or random (`weights=none`)."""
     models = require("torchvision.models")
-    if str(weights).lower() == "none":
+    if weights is not None and str(weights).lower() == "none":  # no weights= given means DEFAULT, not random
         return models.get_model(name, weights=None)
     return models.get_model(name, weights=torchvision_weights(name, weights))
 
