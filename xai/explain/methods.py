@@ -14,6 +14,7 @@ from flax import nnx
 
 from jaxdl.registry import Registry, call_with_options
 from xai.explain.cam import CAM_METHODS
+from xai.explain.gradients import GRADIENT_METHODS
 from xai.explain.guided import GuidedGradCAM
 from xai.explain.inputs import ExplainError
 from xai.explain.lime import LimeImage, LimeResult
@@ -44,11 +45,15 @@ METHODS.register("guided_gradcam")(GuidedGradCAM)
 METHODS.register("lime")(LimeMaps)
 METHODS.register("occlusion")(Occlusion)
 METHODS.register("shap")(PartitionShap)
+for _name, _cls in GRADIENT_METHODS.items():
+    METHODS.register(_name)(_cls)
 
 LAYERED = set(CAM_METHODS) | {"guided_gradcam"}
 
 
-SIGNED = {"lime", "occlusion", "shap"}  # maps with meaningful negative values (evidence against the class)
+SIGNED = {"lime", "occlusion", "shap", *GRADIENT_METHODS} - {
+    "vargrad"
+}  # maps with meaningful negative values (evidence against the class)
 
 
 def spatial_layers(model: nnx.Module, preprocess: Preprocess | None, images: Any) -> list[str]:
