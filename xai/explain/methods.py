@@ -51,6 +51,7 @@ for _name, _cls in GRADIENT_METHODS.items():
 LAYERED = set(CAM_METHODS) | {"guided_gradcam"}
 
 
+SEEDED = {"lime", *GRADIENT_METHODS}  # methods with random draws: they get explain.seed
 SIGNED = {"lime", "occlusion", "shap", *GRADIENT_METHODS} - {
     "vargrad"
 }  # maps with meaningful negative values (evidence against the class)
