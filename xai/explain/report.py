@@ -37,6 +37,7 @@ TITLES = {
     "smoothgrad": "SmoothGrad",
     "vargrad": "VarGrad",
     "gradient_shap": "GradientSHAP",
+    "attention_rollout": "Attention rollout",
     "random": "random map",
     "sobel": "Sobel edge map",
 }
