@@ -131,26 +131,25 @@ def test_gradient_methods_write_signed_maps_raw_attributions_and_completeness(tr
             "explain_app",
             overrides=[
                 f"run_dir={trained_run}",
-                "explain.methods=[integrated_gradients,smoothgrad]",
+                "explain.methods=[integrated_gradients]",
                 "explain.images.count=2",
                 "explain.options.integrated_gradients.method=riemann_middle",
-                "explain.options.integrated_gradients.n_steps=256",
-                "explain.options.smoothgrad.nt_samples=4",
+                "explain.options.integrated_gradients.n_steps=32",
                 "explain.metrics.steps=4",
                 "explain.metrics.sanity_images=1",
             ],
         )
     summary = app.explain(cfg, tmp_path)
     images = np.load(tmp_path / "images.npy")
-    for method in ("integrated_gradients", "smoothgrad"):
-        raw = np.load(tmp_path / "maps" / f"{method}_raw.npy")
-        assert raw.shape == images.shape and (raw < 0).any()  # signed, as captum returns it
-        np.testing.assert_allclose(np.load(tmp_path / "maps" / f"{method}.npy"), raw.sum(-1), rtol=1e-6)
-        assert "deletion_auc" in summary["metrics"][method] and "sanity_spearman_final" in summary["metrics"][method]
+    method = "integrated_gradients"
+    raw = np.load(tmp_path / "maps" / f"{method}_raw.npy")
+    assert raw.shape == images.shape and (raw < 0).any()  # signed, as captum returns it
+    np.testing.assert_allclose(np.load(tmp_path / "maps" / f"{method}.npy"), raw.sum(-1), rtol=1e-6)
+    assert "deletion_auc" in summary["metrics"][method] and "sanity_spearman_final" in summary["metrics"][method]
     gaps = summary["completeness"]["integrated_gradients"]["relative_gap"]
-    assert len(gaps) == 2 and summary["metrics"]["integrated_gradients"]["completeness_gap_max"] == max(gaps) < 0.01
+    assert len(gaps) == 2 and summary["metrics"]["integrated_gradients"]["completeness_gap_max"] == max(gaps) < 0.05
     page = (tmp_path / "report.html").read_text()
-    assert "Integrated Gradients" in page and "SmoothGrad" in page and "IG completeness gap" in page
+    assert "Integrated Gradients" in page and "IG completeness gap" in page
 
 
 def test_a_model_without_a_data_set_asks_for_image_paths(trained_run, tmp_path):
