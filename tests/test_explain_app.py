@@ -123,3 +123,42 @@ def test_the_earlier_checkpoint_key_still_works_with_a_warning(trained_run, tmp_
         )
     summary = app.explain(cfg, tmp_path)
     assert "checkpoint=last is the earlier name of which=" in caplog.text and summary["checkpoint_step"] > 0
+
+
+def test_gradient_methods_write_signed_maps_raw_attributions_and_completeness(trained_run, tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "explain_app",
+            overrides=[
+                f"run_dir={trained_run}",
+                "explain.methods=[integrated_gradients]",
+                "explain.images.count=2",
+                "explain.options.integrated_gradients.method=riemann_middle",
+                "explain.options.integrated_gradients.n_steps=32",
+                "explain.metrics.steps=4",
+                "explain.metrics.sanity_images=1",
+            ],
+        )
+    summary = app.explain(cfg, tmp_path)
+    images = np.load(tmp_path / "images.npy")
+    method = "integrated_gradients"
+    raw = np.load(tmp_path / "maps" / f"{method}_raw.npy")
+    assert raw.shape == images.shape and (raw < 0).any()  # signed, as captum returns it
+    np.testing.assert_allclose(np.load(tmp_path / "maps" / f"{method}.npy"), raw.sum(-1), rtol=1e-6)
+    assert "deletion_auc" in summary["metrics"][method] and "sanity_spearman_final" in summary["metrics"][method]
+    gaps = summary["completeness"]["integrated_gradients"]["relative_gap"]
+    assert len(gaps) == 2 and summary["metrics"]["integrated_gradients"]["completeness_gap_max"] == max(gaps) < 0.05
+    page = (tmp_path / "report.html").read_text()
+    assert "Integrated Gradients" in page and "IG completeness gap" in page
+
+
+def test_a_model_without_a_data_set_asks_for_image_paths(trained_run, tmp_path):
+    from jaxdl.artifacts import load_model, save_model
+    from xai.explain.inputs import ExplainError
+
+    loaded = load_model(trained_run)
+    exported = save_model(tmp_path / "model", loaded.model, loaded.card)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("explain_app", overrides=[f"run_dir={exported}"])
+    with pytest.raises(ExplainError, match=r"explain\.images\.paths=PATH"):
+        app.explain(cfg, tmp_path / "out")

@@ -26,7 +26,7 @@ from jaxdl.runs import TrainedRun, load_run
 from xai.explain.inputs import ExplainError, check_images
 from xai.explain.lime import lime_stability
 from xai.explain.cam import token_grid
-from xai.explain.methods import LAYERED, SIGNED, build_method, default_target_layer, suggest_layer
+from xai.explain.methods import LAYERED, SEEDED, SIGNED, build_method, default_target_layer, suggest_layer
 from xai.explain.metrics import Faithfulness, empty_maps, mean_over_nonempty, random_baseline, sobel_baseline
 from xai.explain.probe import Probe
 from xai.explain.report import ReportData, title, write_report
@@ -101,6 +101,11 @@ def split_inputs(cfg: DictConfig) -> Inputs:
     if e.images.split not in SPLITS:
         raise ExplainError(f"explain.images.split must be train, val or test, got '{e.images.split}'")
     run = open_run(cfg.run_dir, which_checkpoint(cfg))
+    if run.loaded.cfg is None:
+        raise ExplainError(
+            f"{run.run_dir} holds a model without a data set (an imported or exported network): "
+            "explain image files with explain.images.paths=PATH (a folder, files or globs)"
+        )
     split = getattr(run.dataset, e.images.split)
     probe = Probe(run.model, (), run.preprocess)
     all_probs = np.asarray(jax.nn.softmax(probe.logits(split.images, batch_size=PROBE_BATCH)))
@@ -211,7 +216,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     maps, timings, explainers, lime_result, all_options = {}, {}, {}, None, {}
     for name in e.methods:
         options = all_options[name] = dict(e.options.get(name) or {})
-        if name == "lime":
+        if name in SEEDED:
             options["seed"] = int(e.seed)
         if e.get("token_prefix") is not None and name in LAYERED:  # ViT: drop the class token, tokens to a grid
             options["reshape"] = token_grid(int(e.token_prefix))
@@ -219,7 +224,10 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         maps[name], timings[name] = _timed(explainers[name], images, targets)
         lime_result = explainers[name].result if name == "lime" else lime_result
         np.save(out_dir / "maps" / f"{name}.npy", maps[name])
+        if getattr(explainers[name], "raw", None) is not None:  # gradient methods: the signed (N, H, W, C) attribution
+            np.save(out_dir / "maps" / f"{name}_raw.npy", explainers[name].raw)
     np.save(out_dir / "images.npy", images)
+    completeness = {n: x.completeness for n, x in explainers.items() if getattr(x, "completeness", None)}
 
     metrics: dict[str, dict[str, float]] = {}
     sanity: dict[str, dict[str, list]] = {}
@@ -233,6 +241,8 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         for name, explainer in explainers.items():
             sanity[name] = randomisation_test(explainer, explainer.probe, images[few], targets[few], key=int(e.seed))
             metrics.setdefault(name, {})["sanity_spearman_final"] = sanity[name]["spearman"][-1]  # NaN: every map empty
+    for name, check in completeness.items():  # Integrated Gradients: sum of attributions vs f(x) - f(baseline)
+        metrics.setdefault(name, {})["completeness_gap_max"] = float(max(check["relative_gap"]))
 
     lime_top = lime_r2 = stability = None
     if lime_result is not None:
@@ -254,6 +264,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         "metrics": metrics,
         "sanity": sanity,
         "seconds": timings,
+        "completeness": completeness,
     }
     (out_dir / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2))
     header = {

@@ -14,12 +14,14 @@ from flax import nnx
 
 from jaxdl.registry import Registry, call_with_options
 from xai.explain.cam import CAM_METHODS
+from xai.explain.gradients import GRADIENT_METHODS
 from xai.explain.guided import GuidedGradCAM
 from xai.explain.inputs import ExplainError
 from xai.explain.lime import LimeImage, LimeResult
 from xai.explain.metrics import empty_maps
 from xai.explain.occlusion import Occlusion
 from xai.explain.probe import Preprocess, Probe, layer_names
+from xai.explain.rollout import AttentionRollout
 from xai.explain.shap_partition import PartitionShap
 
 METHODS: Registry[Callable[..., Any]] = Registry("explanation method")
@@ -44,11 +46,17 @@ METHODS.register("guided_gradcam")(GuidedGradCAM)
 METHODS.register("lime")(LimeMaps)
 METHODS.register("occlusion")(Occlusion)
 METHODS.register("shap")(PartitionShap)
+METHODS.register("attention_rollout")(AttentionRollout)
+for _name, _cls in GRADIENT_METHODS.items():
+    METHODS.register(_name)(_cls)
 
 LAYERED = set(CAM_METHODS) | {"guided_gradcam"}
 
 
-SIGNED = {"lime", "occlusion", "shap"}  # maps with meaningful negative values (evidence against the class)
+SEEDED = {"lime", *GRADIENT_METHODS}  # methods with random draws: they get explain.seed
+SIGNED = {"lime", "occlusion", "shap", *GRADIENT_METHODS} - {
+    "vargrad"
+}  # maps with meaningful negative values (evidence against the class)
 
 
 def spatial_layers(model: nnx.Module, preprocess: Preprocess | None, images: Any) -> list[str]:

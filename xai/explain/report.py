@@ -31,6 +31,13 @@ TITLES = {
     "lime": "LIME",
     "occlusion": "Occlusion",
     "shap": "SHAP (partition)",
+    "integrated_gradients": "Integrated Gradients",
+    "saliency": "Saliency (signed gradient)",
+    "input_x_gradient": "Input × Gradient",
+    "smoothgrad": "SmoothGrad",
+    "vargrad": "VarGrad",
+    "gradient_shap": "GradientSHAP",
+    "attention_rollout": "Attention rollout",
     "random": "random map",
     "sobel": "Sobel edge map",
 }
@@ -46,6 +53,7 @@ COLUMNS = [
     ("sanity_spearman_final", "Spearman after randomising all layers", "→ 0"),
     ("lime_r2", "LIME R²", "↑"),
     ("lime_top5_agreement", "LIME top-5 agreement across seeds", "↑"),
+    ("completeness_gap_max", "IG completeness gap (largest, relative)", "↓"),
 ]
 
 

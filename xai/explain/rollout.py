@@ -6,13 +6,15 @@ e.g. sown by the model or read with `Probe` from each block's attention module.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from xai.explain.cam import scale_maps, token_grid
+from xai.explain.cam import scale_maps, token_grid, upsample
 from xai.explain.inputs import ExplainError
+from xai.explain.probe import Preprocess, Probe
 
 
 @jax.jit
@@ -40,3 +42,28 @@ def attention_rollout(
     relevance = total[:, 0, :, None]  # the class token's row, as (B, T, 1) tokens
     h, w = grid or (None, None)
     return scale_maps(token_grid(prefix_tokens, h, w)(relevance)[..., 0])
+
+
+class AttentionRollout:
+    """Attention rollout of a token model with `attention_weights(x)` (the zoo's ViT, imported ViT-B/16) as a
+    map explainer: (B, H, W) maps upsampled from the patch grid. The class-token row does not depend on the
+    target class (the paper's method is class-agnostic); weights are recorded only for this call."""
+
+    def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, residual: float = 0.5):
+        if not callable(getattr(model, "attention_weights", None)):
+            raise ExplainError(
+                f"attention_rollout needs a token model with attention_weights(x); {type(model).__name__} has none"
+            )
+        self.probe = Probe(model, (), preprocess)
+        self.residual = residual
+        self._weights = jax.jit(self._attention)
+
+    def _attention(self, state: nnx.State, images: jax.Array) -> list[jax.Array]:
+        model = nnx.merge(self.probe.fn.graphdef, state)
+        x = images if self.probe.fn.preprocess is None else self.probe.fn.preprocess(images)
+        return model.attention_weights(x)
+
+    def __call__(self, images: Any, targets: Any = None) -> jax.Array:
+        images = self.probe.check(images)
+        maps = attention_rollout(self._weights(self.probe.state, images), prefix_tokens=1, residual=self.residual)
+        return scale_maps(upsample(maps, images.shape[1:3]))
