@@ -308,3 +308,6 @@ def _load_run(path: Path, which: str | int) -> LoadedModel:
 
 
 FORMATS.register("run")(ArtifactFormat(_is_run, _load_run))
+
+# Exported files (jaxdl-export's .onnx / .stablehlo) load too; registered last, as they build on the above.
+import jaxdl.export.deployed  # noqa: E402,F401

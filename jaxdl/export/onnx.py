@@ -1,0 +1,58 @@
+"""ONNX through jax2onnx: the graph with a symbolic batch, the card and preprocessing in the metadata props."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner
+from jaxdl.export.graph import ExportGraph
+
+INPUT, OUTPUT = "images", "outputs"
+BATCH = "batch"
+
+
+def to_onnx_model(graph: ExportGraph):
+    """The ONNX ModelProto of `graph`; a conversion jax2onnx lacks is a one-line `ExportError`."""
+    try:
+        from jax2onnx import to_onnx
+    except ImportError as err:
+        raise ExportError("format=onnx needs jax2onnx, onnx and onnxruntime: pip install 'jaxdl[export]'") from err
+    batch = jax.export.symbolic_shape(BATCH)[0] if graph.batch is None else graph.batch
+    spec = jax.ShapeDtypeStruct((batch, *graph.input_shape), graph.input_dtype)
+    try:
+        model = to_onnx(jax.jit(graph.fn), [spec], input_names=[INPUT], output_names=[OUTPUT], model_name=graph.loaded.card.model["name"])
+    except (NotImplementedError, ValueError, TypeError, KeyError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ExportError(f"jax2onnx cannot convert model '{graph.loaded.card.model['name']}' to format=onnx: {first}") from err
+    for key, value in graph.metadata().items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    return model
+
+
+def write_onnx(graph: ExportGraph, path: Path) -> None:
+    import onnx
+
+    onnx.save(to_onnx_model(graph), str(path))
+
+
+def session(path: Path, threads: int = 0):
+    """An ONNX Runtime CPU session of the file (all optimisations on)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def open_onnx(path: Path) -> Runner:
+    sess = session(path)
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: np.ascontiguousarray(x)})[0]
+
+
+EXPORTERS.register("onnx")(Exporter("onnx", ".onnx", write_onnx, open_onnx, runtime="ONNX Runtime"))
