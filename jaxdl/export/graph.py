@@ -59,23 +59,28 @@ class ExportGraph:
 
 def build_graph(loaded: LoadedModel, samples: np.ndarray, batch: int | None, preprocess: str) -> ExportGraph:
     """The inference function of `loaded` in eval mode, shaped like `samples` (N, ...)."""
-    loaded.model.eval()
-    graphdef, state = nnx.split(loaded.model)
     classifier = _is_classifier(loaded, samples)
     include = preprocess == "include"
-
-    def fn(x: jax.Array) -> jax.Array:
-        model = nnx.merge(graphdef, state)
-        out = model(loaded.preprocess(x) if include else x).astype(jnp.float32)
-        return jax.nn.softmax(out, axis=-1) if include and classifier else out
-
     if include:
         shape, dtype = samples.shape[1:], samples.dtype
     else:
         shape, dtype = (*loaded.spec.size, samples.shape[-1]), np.dtype(np.float32)
-    return ExportGraph(loaded, fn, tuple(shape), np.dtype(dtype), batch, preprocess, classifier)
+    return ExportGraph(loaded, inference_fn(loaded, include, classifier), tuple(shape), np.dtype(dtype), batch, preprocess, classifier)
+
+
+def inference_fn(loaded: LoadedModel, include: bool, classifier: bool) -> Callable[[jax.Array], jax.Array]:
+    """A pure function of the model as it is now (split once: its weights become constants)."""
+    loaded.model.eval()
+    graphdef, state = nnx.split(loaded.model)
+
+    def fn(x: jax.Array) -> jax.Array:
+        model = nnx.merge(graphdef, state, copy=True)  # fresh variables of this trace (nnx.scan checks)
+        out = model(loaded.preprocess(x) if include else x).astype(jnp.float32)
+        return jax.nn.softmax(out, axis=-1) if include and classifier else out
+
+    return fn
 
 
 def _is_classifier(loaded: LoadedModel, samples: np.ndarray) -> bool:
-    out = jax.eval_shape(loaded, jax.ShapeDtypeStruct((1, *samples.shape[1:]), samples.dtype))
+    out = jax.eval_shape(inference_fn(loaded, True, False), jax.ShapeDtypeStruct((1, *samples.shape[1:]), samples.dtype))
     return out.ndim == 2 and out.shape[-1] == loaded.spec.num_classes

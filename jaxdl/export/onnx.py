@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from pathlib import Path
+from typing import Iterator
 
 import jax
 import numpy as np
+from flax import nnx
 
 from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner
-from jaxdl.export.graph import ExportGraph
+from jaxdl.export.graph import ExportGraph, inference_fn
 
 INPUT, OUTPUT = "images", "outputs"
 BATCH = "batch"
+
+
+class PrimitiveBatchNorm(nnx.BatchNorm):
+    """nnx.BatchNorm converted op by op: jax2onnx 0.17.1's own BatchNormalization leaves its output NCHW when a
+    residual add follows (ResNet's `bn2 + shortcut` fails ONNX shape inference), so its patch is bypassed."""
+
+    __call__ = nnx.BatchNorm.__call__  # captured at import, before jax2onnx patches the class during a conversion
+
+
+@contextlib.contextmanager
+def primitive_batchnorm(model: nnx.Module) -> Iterator[None]:
+    norms = [m for _, m in model.iter_modules() if type(m) is nnx.BatchNorm]
+    for m in norms:
+        m.__class__ = PrimitiveBatchNorm
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.__class__ = nnx.BatchNorm
 
 
 def to_onnx_model(graph: ExportGraph):
@@ -22,6 +45,8 @@ def to_onnx_model(graph: ExportGraph):
         raise ExportError("format=onnx needs jax2onnx, onnx and onnxruntime: pip install 'jaxdl[export]'") from err
     batch = jax.export.symbolic_shape(BATCH)[0] if graph.batch is None else graph.batch
     spec = jax.ShapeDtypeStruct((batch, *graph.input_shape), graph.input_dtype)
+    with primitive_batchnorm(graph.loaded.model):
+        graph = dataclasses.replace(graph, fn=inference_fn(graph.loaded, graph.preprocess == "include", graph.classifier))
     try:
         model = to_onnx(jax.jit(graph.fn), [spec], input_names=[INPUT], output_names=[OUTPUT], model_name=graph.loaded.card.model["name"])
     except (NotImplementedError, ValueError, TypeError, KeyError) as err:
