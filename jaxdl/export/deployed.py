@@ -42,7 +42,13 @@ def from_metadata(path: Path, meta: dict[str, str], run: Callable[[np.ndarray], 
     card = ModelCard.from_json(json.loads(meta["jaxdl_card"]), path)
     step = int(meta["step"]) if meta.get("step") else None
     return DeployedModel(
-        None, card, path, step, run=run, preprocess_included=meta.get("preprocess") == "include", probabilities=meta.get("output") == "probabilities"
+        None,
+        card,
+        path,
+        step,
+        run=run,
+        preprocess_included=meta.get("preprocess") == "include",
+        probabilities=meta.get("output") == "probabilities",
     )
 
 

@@ -40,6 +40,14 @@ class Exporter:
     runtime: str = ""  # the name of what runs the file, for the report
 
 
+def first_line(err: Exception) -> str:
+    """A converter's error as one line; a batch-dependent shape gets the fix."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if "Symbolic dimension" in line:
+        line += " (the model's code needs a constant batch: pass batch=N)"
+    return line
+
+
 EXPORTERS: Registry[Exporter] = Registry("export format")
 
 

@@ -65,7 +65,9 @@ def build_graph(loaded: LoadedModel, samples: np.ndarray, batch: int | None, pre
         shape, dtype = samples.shape[1:], samples.dtype
     else:
         shape, dtype = (*loaded.spec.size, samples.shape[-1]), np.dtype(np.float32)
-    return ExportGraph(loaded, inference_fn(loaded, include, classifier), tuple(shape), np.dtype(dtype), batch, preprocess, classifier)
+    return ExportGraph(
+        loaded, inference_fn(loaded, include, classifier), tuple(shape), np.dtype(dtype), batch, preprocess, classifier
+    )
 
 
 def inference_fn(loaded: LoadedModel, include: bool, classifier: bool) -> Callable[[jax.Array], jax.Array]:

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner
+from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner, first_line
 from jaxdl.export.graph import ExportGraph, inference_fn
 
 INPUT, OUTPUT = "images", "outputs"
@@ -48,10 +48,13 @@ def to_onnx_model(graph: ExportGraph):
     with primitive_batchnorm(graph.loaded.model):
         graph = dataclasses.replace(graph, fn=inference_fn(graph.loaded, graph.preprocess == "include", graph.classifier))
     try:
-        model = to_onnx(jax.jit(graph.fn), [spec], input_names=[INPUT], output_names=[OUTPUT], model_name=graph.loaded.card.model["name"])
-    except (NotImplementedError, ValueError, TypeError, KeyError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ExportError(f"jax2onnx cannot convert model '{graph.loaded.card.model['name']}' to format=onnx: {first}") from err
+        model = to_onnx(
+            jax.jit(graph.fn), [spec], input_names=[INPUT], output_names=[OUTPUT], model_name=graph.loaded.card.model["name"]
+        )
+    except Exception as err:  # noqa: BLE001 - conversion errors of every kind become one line
+        raise ExportError(
+            f"jax2onnx cannot convert model '{graph.loaded.card.model['name']}' to format=onnx: {first_line(err)}"
+        ) from err
     for key, value in graph.metadata().items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value

@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner
+from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner, first_line
 from jaxdl.export.graph import ExportGraph
 
 PLATFORMS = ("cpu", "cuda")
@@ -31,8 +31,9 @@ def write_stablehlo(graph: ExportGraph, path: Path) -> None:
     try:
         exported = jax.export.export(jax.jit(graph.fn), platforms=PLATFORMS)(spec)
     except Exception as err:  # noqa: BLE001 - lowering errors of every kind become one line
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ExportError(f"jax.export cannot lower model '{graph.loaded.card.model['name']}' to format=stablehlo: {first}") from err
+        raise ExportError(
+            f"jax.export cannot lower model '{graph.loaded.card.model['name']}' to format=stablehlo: {first_line(err)}"
+        ) from err
     path.write_bytes(exported.serialize())
     sidecar(path).write_text(json.dumps(graph.metadata(), indent=2) + "\n")
 
