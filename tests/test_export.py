@@ -93,12 +93,6 @@ def test_zoo_model_exports_to_onnx_and_stablehlo_and_agrees(name, tmp_path):
 
 
 BLOCKED_CALL = """
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("jaxdl", "xai", "flax"):
-            raise ImportError("blocked: " + name)
-sys.meta_path.insert(0, Block())
 import jax, numpy as np
 x = np.load(sys.argv[2])
 exported = jax.export.deserialize(bytearray(open(sys.argv[1], "rb").read()))
@@ -114,7 +108,7 @@ def test_stablehlo_runs_in_a_process_that_cannot_import_jaxdl(tmp_path):
     x = raw_inputs(loaded, 7)  # a batch size the export never saw: the batch is symbolic
     np.save(tmp_path / "x.npy", x)
     script = tmp_path / "call.py"
-    script.write_text(BLOCKED_CALL)
+    script.write_text(BLOCKER.replace("BLOCKED", '("jaxdl", "xai", "flax")') + BLOCKED_CALL)
     done = subprocess.run(
         [sys.executable, str(script), str(out), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
         capture_output=True,
@@ -168,6 +162,53 @@ def test_cli_exports_a_saved_model_and_predict_reads_the_onnx_file(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert set(report["latency_ms"]) == {"1", "64"} and {"jaxdl (jit)", "ONNX Runtime"} <= set(report["latency_ms"]["1"])
+    from PIL import Image
+
+    from jaxdl.apps.predict import PredictOptions, predict_files
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(raw_inputs(loaded, 1)[0, ..., 0]).save(photo)
+    via_onnx = predict_files(PredictOptions(model=str(out), images=str(photo), top_k=3))
+    via_jaxdl = predict_files(PredictOptions(model=str(tmp_path / "artifact"), images=str(photo), top_k=3))
+    assert [c for c, _ in via_onnx[0]["top"]] == [c for c, _ in via_jaxdl[0]["top"]]
+    np.testing.assert_allclose([p for _, p in via_onnx[0]["top"]], [p for _, p in via_jaxdl[0]["top"]], atol=1e-5)
     bad = run_cli("-m", "jaxdl.apps.export", f"model={tmp_path / 'artifact'}", "format=tflite", f"out={tmp_path / 'x'}")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown export format 'tflite'")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def readme_snippet() -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("<!-- onnx-snippet -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    return block
+
+
+def test_readme_onnx_snippet_classifies_a_photo_without_jax(tmp_path):
+    """The README's snippet, run where jax, flax and jaxdl cannot be imported (what a clean venv with only
+    onnxruntime, numpy and pillow gives), prints the class jaxdl predicts."""
+    loaded = MODELS["lenet5"]()
+    out = tmp_path / "lenet5.onnx"
+    export_model(loaded, "onnx", out, latency=False)
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    pixels = raw_inputs(loaded, 1)
+    Image.fromarray(pixels[0, ..., 0]).save(photo)
+    snippet = readme_snippet()
+    assert len(snippet.strip().splitlines()) <= 11
+    script = tmp_path / "snippet.py"
+    script.write_text(BLOCKER.replace("BLOCKED", '("jax", "jaxlib", "flax", "jaxdl", "xai")') + snippet)
+    done = subprocess.run([sys.executable, str(script), str(out), str(photo)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name, prob = done.stdout.split()
+    probs = softmax(np.asarray(loaded(pixels)))[0]
+    assert name == CLASSES[probs.argmax()] and abs(float(prob) - probs.max()) < 1e-5
+
+
+BLOCKER = """import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+"""
