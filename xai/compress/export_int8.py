@@ -22,6 +22,9 @@ from jaxdl.export.verify import reference
 CALIBRATION_EXAMPLES = 256
 ACCURACY_POINTS = 0.5  # int8 ONNX test accuracy may lose at most this much against jaxdl's int8 model
 EVAL_BATCH = 256
+# what qwix quantizes (conv and dense layers); quantizing the folded-in preprocessing or the softmax
+# output to int8 would round probabilities into ties and change the argmax
+QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
 
 def quantize_rules(loaded: LoadedModel) -> list[dict]:
@@ -35,7 +38,9 @@ def is_quantized(loaded: LoadedModel) -> bool:
 def _refuse_int4(loaded: LoadedModel) -> None:
     bits = {str(rule.get(kind)) for rule in quantize_rules(loaded) for kind in ("weights", "activations")}
     if any("int4" in b for b in bits):
-        raise ExportError("int4 models cannot be exported to ONNX: ONNX Runtime has no int4 convolution path; export the int8 recipe")
+        raise ExportError(
+            "int4 models cannot be exported to ONNX: ONNX Runtime has no int4 convolution path; export the int8 recipe"
+        )
 
 
 def write_int8(graph: ExportGraph, path: Path) -> None:
@@ -67,6 +72,7 @@ def write_int8(graph: ExportGraph, path: Path) -> None:
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
+            op_types_to_quantize=QUANTIZED_OPS,
             extra_options={"ActivationSymmetric": True, "CalibMovingAverage": True},  # as jaxdl: mean of per-example absmax
         )
     finally:
@@ -86,7 +92,10 @@ def _copy_metadata(graph: ExportGraph, path: Path) -> None:
 
     model = onnx.load(str(path))
     del model.metadata_props[:]
-    for key, value in {**graph.metadata(), "quantization": "int8 QDQ (ONNX Runtime quantize_static, per-channel weights)"}.items():
+    for key, value in {
+        **graph.metadata(),
+        "quantization": "int8 QDQ (ONNX Runtime quantize_static, per-channel weights)",
+    }.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     onnx.save(model, str(path))
