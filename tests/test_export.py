@@ -40,12 +40,22 @@ def autoencoder() -> LoadedModel:
     return LoadedModel(model, card, Path("in-process"))
 
 
+def torchvision_resnet18() -> LoadedModel:
+    """torchvision's ResNet-18 (random weights: nothing to download) through jaxdl-import's importer, at 64 px."""
+    torchvision = pytest.importorskip("torchvision")
+    from jaxdl.pretrained import import_model
+
+    module, card = import_model("torchvision:resnet18", torch_model=torchvision.models.resnet18(weights=None), input_size=64)
+    return LoadedModel(module, card, Path("torchvision:resnet18"))
+
+
 MODELS = {
     "lenet5": lambda: small_model({"name": "lenet5"}, 32),
     "resnet18": lambda: small_model({"name": "resnet18", "variant": "small"}, 16),
     "lstm": lambda: small_model({"name": "lstm", "hidden": 16}),
     "vit": lambda: small_model({"name": "vit", "variant": "small", "depth": 1, "dim": 32, "heads": 2, "mlp_dim": 32}, 16),
     "autoencoder": autoencoder,
+    "torchvision_resnet18": torchvision_resnet18,
 }
 
 FIXED_BATCH = {"lstm": 5}  # nnx.RNN's code compares the batch size: no symbolic batch (a one-line error says so)
@@ -86,7 +96,7 @@ def test_zoo_model_exports_to_onnx_and_stablehlo_and_agrees(name, tmp_path):
             np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
             # and jaxdl.load_model reads the file back: same classes, same probabilities
             back = load_model(out)
-            assert back.class_names == CLASSES
+            assert back.class_names == loaded.class_names
             np.testing.assert_allclose(softmax(np.asarray(back(x))), ref, atol=1e-5)
         saved = json.loads((out.parent / "export_report.json").read_text())
         assert saved["bytes"] == out.stat().st_size and saved["verification"]["passed"]

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner, first_line
 from jaxdl.export.graph import ExportGraph, inference_fn
+from jaxdl.models.layers import Pool, _ceil_padding as ceil_padding
 
 INPUT, OUTPUT = "images", "outputs"
 BATCH = "batch"
@@ -25,16 +27,31 @@ class PrimitiveBatchNorm(nnx.BatchNorm):
     __call__ = nnx.BatchNorm.__call__  # captured at import, before jax2onnx patches the class during a conversion
 
 
+class OnnxMaxPool(Pool):
+    """jaxdl's PyTorch-style max pooling through `nnx.max_pool`, which jax2onnx maps to ONNX MaxPool; its plain
+    NHWC `reduce_window` becomes a MaxPool with a 4-D kernel that ONNX Runtime rejects ("Unsupported pooling size")."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p, k, s = self.padding, self.window, self.stride
+        extra = [(ceil_padding(n, k, s, p) if self.ceil_mode else 0) for n in x.shape[1:3]]
+        x = jnp.pad(x, ((0, 0), (p, p + extra[0]), (p, p + extra[1]), (0, 0)), constant_values=-jnp.inf)
+        return nnx.max_pool(x, window_shape=(k, k), strides=(s, s), padding="VALID")
+
+
+SWAPS = {nnx.BatchNorm: PrimitiveBatchNorm, Pool: OnnxMaxPool}
+
+
 @contextlib.contextmanager
-def primitive_batchnorm(model: nnx.Module) -> Iterator[None]:
-    norms = [m for _, m in model.iter_modules() if type(m) is nnx.BatchNorm]
-    for m in norms:
-        m.__class__ = PrimitiveBatchNorm
+def onnx_layers(model: nnx.Module) -> Iterator[None]:
+    """Swap the layers jax2onnx mistranslates for equivalent ones it converts right, while a graph is built."""
+    swapped = [m for _, m in model.iter_modules() if type(m) in SWAPS and getattr(m, "kind", "max") == "max"]
+    for m in swapped:
+        m.__class__ = SWAPS[type(m)]
     try:
         yield
     finally:
-        for m in norms:
-            m.__class__ = nnx.BatchNorm
+        for m in swapped:
+            m.__class__ = m.__class__.__mro__[1]
 
 
 def to_onnx_model(graph: ExportGraph):
@@ -45,7 +62,7 @@ def to_onnx_model(graph: ExportGraph):
         raise ExportError("format=onnx needs jax2onnx, onnx and onnxruntime: pip install 'jaxdl[export]'") from err
     batch = jax.export.symbolic_shape(BATCH)[0] if graph.batch is None else graph.batch
     spec = jax.ShapeDtypeStruct((batch, *graph.input_shape), graph.input_dtype)
-    with primitive_batchnorm(graph.loaded.model):
+    with onnx_layers(graph.loaded.model):
         graph = dataclasses.replace(graph, fn=inference_fn(graph.loaded, graph.preprocess == "include", graph.classifier))
     try:
         model = to_onnx(

@@ -16,7 +16,7 @@ import numpy as np
 from jaxdl.artifacts import LoadedModel
 from jaxdl.errors import ConfigError
 from jaxdl.export import onnx as _onnx, stablehlo as _stablehlo  # noqa: F401 - register the core formats
-from jaxdl.export.formats import exporter_for
+from jaxdl.export.formats import exporter_for, first_line
 from jaxdl.export.graph import PREPROCESS_MODES, build_graph
 from jaxdl.export.samples import verification_inputs
 from jaxdl.export.verify import batch_of, float_agreement, latency_ms, reference
@@ -54,7 +54,10 @@ def export_model(
         stale.unlink(missing_ok=True)
     exporter.write(graph, tmp)
     runner = fixed_batches(exporter.open(tmp), batch)
-    check = exporter.verify(graph, runner) if exporter.verify else float_agreement(graph, runner, inputs)
+    try:
+        check = exporter.verify(graph, runner) if exporter.verify else float_agreement(graph, runner, inputs)
+    except Exception as err:  # noqa: BLE001 - a file its runtime rejects fails verification, in one line
+        check = {"passed": False, "reason": f"the file does not run in {exporter.runtime or fmt}: {first_line(err)}"}
     report = {
         "file": str(out),
         "format": exporter.format,
