@@ -369,3 +369,6 @@ def _recorded_best(run_dir: Path, ckpts: RunCheckpoints) -> int | None:
 
 
 FORMATS.register("run")(ArtifactFormat(_is_run, _load_run))
+
+# Exported files (jaxdl-export's .onnx / .stablehlo) load too; registered last, as they build on the above.
+import jaxdl.export.deployed  # noqa: E402,F401

@@ -54,7 +54,10 @@ def check_options(options: PredictOptions) -> None:
 
 
 def logits_fn(loaded: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A jitted `uint8 images -> float32 logits` of a loaded model (preprocessing included)."""
+    """A jitted `uint8 images -> float32 logits` of a loaded model (preprocessing included); an exported
+    `.onnx` / `.stablehlo` file runs in its own runtime (ONNX Runtime, deserialized StableHLO)."""
+    if hasattr(loaded, "logits"):
+        return loaded.logits
     graphdef, state = nnx.split(loaded.model)
     preprocess = loaded.preprocess
 
