@@ -59,7 +59,9 @@ def to_onnx_model(graph: ExportGraph):
     try:
         from jax2onnx import to_onnx
     except ImportError as err:
-        raise ExportError("format=onnx needs jax2onnx, onnx and onnxruntime: pip install -e '.[export]' && pip install --no-deps jax2onnx==0.17.1") from err
+        raise ExportError(
+            "format=onnx needs jax2onnx, onnx and onnxruntime: pip install -e '.[export]' && pip install --no-deps jax2onnx==0.17.1"
+        ) from err
     batch = jax.export.symbolic_shape(BATCH)[0] if graph.batch is None else graph.batch
     spec = jax.ShapeDtypeStruct((batch, *graph.input_shape), graph.input_dtype)
     with onnx_layers(graph.loaded.model):
