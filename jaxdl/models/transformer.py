@@ -20,8 +20,23 @@ from jaxdl.models.registry import InputSpec, register
 from jaxdl.models.sequences import as_sequence, sequence_shape, valid_steps
 
 
+def fused_implementation(dtype: Any, mask: jax.Array | None) -> str | None:
+    """cuDNN's fused attention where it applies (an NVIDIA GPU, 16-bit q/k/v, no mask), else XLA's (None).
+
+    `jax.nn.dot_product_attention` picks XLA's composition unless asked for "cudnn" explicitly, and
+    cuDNN refuses float32 inputs and, in training, a mask with an odd sequence length (ViT's 197)."""
+    if mask is not None or jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return None
+    device = jax.devices()[0]
+    return "cudnn" if device.platform == "gpu" and "cuda" in device.client.platform_version.lower() else None
+
+
 class SelfAttention(nnx.Module):
-    """Multi-head self-attention with a fused q/k/v projection and an optional key mask."""
+    """Multi-head self-attention with a fused q/k/v projection and an optional key mask.
+
+    Unless something needs the weights (`record`, for explainers) or attention dropout is active,
+    softmax(QK^T/sqrt(d))V is one `jax.nn.dot_product_attention` call (cuDNN's fused kernel on NVIDIA
+    GPUs, see `fused_implementation`); `fused = False` forces the explicit path everywhere."""
 
     def __init__(self, dim: int, heads: int, dropout: float, *, dtype: Any = None, rngs: nnx.Rngs):
         if dim % heads:
@@ -31,11 +46,17 @@ class SelfAttention(nnx.Module):
         self.out = nnx.Linear(dim, dim, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.record = False
+        self.fused = True
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         n, t, d = x.shape
-        q, k, v = jnp.split(self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads), 3, axis=2)
-        q, k, v = (a[:, :, 0].transpose(0, 2, 1, 3) for a in (q, k, v))  # (N, heads, T, d_head)
+        q, k, v = (a[:, :, 0] for a in jnp.split(self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads), 3, axis=2))
+        dropping = self.dropout.rate > 0 and not self.dropout.deterministic
+        if self.fused and not self.record and not dropping:  # q, k, v in BTNH, the layout cuDNN takes
+            keys = None if mask is None else mask[:, None, None, :]
+            y = jax.nn.dot_product_attention(q, k, v, mask=keys, implementation=fused_implementation(q.dtype, mask))
+            return self.out(y.reshape(n, t, d))
+        q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # (N, heads, T, d_head)
         logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(d // self.heads).astype(x.dtype)
         if mask is not None:
             logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
