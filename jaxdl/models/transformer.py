@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.errors import ConfigError
+from jaxdl.models.drop_path import block_rates, drop_path
 from jaxdl.models.layers import check_variant
 from jaxdl.models.registry import InputSpec, register
 from jaxdl.models.sequences import as_sequence, sequence_shape, valid_steps
@@ -74,7 +75,16 @@ class EncoderBlock(nnx.Module):
     imported torchvision / timm ViTs need)."""
 
     def __init__(
-        self, dim: int, heads: int, mlp_dim: int, dropout: float, *, exact_gelu: bool = False, dtype: Any = None, rngs: nnx.Rngs
+        self,
+        dim: int,
+        heads: int,
+        mlp_dim: int,
+        dropout: float,
+        *,
+        exact_gelu: bool = False,
+        drop: float = 0.0,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
     ):
         self.norm1 = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.attention = SelfAttention(dim, heads, dropout, dtype=dtype, rngs=rngs)
@@ -83,11 +93,15 @@ class EncoderBlock(nnx.Module):
         self.mlp2 = nnx.Linear(mlp_dim, dim, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.exact_gelu = exact_gelu
+        self.drop_path = drop_path(drop, 3, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-        x = x + self.dropout(self.attention(self.norm1(x), mask))
+        x = x + self._dropped(self.dropout(self.attention(self.norm1(x), mask)))
         hidden = jax.nn.gelu(self.mlp1(self.norm2(x)), approximate=not self.exact_gelu)
-        return x + self.dropout(self.mlp2(self.dropout(hidden)))
+        return x + self._dropped(self.dropout(self.mlp2(self.dropout(hidden))))
+
+    def _dropped(self, branch: jax.Array) -> jax.Array:
+        return branch if self.drop_path is None else self.drop_path(branch)
 
 
 class PatchEmbedding(nnx.Module):
@@ -130,6 +144,7 @@ class TransformerClassifier(nnx.Module):
         mlp_dim: int,
         dropout: float,
         exact_gelu: bool = False,
+        drop_path: float = 0.0,
         dtype: Any = None,
         rngs: nnx.Rngs,
     ):
@@ -138,7 +153,10 @@ class TransformerClassifier(nnx.Module):
         self.position = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, embed.num_tokens + 1, dim)))
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.blocks = nnx.List(
-            [EncoderBlock(dim, heads, mlp_dim, dropout, exact_gelu=exact_gelu, dtype=dtype, rngs=rngs) for _ in range(depth)]
+            [
+                EncoderBlock(dim, heads, mlp_dim, dropout, exact_gelu=exact_gelu, drop=rate, dtype=dtype, rngs=rngs)
+                for rate in block_rates(drop_path, depth)
+            ]
         )
         self.norm = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(dim, num_classes, dtype=dtype, rngs=rngs)
@@ -182,17 +200,21 @@ def vit(
     mlp_dim: int | None = None,
     dropout: float = 0.1,
     exact_gelu: bool = False,
+    drop_path: float = 0.0,
     dtype: Any = None,
     rngs: nnx.Rngs = None,
 ) -> TransformerClassifier:
     """Vision Transformer; `variant: imagenet` is ViT-B/16 at 224x224 (86.6M), `small` patch 4, width 64, depth 6.
 
-    `exact_gelu` uses the erf GELU of PyTorch's ViTs instead of the tanh approximation."""
+    `exact_gelu` uses the erf GELU of PyTorch's ViTs instead of the tanh approximation; `drop_path` is the
+    last block's stochastic-depth rate (timm's linear rule)."""
     check_variant(variant)
     given = dict(patch=patch, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim)
     cfg = {k: v if v is not None else VIT_PRESETS[variant][k] for k, v in given.items()}
     embed = PatchEmbedding(spec, cfg.pop("patch"), cfg["dim"], dtype=dtype, rngs=rngs)
-    return TransformerClassifier(embed, spec.num_classes, **cfg, dropout=dropout, exact_gelu=exact_gelu, dtype=dtype, rngs=rngs)
+    return TransformerClassifier(
+        embed, spec.num_classes, **cfg, dropout=dropout, exact_gelu=exact_gelu, drop_path=drop_path, dtype=dtype, rngs=rngs
+    )
 
 
 @register("seq_transformer")
