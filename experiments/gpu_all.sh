@@ -76,7 +76,7 @@ if [ $SMOKE = 1 ]; then
   VIT_VARIANTS=base,explicit_attention
   RESNET_VARIANTS=base,bn_bf16_stats
   JPEG_COUNT=16
-  INPUT_ARGS=(--workers 1 --images 16 --photos 24 --repeats 1)
+  INPUT_ARGS=(--workers 1 --images 1000 --photos 1000 --repeats 1)  # fewer leave the 1% test split empty
   EXPLAIN_DATA=(data=digits model=lenet5 trainer.epochs=1 trainer.progress=false)
   EXPLAIN_METHODS=(gradcam)
 else
