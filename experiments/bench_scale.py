@@ -48,6 +48,25 @@ NETS = {
 }
 
 
+# Issue 27's attempts, one jaxdl row each (`--variants base,explicit_attention,...`), measured against the same
+# PyTorch rows. XLA flag sets go into XLA_FLAGS of the worker process before JAX starts; an unknown flag fails
+# that row alone.
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "explicit_attention": {"attention": "explicit"},  # ViT: softmax(QK^T)V written out (the pre-issue-27 path)
+    "bf16_params": {"params_bf16": True},  # parameters and optimiser state in bfloat16 too: bf16 end to end
+    "remat": {"remat": True},  # recompute each block's activations in the backward pass
+    "bn_bf16_stats": {"bn_bf16_stats": True},  # ResNet: BN statistics reduced from bf16 (no f32 copy of x)
+    "xla_autotune4": {"xla_flags": "--xla_gpu_autotune_level=4"},
+    "xla_no_triton_gemm": {"xla_flags": "--xla_gpu_enable_triton_gemm=false"},
+    "xla_cudnn_layer_norm": {"xla_flags": "--xla_gpu_enable_cudnn_layer_norm=true"},
+    "xla_cudnn_fusion": {"xla_flags": "--xla_gpu_cudnn_gemm_fusion_level=2"},
+    "xla_latency_hiding": {"xla_flags": "--xla_gpu_enable_latency_hiding_scheduler=true"},
+}
+# Kernel names of fused attention in a GPU trace (cuDNN's flash / fmha kernels, Pallas / Triton flash attention).
+FUSED_ATTENTION_KERNELS = ("fmha", "flash", "cudnn_attn", "sdpa")
+
+
 def net_config(net: Net, *extra: str):
     from jaxdl.config import compose_config
 
@@ -95,9 +114,13 @@ def jaxdl_worker(args: argparse.Namespace) -> dict:
     mesh = data_mesh()
     spec = models.InputSpec((224, 224), 3, 1000)
     macs = module_macs(lambda: models.build(cfg.model, spec, seed=0), (1, 224, 224, 3))
+    variant = VARIANTS[args.variant]
     model = models.build(cfg.model, spec, seed=0, dtype=jnp.bfloat16)
+    apply_variant(model, variant)
     tx = optim.build(cfg.optimizer, 10_000, 1)
     train_def, _, params, rest = split_model(model)
+    if variant.get("params_bf16"):
+        params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     state = init_state(params, rest, tx, mesh)
     preprocess = make_preprocess(cfg.data, spec.size, IMAGENET_MEAN, IMAGENET_STD, streamed=True)
     step = make_train_step(train_def, tx, preprocess, mesh, seed=0, compute_dtype=jnp.bfloat16)
@@ -125,8 +148,12 @@ def jaxdl_worker(args: argparse.Namespace) -> dict:
     compile_s = time.perf_counter() - start
     run(args.warmup)
     rates = timed_rounds(run, args.steps, args.rounds, args.batch)
+    hlo = step.lower(state, *batches[0]).compile().as_text()
     result = {
-        "peer": "jaxdl",
+        "peer": "jaxdl" if args.variant == "base" else f"jaxdl[{args.variant}]",
+        "variant": args.variant,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "fused_attention_in_hlo": "__cudnn$fmha" in hlo,
         "model": args.model,
         "batch": args.batch,
         "devices": mesh.size,
@@ -142,10 +169,31 @@ def jaxdl_worker(args: argparse.Namespace) -> dict:
         traced = TracedSteps(step, Path(args.profile_dir) / f"jaxdl_{args.model}", skip=0, count=3)
         for i in range(3):
             state, _ = traced(state, *batches[i])
-        result["top_ops"] = top_ops(traced.trace_dir, limit=12)
+        result["top_ops"] = top_ops(traced.trace_dir, limit=40)
+        names = [name.lower() for name, _, _ in result["top_ops"]]
+        result["fused_attention_in_trace"] = any(k in n for n in names for k in FUSED_ATTENTION_KERNELS)
     if args.input_folder:
         result.update(streamed_input(args, cfg, mesh, run))
     return result
+
+
+def apply_variant(model, variant: dict) -> None:
+    """Switch the built model to an attempt's form: explicit attention, remat'd blocks, bf16 BN reductions."""
+    from flax import nnx
+
+    from jaxdl.models import resnet, transformer
+
+    if variant.get("attention") == "explicit":
+        for _, module in nnx.iter_modules(model):
+            if isinstance(module, transformer.SelfAttention):
+                module.fused = False
+    if variant.get("remat"):
+        for cls in (transformer.EncoderBlock, resnet.BasicBlock, resnet.Bottleneck):
+            cls.__call__ = nnx.remat(cls.__call__)
+    if variant.get("bn_bf16_stats"):
+        for _, module in nnx.iter_modules(model):
+            if isinstance(module, nnx.BatchNorm):
+                module.force_float32_reductions = False
 
 
 def streamed_input(args: argparse.Namespace, cfg, mesh, run) -> dict:
@@ -265,8 +313,12 @@ def _write_jpeg(folder: Path, i: int) -> None:
     image.save(path, quality=90)
 
 
-def run_worker(args: argparse.Namespace, peer: str, model: str) -> dict:
-    command = [sys.executable, __file__, "--worker", peer, "--model", model]
+def run_worker(args: argparse.Namespace, peer: str, model: str, variant: str = "base") -> dict:
+    command = [sys.executable, __file__, "--worker", peer, "--model", model, "--variant", variant]
+    env = dict(os.environ)
+    flags = VARIANTS[variant].get("xla_flags")
+    if flags:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
     for key in ("batch", "steps", "rounds", "warmup", "profile_dir", "input_folder"):
         value = getattr(args, key)
         if value is not None:
@@ -274,39 +326,51 @@ def run_worker(args: argparse.Namespace, peer: str, model: str) -> dict:
     command += ["--torch-compile" if args.torch_compile else "--no-torch-compile"]
     start = time.perf_counter()
     try:
-        out = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=args.worker_timeout)
+        out = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=args.worker_timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {"peer": peer, "model": model, "error": f"no result within --worker-timeout {args.worker_timeout} s"}
+        return {
+            "peer": peer,
+            "model": model,
+            "variant": variant,
+            "error": f"no result within --worker-timeout {args.worker_timeout} s",
+        }
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)
-        return {"peer": peer, "model": model, "error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+        return {
+            "peer": peer,
+            "model": model,
+            "variant": variant,
+            "error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed",
+        }
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["worker_wall_s"] = time.perf_counter() - start
     return result
 
 
 def summarise(results: list[dict]) -> dict:
-    """Per model: median images/s of each peer, jaxdl's ratio to each, and MFU."""
+    """Per model: median images/s of each peer, and for each jaxdl row (an attempt) its MFU and ratio to each peer."""
     table = {}
     for model in dict.fromkeys(r["model"] for r in results):
         rows = {r["peer"]: r for r in results if r["model"] == model and "images_per_s" in r}
         entry = {peer: statistics.median(r["images_per_s"]) for peer, r in rows.items()}
-        jax_row = rows.get("jaxdl")
-        if jax_row:
+        peers = [p for p in rows if not p.startswith("jaxdl")]
+        for name, jax_row in rows.items():
+            if not name.startswith("jaxdl"):
+                continue
             step_flops = 6 * jax_row["forward_macs_per_image"]
-            achieved = entry["jaxdl"] * step_flops
+            achieved = entry[name] * step_flops
             peak = next((v for k, v in PEAK_BF16.items() if k in jax_row["device_kind"]), None)
             entry["train_step_gflops_per_image"] = step_flops / 1e9
-            entry["jaxdl_tflops"] = achieved / 1e12
-            entry["jaxdl_mfu_of_datasheet_bf16"] = achieved / peak if peak else None
-            entry["jaxdl_share_of_measured_matmul"] = achieved / (jax_row["matmul_bf16_tflops"] * 1e12)
-            for peer in rows.keys() - {"jaxdl"}:
-                entry[f"ratio_jaxdl_vs_{peer}"] = entry["jaxdl"] / entry[peer]
+            entry[f"{name}_tflops"] = achieved / 1e12
+            entry[f"{name}_mfu_of_datasheet_bf16"] = achieved / peak if peak else None
+            entry[f"{name}_share_of_measured_matmul"] = achieved / (jax_row["matmul_bf16_tflops"] * 1e12)
+            for peer in peers:
+                entry[f"ratio_{name}_vs_{peer}"] = entry[name] / entry[peer]
                 entry[f"{peer}_mfu_of_datasheet_bf16"] = entry[peer] * step_flops / peak if peak else None
             if "streamed_images_per_s" in jax_row:
                 streamed = statistics.median(jax_row["streamed_images_per_s"])
-                entry["jaxdl_streamed"] = streamed
-                entry["input_loss_share"] = 1 - streamed / entry["jaxdl"]
+                entry[f"{name}_streamed"] = streamed
+                entry[f"{name}_input_loss_share"] = 1 - streamed / entry[name]
         table[model] = entry
     return table
 
@@ -319,6 +383,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=5, help="steps after the first (compiling) one, not timed")
+    parser.add_argument("--variants", default="base", help=f"jaxdl rows, comma-separated, of: {', '.join(VARIANTS)}")
     parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--worker-timeout", type=float, default=None, help="seconds one peer's process may take")
     parser.add_argument("--profile-dir", default=None, help="jaxdl: trace 3 steps here and report the top ops")
@@ -329,6 +394,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--worker", choices=("jaxdl", "pytorch"), help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=tuple(NETS), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="base", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.smoke:
         args.batch, args.steps, args.rounds, args.warmup, args.torch_compile = 2, 1, 1, 1, False
@@ -339,13 +405,18 @@ def main() -> None:
     if args.make_jpegs:
         make_jpegs(args.make_jpegs, args.count)
         return
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - VARIANTS.keys())
+    if unknown:
+        parser.error(f"unknown --variants {unknown}; choose from {', '.join(VARIANTS)}")
     results = []
     for model in args.models.split(","):
-        for peer in args.peers.split(","):
-            results.append(run_worker(args, peer, model))
+        rows = [(p, v) for p in args.peers.split(",") for v in (variants if p == "jaxdl" else ["base"])]
+        for peer, variant in rows:
+            results.append(run_worker(args, peer, model, variant))
             row = results[-1]
             rate = statistics.median(row["images_per_s"]) if "images_per_s" in row else row.get("error")
-            print(f"{model:9s} {row['peer']:17s} {rate}", flush=True)
+            print(f"{model:9s} {row['peer']:30s} {rate}", flush=True)
             summary = {
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
                 "command": " ".join(sys.argv),

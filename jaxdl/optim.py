@@ -9,6 +9,7 @@ import jax
 import optax
 
 from jaxdl.errors import ConfigError
+from jaxdl.layer_decay import scale_by_layer_decay
 from jaxdl.registry import Registry, call_with_options
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -18,7 +19,7 @@ SCHEDULES: Registry = Registry("schedule")
 WRAPPERS: Registry = Registry("optimizer wrapper")
 
 # Keys of an optimizer config handled here rather than passed to the optax constructor.
-OWN_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm", "backbone_lr_scale")
+OWN_KEYS = ("name", "learning_rate", "schedule", "weight_decay", "grad_clip_norm", "backbone_lr_scale", "layer_decay")
 
 
 def decay_mask(params: Any) -> Any:
@@ -113,6 +114,8 @@ def build(cfg: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.Gr
     elif weight_decay:  # classic L2: added to the gradient before the optimiser
         chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
     chain.append(call_with_options(factory, options, f"optimizer '{name}'", learning_rate=lr))
+    if cfg.get("layer_decay") is not None:
+        chain.append(scale_by_layer_decay(float(cfg["layer_decay"])))
     tx = optax.chain(*chain)
     for key, value in wrappers.items():
         tx = WRAPPERS.get(key)(tx, value, steps_per_epoch, epochs)

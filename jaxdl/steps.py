@@ -14,6 +14,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh
 
+from jaxdl.augment import Mix
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.parallel import batch_sharded, put_replicated, replicated
 from jaxdl.trees import module_at
@@ -65,18 +66,29 @@ def make_train_step(
     seed: int,
     label_smoothing: float = 0.0,
     compute_dtype: Any = jnp.float32,
+    mix: Mix | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
-    """A jitted `(state, images_u8, labels) -> (state, {loss_sum, correct, count})`."""
+    """A jitted `(state, images_u8, labels) -> (state, {loss_sum, correct, count})`.
+
+    `mix` (jaxdl.augment: mixup / cutmix) turns the batch and labels into mixed images and soft targets,
+    label smoothing included, from the step's key."""
     augment_key = jax.random.key(seed)
 
     def step(state: TrainState, images: jax.Array, labels: jax.Array):
-        x = preprocess(images, jax.random.fold_in(augment_key, state.step)).astype(compute_dtype)
+        key = jax.random.fold_in(augment_key, state.step)
+        x = preprocess(images, key).astype(compute_dtype)
+        targets = None
+        if mix is not None:
+            x, targets = mix(jax.random.fold_in(key, 1), x, labels)
 
         def loss_fn(params):
             # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count
             model = nnx.merge(train_def, params, state.model_state, copy=True)
             logits = model(x)
-            loss = cross_entropy(logits, labels, label_smoothing).mean()
+            if targets is None:
+                loss = cross_entropy(logits, labels, label_smoothing).mean()
+            else:
+                loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
             return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
 
         (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

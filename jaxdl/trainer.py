@@ -34,6 +34,7 @@ from jaxdl.parallel import check_batch_size, data_mesh
 from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
 from jaxdl.validate import check_settings
+from jaxdl.augment import batch_mix
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
 from jaxdl.summary import write_summary
 
@@ -301,7 +302,8 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         len(dataset.test),
         mesh.size,
     )
-    train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype)
+    mix = batch_mix(cfg.data.augment, dataset.num_classes, t.label_smoothing)
+    train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype, mix)
     predict = make_predict(exp.eval_def, exp.preprocess, mesh, compute_dtype)
     if t.get("profile") and run.main:
         train_step = TracedSteps(train_step, run.dir / "profile", count=int(t.get("profile_steps", 5)))

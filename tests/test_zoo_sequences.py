@@ -103,3 +103,56 @@ def test_signals_config_loads_with_a_train_subset():
     cfg.train_subset = 10_000
     with pytest.raises(DataError, match="data.train_subset must be between 1 and the 450"):
         load_dataset(cfg)
+
+
+def set_fused(model: nnx.Module, fused: bool) -> None:
+    for block in model.blocks:
+        block.attention.fused = fused
+
+
+@pytest.mark.parametrize("name, spec, lengths", [("vit", InputSpec((28, 28), 1, 10), None), ("seq_transformer", SIGNAL, True)])
+def test_fused_attention_gives_the_explicit_paths_logits_and_gradients(name, spec, lengths, monkeypatch):
+    model = models.build({"name": name, "depth": 1, **({"patch": 7} if name == "vit" else {})}, spec, seed=0)
+    model.eval()  # no attention dropout: the fused call applies
+    x = jax.random.normal(jax.random.key(1), (3, *spec.size, 1))
+    lengths = padded_batch()[2] if lengths else None
+    calls = []
+    fused_call = jax.nn.dot_product_attention
+    monkeypatch.setattr(jax.nn, "dot_product_attention", lambda *a, **k: calls.append(k["implementation"]) or fused_call(*a, **k))
+
+    def loss(m: nnx.Module) -> jax.Array:
+        return (m(x, lengths) ** 2).mean()
+
+    results = {}
+    for fused in (True, False):
+        set_fused(model, fused)
+        calls.clear()
+        results[fused] = (model(x, lengths), nnx.grad(loss)(model))
+        assert calls == ([None] * 2 if fused else [])  # XLA's composition on the CPU: the logits, then the grad
+    np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(results[True][1]), jax.tree.leaves(results[False][1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_cudnn_attention_is_chosen_only_for_16_bit_unmasked_inputs_on_nvidia(monkeypatch):
+    from jaxdl.models import transformer
+
+    class Device:
+        platform = "gpu"
+
+        class client:  # noqa: N801 - mimics jax's Device.client attribute
+            platform_version = "PJRT C API\ncuda 12080"
+
+    assert transformer.fused_implementation(jnp.bfloat16, None) is None  # the CPU: XLA's
+    monkeypatch.setattr(jax, "devices", lambda: [Device()])
+    assert transformer.fused_implementation(jnp.bfloat16, None) == "cudnn"
+    assert transformer.fused_implementation(jnp.float16, None) == "cudnn"
+    assert transformer.fused_implementation(jnp.float32, None) is None
+    assert transformer.fused_implementation(jnp.bfloat16, jnp.ones((2, 5), bool)) is None
+
+
+def test_attention_dropout_in_training_takes_the_explicit_path(monkeypatch):
+    model = models.build({"name": "vit", "depth": 1, "patch": 7, "dropout": 0.5}, InputSpec((28, 28), 1, 10), seed=0)
+    model.train()
+    monkeypatch.setattr(jax.nn, "dot_product_attention", lambda *a, **k: pytest.fail("fused call with attention dropout"))
+    model(jnp.ones((2, 28, 28, 1)))

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import jax
 from flax import nnx
 
+from jaxdl.models.drop_path import block_rates, drop_path
 from jaxdl.models.layers import ConvBN, Pool, check_variant, global_avg_pool, run_sequence
 from jaxdl.models.registry import InputSpec, register
 
@@ -16,15 +17,16 @@ class BasicBlock(nnx.Module):
 
     expansion = 1
 
-    def __init__(self, cin: int, width: int, stride: int, *, dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(self, cin: int, width: int, stride: int, *, drop: float = 0.0, dtype: Any = None, rngs: nnx.Rngs):
         cout = width * self.expansion
         self.conv1 = ConvBN(cin, width, 3, stride, 1, norm=True, dtype=dtype, rngs=rngs)
         self.conv2 = ConvBN(width, cout, 3, 1, 1, norm=True, relu=False, dtype=dtype, rngs=rngs)
         self.shortcut = _projection(cin, cout, stride, dtype, rngs)
+        self.drop_path = drop_path(drop, 4, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         identity = x if self.shortcut is None else self.shortcut(x)
-        return jax.nn.relu(self.conv2(self.conv1(x)) + identity)
+        return jax.nn.relu(_dropped(self.drop_path, self.conv2(self.conv1(x))) + identity)
 
 
 class Bottleneck(nnx.Module):
@@ -32,16 +34,21 @@ class Bottleneck(nnx.Module):
 
     expansion = 4
 
-    def __init__(self, cin: int, width: int, stride: int, *, dtype: Any = None, rngs: nnx.Rngs):
+    def __init__(self, cin: int, width: int, stride: int, *, drop: float = 0.0, dtype: Any = None, rngs: nnx.Rngs):
         cout = width * self.expansion
         self.conv1 = ConvBN(cin, width, 1, norm=True, dtype=dtype, rngs=rngs)
         self.conv2 = ConvBN(width, width, 3, stride, 1, norm=True, dtype=dtype, rngs=rngs)
         self.conv3 = ConvBN(width, cout, 1, norm=True, relu=False, dtype=dtype, rngs=rngs)
         self.shortcut = _projection(cin, cout, stride, dtype, rngs)
+        self.drop_path = drop_path(drop, 4, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         identity = x if self.shortcut is None else self.shortcut(x)
-        return jax.nn.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+        return jax.nn.relu(_dropped(self.drop_path, self.conv3(self.conv2(self.conv1(x)))) + identity)
+
+
+def _dropped(drop: nnx.Dropout | None, branch: jax.Array) -> jax.Array:
+    return branch if drop is None else drop(branch)
 
 
 def _projection(cin: int, cout: int, stride: int, dtype: Any, rngs: nnx.Rngs) -> ConvBN | None:
@@ -58,7 +65,15 @@ class ResNet(nnx.Module):
     """
 
     def __init__(
-        self, spec: InputSpec, block: type, depths: Sequence[int], *, variant: str = "small", dtype: Any = None, rngs: nnx.Rngs
+        self,
+        spec: InputSpec,
+        block: type,
+        depths: Sequence[int],
+        *,
+        variant: str = "small",
+        drop_path: float = 0.0,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
     ):
         check_variant(variant)
         if variant == "imagenet":
@@ -66,12 +81,13 @@ class ResNet(nnx.Module):
         else:
             stem = [ConvBN(spec.channels, 64, 3, 1, 1, norm=True, dtype=dtype, rngs=rngs)]
         self.stem = nnx.List(stem)
-        stages, cin = [], 64
+        stages, cin, rates = [], 64, iter(block_rates(drop_path, sum(depths)))
         for i, depth in enumerate(depths):
             width = 64 * 2**i
             blocks = []
             for j in range(depth):
-                blocks.append(block(cin, width, 2 if (i > 0 and j == 0) else 1, dtype=dtype, rngs=rngs))
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(cin, width, stride, drop=next(rates), dtype=dtype, rngs=rngs))
                 cin = width * block.expansion
             stages.append(nnx.List(blocks))
         self.stages = nnx.List(stages)
@@ -90,10 +106,14 @@ ARCHITECTURES = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
 def _factory(depth: int):
     block, depths = ARCHITECTURES[depth]
 
-    def build(spec: InputSpec, variant: str = "small", dtype: Any = None, rngs: nnx.Rngs = None) -> ResNet:
-        return ResNet(spec, block, depths, variant=variant, dtype=dtype, rngs=rngs)
+    def build(
+        spec: InputSpec, variant: str = "small", drop_path: float = 0.0, dtype: Any = None, rngs: nnx.Rngs = None
+    ) -> ResNet:
+        return ResNet(spec, block, depths, variant=variant, drop_path=drop_path, dtype=dtype, rngs=rngs)
 
-    build.__doc__ = f"ResNet-{depth} ({block.__name__}s {depths}); `variant: imagenet` for 224x224."
+    build.__doc__ = (
+        f"ResNet-{depth} ({block.__name__}s {depths}); `variant: imagenet` for 224x224; `drop_path`: stochastic depth."
+    )
     return build
 
 

@@ -15,13 +15,29 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.errors import ConfigError
+from jaxdl.models.drop_path import block_rates, drop_path
 from jaxdl.models.layers import check_variant
 from jaxdl.models.registry import InputSpec, register
 from jaxdl.models.sequences import as_sequence, sequence_shape, valid_steps
 
 
+def fused_implementation(dtype: Any, mask: jax.Array | None) -> str | None:
+    """cuDNN's fused attention where it applies (an NVIDIA GPU, 16-bit q/k/v, no mask), else XLA's (None).
+
+    `jax.nn.dot_product_attention` picks XLA's composition unless asked for "cudnn" explicitly, and
+    cuDNN refuses float32 inputs and, in training, a mask with an odd sequence length (ViT's 197)."""
+    if mask is not None or jnp.dtype(dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return None
+    device = jax.devices()[0]
+    return "cudnn" if device.platform == "gpu" and "cuda" in device.client.platform_version.lower() else None
+
+
 class SelfAttention(nnx.Module):
-    """Multi-head self-attention with a fused q/k/v projection and an optional key mask."""
+    """Multi-head self-attention with a fused q/k/v projection and an optional key mask.
+
+    Unless something needs the weights (`record`, for explainers) or attention dropout is active,
+    softmax(QK^T/sqrt(d))V is one `jax.nn.dot_product_attention` call (cuDNN's fused kernel on NVIDIA
+    GPUs, see `fused_implementation`); `fused = False` forces the explicit path everywhere."""
 
     def __init__(self, dim: int, heads: int, dropout: float, *, dtype: Any = None, rngs: nnx.Rngs):
         if dim % heads:
@@ -31,11 +47,17 @@ class SelfAttention(nnx.Module):
         self.out = nnx.Linear(dim, dim, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.record = False
+        self.fused = True
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         n, t, d = x.shape
-        q, k, v = jnp.split(self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads), 3, axis=2)
-        q, k, v = (a[:, :, 0].transpose(0, 2, 1, 3) for a in (q, k, v))  # (N, heads, T, d_head)
+        q, k, v = (a[:, :, 0] for a in jnp.split(self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads), 3, axis=2))
+        dropping = self.dropout.rate > 0 and not self.dropout.deterministic
+        if self.fused and not self.record and not dropping:  # q, k, v in BTNH, the layout cuDNN takes
+            keys = None if mask is None else mask[:, None, None, :]
+            y = jax.nn.dot_product_attention(q, k, v, mask=keys, implementation=fused_implementation(q.dtype, mask))
+            return self.out(y.reshape(n, t, d))
+        q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # (N, heads, T, d_head)
         logits = q @ k.swapaxes(-1, -2) / jnp.sqrt(d // self.heads).astype(x.dtype)
         if mask is not None:
             logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
@@ -53,7 +75,16 @@ class EncoderBlock(nnx.Module):
     imported torchvision / timm ViTs need)."""
 
     def __init__(
-        self, dim: int, heads: int, mlp_dim: int, dropout: float, *, exact_gelu: bool = False, dtype: Any = None, rngs: nnx.Rngs
+        self,
+        dim: int,
+        heads: int,
+        mlp_dim: int,
+        dropout: float,
+        *,
+        exact_gelu: bool = False,
+        drop: float = 0.0,
+        dtype: Any = None,
+        rngs: nnx.Rngs,
     ):
         self.norm1 = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.attention = SelfAttention(dim, heads, dropout, dtype=dtype, rngs=rngs)
@@ -62,11 +93,15 @@ class EncoderBlock(nnx.Module):
         self.mlp2 = nnx.Linear(mlp_dim, dim, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.exact_gelu = exact_gelu
+        self.drop_path = drop_path(drop, 3, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-        x = x + self.dropout(self.attention(self.norm1(x), mask))
+        x = x + self._dropped(self.dropout(self.attention(self.norm1(x), mask)))
         hidden = jax.nn.gelu(self.mlp1(self.norm2(x)), approximate=not self.exact_gelu)
-        return x + self.dropout(self.mlp2(self.dropout(hidden)))
+        return x + self._dropped(self.dropout(self.mlp2(self.dropout(hidden))))
+
+    def _dropped(self, branch: jax.Array) -> jax.Array:
+        return branch if self.drop_path is None else self.drop_path(branch)
 
 
 class PatchEmbedding(nnx.Module):
@@ -109,6 +144,7 @@ class TransformerClassifier(nnx.Module):
         mlp_dim: int,
         dropout: float,
         exact_gelu: bool = False,
+        drop_path: float = 0.0,
         dtype: Any = None,
         rngs: nnx.Rngs,
     ):
@@ -117,7 +153,10 @@ class TransformerClassifier(nnx.Module):
         self.position = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, embed.num_tokens + 1, dim)))
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.blocks = nnx.List(
-            [EncoderBlock(dim, heads, mlp_dim, dropout, exact_gelu=exact_gelu, dtype=dtype, rngs=rngs) for _ in range(depth)]
+            [
+                EncoderBlock(dim, heads, mlp_dim, dropout, exact_gelu=exact_gelu, drop=rate, dtype=dtype, rngs=rngs)
+                for rate in block_rates(drop_path, depth)
+            ]
         )
         self.norm = nnx.LayerNorm(dim, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(dim, num_classes, dtype=dtype, rngs=rngs)
@@ -161,17 +200,21 @@ def vit(
     mlp_dim: int | None = None,
     dropout: float = 0.1,
     exact_gelu: bool = False,
+    drop_path: float = 0.0,
     dtype: Any = None,
     rngs: nnx.Rngs = None,
 ) -> TransformerClassifier:
     """Vision Transformer; `variant: imagenet` is ViT-B/16 at 224x224 (86.6M), `small` patch 4, width 64, depth 6.
 
-    `exact_gelu` uses the erf GELU of PyTorch's ViTs instead of the tanh approximation."""
+    `exact_gelu` uses the erf GELU of PyTorch's ViTs instead of the tanh approximation; `drop_path` is the
+    last block's stochastic-depth rate (timm's linear rule)."""
     check_variant(variant)
     given = dict(patch=patch, dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim)
     cfg = {k: v if v is not None else VIT_PRESETS[variant][k] for k, v in given.items()}
     embed = PatchEmbedding(spec, cfg.pop("patch"), cfg["dim"], dtype=dtype, rngs=rngs)
-    return TransformerClassifier(embed, spec.num_classes, **cfg, dropout=dropout, exact_gelu=exact_gelu, dtype=dtype, rngs=rngs)
+    return TransformerClassifier(
+        embed, spec.num_classes, **cfg, dropout=dropout, exact_gelu=exact_gelu, drop_path=drop_path, dtype=dtype, rngs=rngs
+    )
 
 
 @register("seq_transformer")
