@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,27 +54,18 @@ def prepare(run: Path, epochs: int) -> dict[str, Path]:
     return files
 
 
-def median_ms(fn, x: np.ndarray, repeats: int) -> float:
-    np.asarray(fn(x))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        np.asarray(fn(x))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def measure(files: dict[str, Path], repeats: int) -> list[dict]:
     import jax
 
     import jaxdl
     from jaxdl.data import load_dataset
+    from jaxdl.export.verify import latency_ms
 
     test = load_dataset(jaxdl.load_model(files["float"]).cfg.data).test
     rows = []
     for name, path in files.items():
         model = jaxdl.load_model(path)
-        runtime = {"float": "jaxdl (XLA, jit)", "int8": "jaxdl int8 (XLA, jit)"}.get(name, name.split("/")[1])
+        runtime = name.split("/")[1] if "/" in name else "jaxdl (XLA, jit)"
         fn = jax.jit(model.__call__) if name in ("float", "int8") else model
         logits = np.concatenate([np.asarray(fn(test.images[i : i + 500])) for i in range(0, len(test), 500)])
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
@@ -86,8 +76,8 @@ def measure(files: dict[str, Path], repeats: int) -> list[dict]:
                 "file": str(path),
                 "bytes": size,
                 "test_accuracy": float(np.mean(logits.argmax(-1) == test.labels)),
-                "latency_ms_batch_1": median_ms(fn, test.images[:1], repeats),
-                "latency_ms_batch_64": median_ms(fn, test.images[:64], repeats),
+                "latency_ms_batch_1": latency_ms(fn, test.images[:1], repeats),
+                "latency_ms_batch_64": latency_ms(fn, test.images[:64], repeats),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
