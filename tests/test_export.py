@@ -178,8 +178,8 @@ def test_cli_exports_a_saved_model_and_predict_reads_the_onnx_file(tmp_path):
 
     photo = tmp_path / "photo.png"
     Image.fromarray(raw_inputs(loaded, 1)[0, ..., 0]).save(photo)
-    via_onnx = predict_files(PredictOptions(model=str(out), images=str(photo), top_k=3))
-    via_jaxdl = predict_files(PredictOptions(model=str(tmp_path / "artifact"), images=str(photo), top_k=3))
+    via_onnx, _ = predict_files(PredictOptions(model=str(out), images=str(photo), top_k=3))
+    via_jaxdl, _ = predict_files(PredictOptions(model=str(tmp_path / "artifact"), images=str(photo), top_k=3))
     assert [c for c, _ in via_onnx[0]["top"]] == [c for c, _ in via_jaxdl[0]["top"]]
     np.testing.assert_allclose([p for _, p in via_onnx[0]["top"]], [p for _, p in via_jaxdl[0]["top"]], atol=1e-5)
     bad = run_cli("-m", "jaxdl.apps.export", f"model={tmp_path / 'artifact'}", "format=tflite", f"out={tmp_path / 'x'}")
