@@ -174,7 +174,7 @@ def is_disk_full(err: BaseException) -> bool:
 
 
 def _settle(seconds: float = 1.0) -> None:
-    """After a failed save, the failed save's other TensorStore writes still end, each printing a traceback
+    """After a failed or interrupted save, its other TensorStore writes still end, each printing a traceback
     about Orbax's closed event loop: let them end now, while their output goes to the log file."""
     gc.collect()
     time.sleep(seconds)
@@ -263,7 +263,7 @@ class RunCheckpoints:
                 try:
                     self.manager.save(step, args=args, force=True)
                     self.manager.wait_until_finished()
-                except Exception:
+                except BaseException:  # a full disk, or Ctrl-C mid-save: Orbax's threads' tracebacks go to run.log
                     _settle()
                     raise
         except Exception as err:  # noqa: BLE001

@@ -28,6 +28,7 @@ MESSAGE = b"interrupted; run the same command again (a run resumes from its last
 _requested = threading.Event()
 _exiting = threading.Lock()
 _run_open = False
+_handled = 0  # Ctrl-Cs the main thread's handler has seen (the watcher acts only on the others)
 
 
 def _exit_now() -> None:
@@ -37,6 +38,8 @@ def _exit_now() -> None:
 
 
 def _handler(signum, frame) -> None:
+    global _handled
+    _handled += 1
     _requested.set()
     if _run_open:
         raise KeyboardInterrupt
@@ -51,7 +54,10 @@ def _watch(fd: int) -> None:
         except OSError:
             return
         presses += data.count(signal.SIGINT)
-        if presses and (not _run_open or presses >= 2):  # a second Ctrl-C ends even a run stuck inside XLA
+        # The main thread may be stuck in a C++ call (start-up, XLA): exit for it, unless its handler already
+        # turned this Ctrl-C into the run's KeyboardInterrupt (the run may have closed since: not a new press).
+        # A second Ctrl-C ends even a run stuck inside XLA.
+        if presses >= 2 or (presses > _handled and not _run_open):
             _requested.set()
             _exit_now()
 
