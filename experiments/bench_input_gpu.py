@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_scale import IMAGENET_MEAN, IMAGENET_STD, NETS, net_config, timed_rounds  # noqa: E402
+from bench_scale import IMAGENET_MEAN, IMAGENET_STD, NETS, endless_batches, net_config, timed_rounds  # noqa: E402
 
 FEEDS = {
     "folder_processes": lambda a: ["data=folder", f"data.root={a.jpegs}", "data.stream=true", "data.worker_mode=process"],
@@ -83,13 +83,7 @@ def measure(args: argparse.Namespace, model: str) -> dict:
             result[name] = {"skipped": str(err)}
             continue
 
-        def epochs():
-            epoch = 0
-            while True:
-                epoch += 1
-                yield from loader.train_batches(args.batch, 0, epoch)
-
-        feed = epochs()
+        feed = endless_batches(loader, args.batch)
         run(args.warmup, feed)
         rates = timed_rounds(lambda n: run(n, feed), args.steps, args.rounds, args.batch)
         median, top = float(np.median(rates)), float(np.median(result["resident"]))

@@ -73,6 +73,14 @@ def net_config(net: Net, *extra: str):
     return compose_config("config", [f"model={net.zoo}", f"optimizer={net.optimizer}", *extra])
 
 
+def endless_batches(loader, batch: int):
+    """A streamed loader's training batches, epoch after epoch, for as many steps as a benchmark takes."""
+    epoch = 0
+    while True:
+        epoch += 1
+        yield from loader.train_batches(batch, 0, epoch)
+
+
 def timed_rounds(run, steps: int, rounds: int, batch: int) -> list[float]:
     """Images/s of `rounds` calls `run(steps)`, each ending with the device idle."""
     rates = []
@@ -208,13 +216,7 @@ def streamed_input(args: argparse.Namespace, cfg, mesh, run) -> dict:
     train = load_dataset(cfg.data).train
     loader = loader_for(train, mesh)
 
-    def feed():
-        epoch = 0
-        while True:
-            epoch += 1
-            yield from loader.train_batches(args.batch, 0, epoch)
-
-    batches = feed()
+    batches = endless_batches(loader, args.batch)
     run(args.warmup, batches)
     rates = timed_rounds(lambda n: run(n, batches), args.steps, args.rounds, args.batch)
     return {"streamed_images_per_s": rates, "input_workers": train.workers, "input_files": len(train)}
