@@ -42,6 +42,8 @@ def largest_batch_split() -> list[int]:
 
 
 def main(out: Path) -> None:
+    # The sharding callback fires while XLA compiles: a program read back from the tests' persistent cache would skip it.
+    jax.config.update("jax_enable_compilation_cache", False)
     probe.SHARD_ON_CPU = True  # off by default on CPUs (xai/explain/probe.py)
     model, images, labels = trained_digits_convnet()
     model.__class__ = Recording
