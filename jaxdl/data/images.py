@@ -16,13 +16,14 @@ import io
 import math
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from jaxdl.data import jpeg
+from jaxdl.data.auto_size import IMAGENET_CROP_SCALE
 from jaxdl.errors import ConfigError, DataError
 
 BAD_FILE_POLICIES = ("skip", "raise")
@@ -251,6 +252,24 @@ class ImageDecoder:
         if image is None:
             self.bad_files.record(path, reason)
         return image
+
+
+def configured_decoder(
+    size: int, channels: int, eval_crop: float, augment: Mapping, on_bad_file: str, decoder: str
+) -> ImageDecoder:
+    """The `ImageDecoder` of a data config (`data=folder`, `data=packed`): `augment`'s crop and flip settings
+    (auto already resolved; a missing crop scale is ImageNet's), `decoder` auto | pil | dali."""
+    scale = augment.get("crop_scale", IMAGENET_CROP_SCALE)
+    return ImageDecoder(
+        size=int(size),
+        channels=int(channels),
+        eval_crop=float(eval_crop),
+        crop_scale=tuple(scale) if scale else None,
+        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
+        hflip=bool(augment.get("hflip", True)),
+        on_bad_file=on_bad_file,
+        fast_jpeg=jpeg.jpeg_decoder(decoder),
+    )
 
 
 def detect_channels(paths: Sequence[str], probe: int = 32) -> int:

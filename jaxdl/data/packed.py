@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 
 from jaxdl.data.base import Dataset
 from jaxdl.data.file_split import FileSplit, _Streamed
-from jaxdl.data.images import DECODE_ERRORS, BadFiles, ImageDecoder, _to_channels
+from jaxdl.data.images import DECODE_ERRORS, BadFiles, ImageDecoder, _to_channels, configured_decoder
 from jaxdl.data.workers import parallel_map, resolve_mode, usable_cores
 from jaxdl.errors import ConfigError, DataError
 
@@ -310,24 +310,12 @@ def load(
     augment: Mapping[str, Any] | None = None,
 ) -> Dataset:
     """The train, val and test splits of the pack at `path`, streamed and augmented as `data=folder` streams files."""
-    from jaxdl.data.jpeg import jpeg_decoder
-
     if not path:
         raise ConfigError("data=packed needs data.path=PACK (a folder written by jaxdl-data pack)")
     root = Path(path).expanduser()
     meta = read_meta(root, verify)
-    augment = augment or {}
-    scale = augment.get("crop_scale", (0.08, 1.0))
-    image_decoder = ImageDecoder(
-        size=int(image_size),
-        channels=int(meta["channels"]) if str(channels) == "auto" else int(channels),
-        eval_crop=float(eval_crop),
-        crop_scale=tuple(scale) if scale else None,
-        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
-        hflip=bool(augment.get("hflip", True)),
-        on_bad_file=on_bad_file,
-        fast_jpeg=jpeg_decoder(decoder),
-    )
+    channels = int(meta["channels"]) if str(channels) == "auto" else int(channels)
+    image_decoder = configured_decoder(image_size, channels, eval_crop, augment or {}, on_bad_file, decoder)
     workers = usable_cores() if workers is None else int(workers)
     mode = resolve_mode(worker_mode, workers)
     with np.load(root / LABELS) as stored:
