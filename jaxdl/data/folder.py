@@ -26,6 +26,7 @@ from jaxdl.data import auto_size
 from jaxdl.data.images import ImageDecoder, configured_decoder, detect_channels
 from jaxdl.data.stream import decode_all, default_workers
 from jaxdl.data.workers import resolve_mode
+from jaxdl.data.workers import worker_threads as worker_threads_setting
 from jaxdl.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -134,9 +135,10 @@ def check_readable_classes(labels: np.ndarray, names: Sequence[str], bad: int) -
         )
 
 
-def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int, worker_mode: str, backend: str) -> FileSplit:
+def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: tuple[int, str, int], backend: str) -> FileSplit:
     paths = np.asarray([p for p, _ in items], dtype=object)
-    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers, worker_mode, backend)
+    count, mode, threads = workers
+    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, count, mode, backend, threads)
 
 
 def _wants_stream(stream: Any, num_files: int, decoder: ImageDecoder, memory_budget_mb: float) -> bool:
@@ -164,6 +166,7 @@ def load(
     memory_budget_mb: float = 1024,
     workers: int | None = None,
     worker_mode: str = "auto",
+    worker_threads: int | None = None,
     decoder: str = "auto",
     augment: Mapping[str, Any] | None = None,
     allow_outside: bool = False,
@@ -192,9 +195,9 @@ def load(
     channels = detect_channels(train_paths) if str(channels) == "auto" else int(channels)
     image_decoder = configured_decoder(size, channels, eval_crop, augment, on_bad_file, decoder)
     workers = default_workers() if workers is None else int(workers)
-    mode = resolve_mode(worker_mode, workers)
+    pool = (workers, resolve_mode(worker_mode, workers), worker_threads_setting(worker_threads))
     backend = dali.backend(decoder, train_paths)
-    files = {k: _split(v, image_decoder, workers, mode, backend) for k, v in splits.items()}
+    files = {k: _split(v, image_decoder, pool, backend) for k, v in splits.items()}
     train = files["train"]
     if "test" not in files:
         train, files["test"] = carve(train, test_fraction, split_seed)
