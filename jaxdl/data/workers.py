@@ -21,6 +21,7 @@ This module imports no JAX itself: nothing here needs it.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -62,10 +63,14 @@ def worker_threads(value: int | None) -> int:
 
 
 def _worker_init(index: int, count: int) -> None:
-    """Runs first in every worker process: JAX (Grain itself imports it) stays off the accelerators."""
+    """Runs first in every worker process: JAX (Grain itself imports it) stays off the accelerators, and the
+    modules imported so far leave the garbage collector's reach (`gc.freeze`): they live as long as the worker,
+    and walking them in every full collection and again at exit cost a worker ~1 s of CPU per epoch (measured
+    on this 2-core CPU, experiments/RESULTS.md issue 22)."""
     os.environ["JAX_PLATFORMS"] = "cpu"
     if "jax" in sys.modules:  # imported, not initialised: no backend has taken device memory yet
         sys.modules["jax"].config.update("jax_platforms", "cpu")
+    gc.freeze()
 
 
 def _without_main(get_preparation_data: Callable[[str], dict]) -> Callable[[str], dict]:
