@@ -10,7 +10,7 @@ RandomResizedCrop + flip + PILToTensor on PIL, the same files: the pipelines' wo
 throughput: the same files, the same transforms (decode, random-resized crop 224, horizontal flip,
 uint8) and the same number of workers (torchvision: DataLoader worker processes; jaxdl: Grain threads
 or worker processes, `data.worker_mode`), images/s over one pass of `--images` images (after the first
-batch, which holds start-up), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
+batch, which holds start-up, to the last one's arrival), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
 JPEG photographs of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9
 photographs, one class each; random crops of 40-100% of each side, resized to a random 400-600 x
 400-600). Entries: `<set>_threads` and `<set>_processes` (jaxdl's two worker modes, each against the
@@ -20,7 +20,7 @@ worker processes over 1, each with the read threads a worker of the 2 gets: core
 otherwise run cores // 1 threads and already use every core).
 
 CPU: every throughput row also gives `cpu_ms_per_image`, the CPU time (user + system) of the process and all
-its live worker processes (psutil) from the first batch to the last, per image: what a pipeline costs per image
+its live worker processes (psutil) from the first batch to the last, per image (start-up and shut-down apart): what a pipeline costs per image
 whatever else loads the machine (wall-clock images/s on a shared machine move with the load; CPU time much less).
 
 memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
@@ -125,19 +125,21 @@ def cpu_seconds() -> float:
 
 
 def _timed(batches) -> dict:
-    """images/s and CPU ms per image over `batches` after the first one (which holds start-up)."""
+    """images/s and CPU ms per image from the first batch (which holds start-up) to the last one's arrival (so
+    neither peer's worker shut-down counts)."""
     start = time.perf_counter()
-    first = cpu_first = None
+    first = last = None
     count = 0
     for batch in batches:
-        count += batch.shape[0]
         if first is None:
-            first, cpu_first, count = time.perf_counter(), cpu_seconds(), 0
-    end, cpu_end = time.perf_counter(), cpu_seconds()
+            first = (time.perf_counter(), cpu_seconds())
+        else:
+            count += batch.shape[0]
+            last = (time.perf_counter(), cpu_seconds())
     return {
-        "images_per_s": count / (end - first),
-        "cpu_ms_per_image": 1e3 * (cpu_end - cpu_first) / count,
-        "first_batch_s": first - start,
+        "images_per_s": count / (last[0] - first[0]),
+        "cpu_ms_per_image": 1e3 * (last[1] - first[1]) / count,
+        "first_batch_s": first[0] - start,
         "images": count,
     }
 
