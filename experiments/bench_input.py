@@ -10,13 +10,18 @@ RandomResizedCrop + flip + PILToTensor on PIL, the same files: the pipelines' wo
 throughput: the same files, the same transforms (decode, random-resized crop 224, horizontal flip,
 uint8) and the same number of workers (torchvision: DataLoader worker processes; jaxdl: Grain threads
 or worker processes, `data.worker_mode`), images/s over one pass of `--images` images (after the first
-batch, which holds start-up), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
+batch, which holds start-up, to the last one's arrival), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
 JPEG photographs of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9
 photographs, one class each; random crops of 40-100% of each side, resized to a random 400-600 x
 400-600). Entries: `<set>_threads` and `<set>_processes` (jaxdl's two worker modes, each against the
 same torchvision run), `photo_jpeg_pack_threads` / `_processes` (jaxdl reading a `jaxdl-data pack` of the
 JPEGs, max_side 256, against torchvision on the original JPEGs) and `photo_jpeg_processes_1_to_2` (jaxdl's images/s with 2
-worker processes over 1).
+worker processes over 1, each with the read threads a worker of the 2 gets: cores // 2; a lone worker would
+otherwise run cores // 1 threads and already use every core).
+
+CPU: every throughput row also gives `cpu_ms_per_image`, the CPU time (user + system) of the process and all
+its live worker processes (psutil) from the first batch to the last, per image (start-up and shut-down apart): what a pipeline costs per image
+whatever else loads the machine (wall-clock images/s on a shared machine move with the load; CPU time much less).
 
 memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
 over a tree of `--small` and of `--large` files; the large tree repeats the small one's files under
@@ -51,6 +56,7 @@ PHOTOS = (
     "stereo_motorcycle",
 )
 BATCH = 64
+PEERS = ("jaxdl", "torchvision")
 
 
 def write_photo_jpegs(root: Path, count: int, seed: int = 0) -> Path:
@@ -102,7 +108,43 @@ def write_pack(root: Path, out: Path, workers: int) -> Path:
     return out
 
 
-def jaxdl_rate(root: Path, workers: int, images: int, channels: int, mode: str = "thread") -> dict:
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process, its live descendants (worker processes) and the children that
+    have ended (and were waited for: the workers of a finished pass)."""
+    import psutil
+
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = ended.ru_utime + ended.ru_stime
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _timed(batches) -> dict:
+    """images/s and CPU ms per image from the first batch (which holds start-up) to the last one's arrival (so
+    neither peer's worker shut-down counts)."""
+    start = time.perf_counter()
+    first = last = None
+    count = 0
+    for batch in batches:
+        if first is None:
+            first = (time.perf_counter(), cpu_seconds())
+        else:
+            count += batch.shape[0]
+            last = (time.perf_counter(), cpu_seconds())
+    return {
+        "images_per_s": count / (last[0] - first[0]),
+        "cpu_ms_per_image": 1e3 * (last[1] - first[1]) / count,
+        "first_batch_s": first[0] - start,
+        "images": count,
+    }
+
+
+def jaxdl_rate(root: Path, workers: int, images: int, channels: int, mode: str = "thread", threads: int | None = None) -> dict:
     """images/s of jaxdl's training stream over the folder (or, if `root` holds pack.json, the pack) at `root`."""
     from jaxdl.data import load_dataset
     from jaxdl.data.stream import StreamLoader
@@ -120,20 +162,12 @@ def jaxdl_rate(root: Path, workers: int, images: int, channels: int, mode: str =
         f"data.channels={channels}",
         f"data.workers={workers}",
         f"data.worker_mode={mode}",
+        f"data.worker_threads={'null' if threads is None else threads}",
     )
     split = load_dataset(cfg.data).train
     split = split.subset(np.arange(min(images, len(split))))
-    loader = StreamLoader(split, data_mesh())
-    start = time.perf_counter()
-    first = None
-    count = 0
-    for batch, _ in loader.train_batches(BATCH, seed=0, epoch=1):
-        batch.block_until_ready()
-        count += batch.shape[0]
-        if first is None:
-            first, count = time.perf_counter(), 0
-    end = time.perf_counter()
-    return {"images_per_s": count / (end - first), "first_batch_s": first - start, "images": count}
+    batches = (batch.block_until_ready() for batch, _ in StreamLoader(split, data_mesh()).train_batches(BATCH, seed=0, epoch=1))
+    return _timed(batches)
 
 
 def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
@@ -148,15 +182,7 @@ def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
     folder = datasets.ImageFolder(str(root), transform=transform, loader=lambda p: Image.open(p).convert(mode))
     subset = torch.utils.data.Subset(folder, np.random.default_rng(0).permutation(len(folder))[:images].tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=workers, drop_last=True)
-    start = time.perf_counter()
-    first = None
-    count = 0
-    for batch, _ in loader:
-        count += batch.shape[0]
-        if first is None:
-            first, count = time.perf_counter(), 0
-    end = time.perf_counter()
-    return {"images_per_s": count / (end - first), "first_batch_s": first - start, "images": count}
+    return _timed(batch for batch, _ in loader)
 
 
 def _ratios(entry: dict) -> None:
@@ -164,14 +190,19 @@ def _ratios(entry: dict) -> None:
     median = {peer: float(np.median([r["images_per_s"] for r in runs])) for peer, runs in entry.items()}
     entry["ratio_best"] = best["jaxdl"] / best["torchvision"]
     entry["ratio_median"] = median["jaxdl"] / median["torchvision"]
+    cpu = {peer: float(np.median([r["cpu_ms_per_image"] for r in runs])) for peer, runs in entry.items() if peer in PEERS}
+    entry["cpu_ms_per_image_median"] = cpu
+    entry["cpu_ratio_median"] = cpu["torchvision"] / cpu["jaxdl"]  # > 1: jaxdl spends less CPU per image
 
 
 def throughput(args) -> None:
+    from jaxdl.data.workers import usable_cores
+
     work = Path(args.work)
     photos = write_photo_jpegs(work / "photo_jpeg", args.photos)
     sets = {"photo_jpeg": (photos, 3)}
     if not args.skip_png:
-        sets["fashion_png"] = (write_fashion_pngs(work / "fashion_png", args.images), 1)
+        sets["fashion_png"] = (write_fashion_pngs(work / "fashion_png", args.pngs), 1)
     pack = write_pack(photos, work / "photo_pack", args.workers)
     results = {}
     for repeat in range(args.repeats):  # alternate everything, so a busy moment on the shared machine hits all
@@ -188,16 +219,21 @@ def throughput(args) -> None:
                 results.setdefault(entry, {"jaxdl": [], "torchvision": []})
                 results[entry]["jaxdl"].append(r)
                 results[entry]["torchvision"].append(peer)
-        one = jaxdl_rate(photos, 1, args.images, 3, "process")
+        one = jaxdl_rate(photos, 1, args.images, 3, "process", threads=max(1, usable_cores() // args.workers))
         print("photo_jpeg 1 process", repeat, json.dumps(one), flush=True)
         results.setdefault("photo_jpeg_processes_1", []).append(one)
     for name, entry in results.items():
         if "jaxdl" in entry:
             _ratios(entry)
-            print(f"{name}: ratio to torchvision {entry['ratio_best']:.2f} (of the medians: {entry['ratio_median']:.2f})")
+            print(
+                f"{name}: ratio to torchvision {entry['ratio_best']:.2f} (of the medians: {entry['ratio_median']:.2f}); "
+                f"CPU ms per image {entry['cpu_ms_per_image_median']['jaxdl']:.2f} vs "
+                f"{entry['cpu_ms_per_image_median']['torchvision']:.2f} ({entry['cpu_ratio_median']:.2f}x less)"
+            )
     one = float(np.median([r["images_per_s"] for r in results["photo_jpeg_processes_1"]]))
     two = float(np.median([r["images_per_s"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
-    results["photo_jpeg_processes_1_to_2"] = {"one": one, "two": two, "ratio_median": two / one}
+    cpu_one = float(np.median([r["cpu_ms_per_image"] for r in results["photo_jpeg_processes_1"]]))
+    results["photo_jpeg_processes_1_to_2"] = {"one": one, "two": two, "ratio_median": two / one, "cpu_ms_per_image_one": cpu_one}
     print(f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x)")
     results["pack_bytes_per_image"] = json.loads((pack / "pack.json").read_text())["bytes_per_image"]
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
@@ -316,6 +352,7 @@ def main() -> None:
     t.add_argument("--images", type=int, default=1024, help="images per measured pass")
     t.add_argument("--photos", type=int, default=2000, help="JPEG photographs written")
     t.add_argument("--repeats", type=int, default=2)
+    t.add_argument("--pngs", type=int, default=10000, help="Fashion-MNIST training images written as PNGs")
     t.add_argument("--skip-png", action="store_true", help="photographs only (no Fashion-MNIST PNG tree)")
     t.add_argument("--work", default="/tmp/jaxdl_bench_input")
     t.add_argument("--out", default="experiments/results/bench_input_throughput.json")

@@ -90,10 +90,10 @@ def test_big_jpegs_are_decoded_at_reduced_scale(tmp_path):
     path.write_bytes(jpeg_bytes(big, quality=90))
     decoder = ImageDecoder(224, 3)
     image, box = decoder._open(str(path), lambda w, h: _centre_square(w, h, 1.0))
-    assert image.size == (500, 375) and box == (62.5, 0.0, 437.5, 375.0)  # libjpeg's 1/8 scale: still >= 224 across
+    assert image.shape[:2] == (375, 500) and box == (62.5, 0.0, 437.5, 375.0)  # libjpeg's 1/8 scale: still >= 224 across
     crop = lambda w, h: (0, 0, 1000, 900)  # a training crop of 1000 x 900 px: 1/4 scale keeps 250 x 225
     image, box = decoder._open(str(path), crop)
-    assert image.size == (1000, 750) and box == (0.0, 0.0, 250.0, 225.0)
+    assert image.shape[:2] == (750, 1000) and box == (0.0, 0.0, 250.0, 225.0)
     assert _diff(decoder(str(path)), _reference_eval(big, 224)) < 3.0
 
 
@@ -106,7 +106,7 @@ def test_a_training_crop_of_a_rotated_jpeg_is_decoded_at_reduced_scale_in_the_ri
     path.write_bytes(jpeg_bytes(stored, quality=95, exif=exif.tobytes()))
     decoder = ImageDecoder(224, 3, crop_scale=(0.9, 1.0), hflip=False)
     image, box = decoder._open(str(path), lambda w, h: (w * 0.05, h * 0.05, w * 0.95, h * 0.95))
-    assert image.size == (300, 450) and box == pytest.approx((15, 22.5, 285, 427.5))  # 3/8 scale keeps 270 px across
+    assert image.shape[:2] == (450, 300) and box == pytest.approx((15, 22.5, 285, 427.5))  # 3/8 scale keeps 270 px across
     upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))  # decoded at full size
     reference = Image.fromarray(upright).resize(
         (224, 224),

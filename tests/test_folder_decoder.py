@@ -16,6 +16,7 @@ from PIL import Image
 
 from jaxdl.data import jpeg
 from jaxdl.data.images import ImageDecoder
+from jaxdl.data.resize import crop_resized, opencv
 from tests.image_files import ORIENTATION, jpeg_bytes, photo
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry")
@@ -30,7 +31,7 @@ def _close(fast: np.ndarray, pil: np.ndarray) -> None:
 
 @pytest.mark.parametrize("channels", [3, 1])
 def test_fast_decoder_crops_equal_pils_on_photos(channels):
-    fast, pil = ImageDecoder(96, channels), ImageDecoder(96, channels, fast_jpeg=False)
+    fast, pil = ImageDecoder(96, channels), ImageDecoder(96, channels, fast=False)
     for name in PHOTOS:
         data = jpeg_bytes(photo(name), quality=90)
         assert jpeg.header(data) is not None  # the fast path takes these files
@@ -48,14 +49,14 @@ def test_libjpeg_turbo_decodes_at_the_smallest_m_over_8_scale():
     assert jpeg.decode(data[: len(data) // 2], 3, 100, 100) is None  # truncated: left to PIL, which reports it
     decoder = ImageDecoder(224, 3)
     image, box = decoder._open(data, lambda w, h: (0, 0, 300, 300))  # 224 of 300 px: 6/8 of the photo
-    assert image.size == (384, 384) and box == (0.0, 0.0, 225.0, 225.0)
+    assert image.shape == (384, 384, 3) and box == (0.0, 0.0, 225.0, 225.0)
 
 
 def test_exif_orientation_grey_and_cmyk_on_the_fast_path():
     rocket = photo("rocket")
     exif = Image.Exif()
     exif[ORIENTATION] = 6
-    fast, pil = ImageDecoder(64, 3), ImageDecoder(64, 3, fast_jpeg=False)
+    fast, pil = ImageDecoder(64, 3), ImageDecoder(64, 3, fast=False)
     rotated = jpeg_bytes(rocket, exif=exif.tobytes())
     upright = fast._decode(rotated, None)
     _close(upright, pil._decode(rotated, None))
@@ -71,4 +72,22 @@ def test_exif_orientation_grey_and_cmyk_on_the_fast_path():
     buffer = io.BytesIO()
     cmyk.save(buffer, "JPEG")
     assert jpeg.header(buffer.getvalue()) is None  # CMYK goes through PIL, as before
-    assert (fast._decode(buffer.getvalue(), None) == pil._decode(buffer.getvalue(), None)).all()
+    _close(fast._decode(buffer.getvalue(), None), pil._decode(buffer.getvalue(), None))  # resized by OpenCV
+
+
+def test_opencv_warp_is_pils_resize_up_to_rounding_and_close_where_it_shrinks():
+    pytest.importorskip("cv2")
+    assert opencv() is not None
+    for image in (photo("astronaut"), photo("camera")):  # RGB and grey
+        for box, (mean, p99, most) in (
+            ((10.5, 20.25, 110.5, 150.0), (0.3, 1, 1)),  # enlarged: the same bilinear filter, rounding apart
+            ((37.2, 11.9, 237.2, 211.9), (0.3, 1, 1)),
+            ((0, 0, 300, 300), (1.5, 10, 255)),  # shrunk 1.34x: PIL's filter is wider, edges differ a little
+            ((100, 50, 400, 420), (0, 0, 0)),  # shrunk 1.65x: beyond the warp's range, PIL's resize itself
+        ):
+            for flip in (False, True):
+                warped, pil = crop_resized(image, box, 224, flip), crop_resized(image, box, 224, flip, warp=False)
+                assert warped.shape == pil.shape == (224, 224, *image.shape[2:])
+                diff = np.abs(warped.astype(np.int32) - pil)
+                assert diff.mean() <= mean and np.percentile(diff, 99) <= p99 and diff.max() <= most, (box, flip)
+                assert np.abs(warped.astype(np.int32) - pil[:, ::-1]).mean() > 15  # and flipped only when asked

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from jaxdl.data import load_dataset
+from jaxdl.data.workers import worker_threads
+from jaxdl.errors import ConfigError
 from jaxdl.data.stream import StreamLoader
 from jaxdl.parallel import data_mesh
 from tests.conftest import compose_config, run_cli
@@ -35,7 +37,7 @@ def tree(tmp_path_factory):
     return root
 
 
-def _dataset(root, workers: int, mode: str):
+def _dataset(root, workers: int, mode: str, threads: int | None = None):
     cfg = compose_config(
         "data=folder",
         f"data.root={root}",
@@ -44,14 +46,15 @@ def _dataset(root, workers: int, mode: str):
         "data.stream=true",
         f"data.workers={workers}",
         f"data.worker_mode={mode}",
+        f"data.worker_threads={'null' if threads is None else threads}",
         "data.val_fraction=0.1",
         "data.test_fraction=0.1",
     )
     return load_dataset(cfg.data)
 
 
-def _split(root, workers: int, mode: str):
-    return _dataset(root, workers, mode).train
+def _split(root, workers: int, mode: str, threads: int | None = None):
+    return _dataset(root, workers, mode, threads).train
 
 
 def _epoch(split, position=None, stop=None):
@@ -67,9 +70,9 @@ def _epoch(split, position=None, stop=None):
 
 def test_batches_do_not_depend_on_the_number_or_kind_of_workers_and_resume_mid_epoch(tree):
     runs = {}
-    for workers, mode in ((0, "thread"), (2, "thread"), (1, "process"), (2, "process")):
-        split = _split(tree, workers, mode)
-        assert split.worker_mode == mode
+    for workers, mode, threads in ((0, "thread", None), (2, "thread", None), (1, "process", 1), (2, "process", None)):
+        split = _split(tree, workers, mode, threads)
+        assert split.worker_mode == mode and split.worker_threads == (threads or 0)
         runs[workers, mode], _ = _epoch(split)
     reference = runs[0, "thread"]
     assert len(reference) == 4 and len({int(y) for _, ys in reference for y in ys}) == 3
@@ -119,3 +122,10 @@ def test_a_script_without_a_main_guard_decodes_in_worker_processes(tree, tmp_pat
     done = run_cli(str(script), timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("script body ran") == 1 and "batches 4" in done.stdout
+
+
+def test_worker_threads_is_a_positive_count_or_auto():
+    assert worker_threads(None) == worker_threads("auto") == 0 and worker_threads(3) == 3
+    for bad in (0, -1, 1.5, "two", True):
+        with pytest.raises(ConfigError, match="data.worker_threads must be a positive whole number or null"):
+            worker_threads(bad)

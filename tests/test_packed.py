@@ -79,7 +79,8 @@ def test_an_interrupted_pack_resumes_and_writes_the_same_shards(packed, tmp_path
     kept = {p.name: p.stat().st_mtime_ns for p in again.glob("*.array_record")}
     with pytest.raises(DataError, match="unfinished pack"):
         load_dataset(compose_config(*_packed(again)).data)
-    line = data_app("pack", [*_folder(root), f"out={again}", f"max_side={MAX_SIDE}", "shard_size=8", "workers=1"])
+    # in this process (workers=0): the fixture packs in worker processes already
+    line = data_app("pack", [*_folder(root), f"out={again}", f"max_side={MAX_SIDE}", "shard_size=8", "workers=0"])
     assert f"({len(lines) - 1} shards from an interrupted pack kept)" in line
     assert {p.name: p.stat().st_mtime_ns for p in again.glob("*.array_record") if p.name != last} == kept
     assert json.loads((again / META).read_text())["sha256"] == json.loads((out / META).read_text())["sha256"]

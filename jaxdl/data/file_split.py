@@ -63,6 +63,7 @@ class _Streamed:
     labels: np.ndarray
     workers: int
     worker_mode: str = "thread"  # process | thread: how `workers` decode (`jaxdl.data.workers`)
+    worker_threads: int = 0  # read threads per worker process; 0: its share of the cores
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -95,6 +96,7 @@ class FileSplit(_Streamed):
     workers: int = 2
     worker_mode: str = "thread"
     backend: str = "host"  # host: decoded by `decoder` in workers | dali: by DALI on the GPU (`jaxdl.data.dali`)
+    worker_threads: int = 0
     augments_in_workers = True
 
     @property

@@ -23,10 +23,10 @@ from jaxdl.data import dali
 from jaxdl.data.base import Dataset, carve
 from jaxdl.data.file_split import FileSplit
 from jaxdl.data import auto_size
-from jaxdl.data.images import ImageDecoder, detect_channels
-from jaxdl.data.jpeg import jpeg_decoder
+from jaxdl.data.images import ImageDecoder, configured_decoder, detect_channels
 from jaxdl.data.stream import decode_all, default_workers
 from jaxdl.data.workers import resolve_mode
+from jaxdl.data.workers import worker_threads as worker_threads_setting
 from jaxdl.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -135,9 +135,10 @@ def check_readable_classes(labels: np.ndarray, names: Sequence[str], bad: int) -
         )
 
 
-def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: int, worker_mode: str, backend: str) -> FileSplit:
+def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: tuple[int, str, int], backend: str) -> FileSplit:
     paths = np.asarray([p for p, _ in items], dtype=object)
-    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, workers, worker_mode, backend)
+    count, mode, threads = workers
+    return FileSplit(paths, np.asarray([label for _, label in items], np.int32), decoder, count, mode, backend, threads)
 
 
 def _wants_stream(stream: Any, num_files: int, decoder: ImageDecoder, memory_budget_mb: float) -> bool:
@@ -165,6 +166,7 @@ def load(
     memory_budget_mb: float = 1024,
     workers: int | None = None,
     worker_mode: str = "auto",
+    worker_threads: int | None = None,
     decoder: str = "auto",
     augment: Mapping[str, Any] | None = None,
     allow_outside: bool = False,
@@ -190,29 +192,19 @@ def load(
     size = auto_size.image_size(image_size)
     augment = auto_size.augment_settings(augment, size)
     train_paths = [p for p, _ in splits["train"]]
-    decoder_choice = decoder
-    scale = augment.get("crop_scale", auto_size.IMAGENET_CROP_SCALE)
-    decoder = ImageDecoder(
-        size=size,
-        channels=detect_channels(train_paths) if str(channels) == "auto" else int(channels),
-        eval_crop=float(eval_crop),
-        crop_scale=tuple(scale) if scale else None,
-        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
-        hflip=bool(augment.get("hflip", True)),
-        on_bad_file=on_bad_file,
-        fast_jpeg=jpeg_decoder(decoder_choice),
-    )
+    channels = detect_channels(train_paths) if str(channels) == "auto" else int(channels)
+    image_decoder = configured_decoder(size, channels, eval_crop, augment, on_bad_file, decoder)
     workers = default_workers() if workers is None else int(workers)
-    mode = resolve_mode(worker_mode, workers)
-    backend = dali.backend(decoder_choice, train_paths)
-    files = {k: _split(v, decoder, workers, mode, backend) for k, v in splits.items()}
+    pool = (workers, resolve_mode(worker_mode, workers), worker_threads_setting(worker_threads))
+    backend = dali.backend(decoder, train_paths)
+    files = {k: _split(v, image_decoder, pool, backend) for k, v in splits.items()}
     train = files["train"]
     if "test" not in files:
         train, files["test"] = carve(train, test_fraction, split_seed)
     if "val" not in files:
         train, files["val"] = carve(train, val_fraction, split_seed + 1)
     result = {"train": train, "val": files["val"], "test": files["test"]}
-    if not _wants_stream(stream, sum(map(len, result.values())), decoder, memory_budget_mb):
+    if not _wants_stream(stream, sum(map(len, result.values())), image_decoder, memory_budget_mb):
         result = {k: decode_all(v) for k, v in result.items()}
-        check_readable_classes(result["train"].labels, names, len(decoder.bad_files))
-    return Dataset(name, result["train"], result["val"], result["test"], tuple(names), bad_files=decoder.bad_files)
+        check_readable_classes(result["train"].labels, names, len(image_decoder.bad_files))
+    return Dataset(name, result["train"], result["val"], result["test"], tuple(names), bad_files=image_decoder.bad_files)

@@ -3,10 +3,11 @@
 Evaluation: the largest centred square (times `eval_crop`) resized to `size`, i.e. resize of the
 shorter side plus a centre crop. Training: a random-resized crop (area `crop_scale`, aspect
 `crop_ratio`, as torchvision's RandomResizedCrop) plus a horizontal flip, drawn from a seed so a
-resumed run draws the same crops. Crop and resize are one PIL call. The crop is drawn from the file
-header's size before decoding, so a JPEG is decoded in libjpeg's draft mode at the smallest 1/2, 1/4
-or 1/8 scale that still leaves `size` pixels across the crop: a 12000x9000 photo is never decoded
-at full size for a 224-pixel target, and a large training crop of a 600-pixel one neither.
+resumed run draws the same crops. Crop, resize and flip are one call (`resize`: OpenCV's warp, or PIL).
+The crop is drawn from the file header's size before decoding, so a JPEG is decoded at the smallest scale
+that still leaves `size` pixels across the crop (libjpeg-turbo's M/8 through `jpeg`, else PIL's draft
+mode): a 12000x9000 photo is never decoded at full size for a 224-pixel target, and a large training crop
+of a 600-pixel one neither.
 """
 
 from __future__ import annotations
@@ -16,19 +17,20 @@ import io
 import math
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from jaxdl.data import jpeg
+from jaxdl.data.auto_size import IMAGENET_CROP_SCALE
+from jaxdl.data.resize import Box, crop_resized
 from jaxdl.errors import ConfigError, DataError
 
 BAD_FILE_POLICIES = ("skip", "raise")
 EXIF_ORIENTATION = 0x0112
 ROTATED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-Box = tuple[float, float, float, float]  # (left, top, right, bottom)
 # What PIL's `ImageOps.exif_transpose` does for each EXIF orientation, for pixels decoded without PIL.
 EXIF_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -93,7 +95,7 @@ class BadFiles:
 
 def _orientation(data: bytes) -> int:
     """The EXIF orientation (1-8) of an encoded image; 1 when it has no EXIF block (the common, cheap case)."""
-    if b"Exif\x00\x00" not in data[:65536]:
+    if data.find(b"Exif\x00\x00", 0, 65536) < 0:  # searched in place: no copy of the file's head
         return 1
     with Image.open(io.BytesIO(data)) as img:
         return int(img.getexif().get(EXIF_ORIENTATION, 1))
@@ -157,7 +159,7 @@ class ImageDecoder:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = True
     on_bad_file: str = "skip"
-    fast_jpeg: bool = True  # JPEGs through libjpeg-turbo (`jpeg`) when simplejpeg is installed; False: PIL only
+    fast: bool = True  # JPEGs through libjpeg-turbo (`jpeg`), crops through OpenCV (`resize`) where installed; False: PIL only
     bad_files: BadFiles = dataclasses.field(default_factory=BadFiles, compare=False)
 
     def __post_init__(self):
@@ -168,16 +170,18 @@ class ImageDecoder:
         if not 0.0 < self.eval_crop <= 1.0:
             raise ConfigError(f"data.eval_crop must be in (0, 1], got {self.eval_crop}")
 
-    def _open(self, source: str | bytes | np.ndarray, crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box]:
+    def _open(self, source: str | bytes | np.ndarray, crop: Callable[[int, int], Box]) -> tuple[Image.Image | np.ndarray, Box]:
         """The image in the model's channels, EXIF-oriented, and the `crop` box drawn on its full size, scaled to
         the decoded pixels: a JPEG is decoded at the smallest scale that keeps `size` pixels across the box (the
         box is drawn from the header's size, before decoding): libjpeg-turbo's M/8 scales through `jpeg`, or
         PIL's draft mode (1/2, 1/4, 1/8) for files that path cannot take."""
         if isinstance(source, np.ndarray):  # raw pixels (a packed store's `raw` format)
-            img = Image.fromarray(source[..., 0] if source.shape[-1] == 1 else source)
-            return _to_channels(img, self.channels), crop(img.width, img.height)
+            pixels = source[..., 0] if source.shape[-1] == 1 else source
+            if source.shape[-1] != self.channels:
+                pixels = np.asarray(_to_channels(Image.fromarray(pixels), self.channels))
+            return pixels, crop(pixels.shape[1], pixels.shape[0])
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        size = jpeg.header(data) if self.fast_jpeg else None
+        size = jpeg.header(data) if self.fast else None
         if size is not None:
             opened = self._open_fast(data, size, crop)
             if opened is not None:
@@ -202,8 +206,8 @@ class ImageDecoder:
         keep = min(1.0, self.size / min(box[2] - box[0], box[3] - box[1]))
         return math.ceil(width * keep), math.ceil(height * keep)
 
-    def _open_fast(self, data: bytes, size: tuple[int, int], crop: Callable[[int, int], Box]) -> tuple[Image.Image, Box] | None:
-        """`_open` through libjpeg-turbo (a JPEG in grey, YCbCr or RGB); None where it reports an error."""
+    def _open_fast(self, data: bytes, size: tuple[int, int], crop: Callable[[int, int], Box]) -> tuple[np.ndarray, Box] | None:
+        """`_open` through libjpeg-turbo (a JPEG in grey, YCbCr or RGB), as an array; None where it reports an error."""
         width, height = size
         orientation = _orientation(data)
         rotated = orientation in ROTATED_ORIENTATIONS
@@ -211,24 +215,21 @@ class ImageDecoder:
         pixels = jpeg.decode(data, self.channels, *self._scaled(width, height, (left, top, right, bottom)))
         if pixels is None:
             return None
-        img = Image.fromarray(pixels, "L" if self.channels == 1 else "RGB")
-        sx, sy = img.width / width, img.height / height
+        sx, sy = pixels.shape[1] / width, pixels.shape[0] / height
         if rotated:
             sx, sy = sy, sx
         if orientation in EXIF_TRANSPOSE:
-            img = img.transpose(EXIF_TRANSPOSE[orientation])
-        return img, (left * sx, top * sy, right * sx, bottom * sy)
+            pixels = np.asarray(Image.fromarray(pixels).transpose(EXIF_TRANSPOSE[orientation]))
+        return pixels, (left * sx, top * sy, right * sx, bottom * sy)
 
     def _decode(self, source: str | bytes | np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         if rng is not None and self.crop_scale is not None:
             crop = lambda w, h: _random_resized_crop(w, h, rng, self.crop_scale, self.crop_ratio)
         else:
             crop = lambda w, h: _centre_square(w, h, self.eval_crop)
-        img, box = self._open(source, crop)
-        out = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
-        if rng is not None and self.hflip and rng.random() < 0.5:
-            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return np.asarray(out, dtype=np.uint8).reshape(self.size, self.size, self.channels)
+        pixels, box = self._open(source, crop)
+        flip = rng is not None and self.hflip and rng.random() < 0.5
+        return crop_resized(pixels, box, self.size, flip, self.fast).reshape(self.size, self.size, self.channels)
 
     def try_decode(
         self, source: str | bytes | np.ndarray, rng: np.random.Generator | None = None
@@ -251,6 +252,24 @@ class ImageDecoder:
         if image is None:
             self.bad_files.record(path, reason)
         return image
+
+
+def configured_decoder(
+    size: int, channels: int, eval_crop: float, augment: Mapping, on_bad_file: str, decoder: str
+) -> ImageDecoder:
+    """The `ImageDecoder` of a data config (`data=folder`, `data=packed`): `augment`'s crop and flip settings
+    (auto already resolved; a missing crop scale is ImageNet's), `decoder` auto | pil | dali."""
+    scale = augment.get("crop_scale", IMAGENET_CROP_SCALE)
+    return ImageDecoder(
+        size=int(size),
+        channels=int(channels),
+        eval_crop=float(eval_crop),
+        crop_scale=tuple(scale) if scale else None,
+        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
+        hflip=bool(augment.get("hflip", True)),
+        on_bad_file=on_bad_file,
+        fast=jpeg.jpeg_decoder(decoder),
+    )
 
 
 def detect_channels(paths: Sequence[str], probe: int = 32) -> int:

@@ -27,7 +27,8 @@ FAST_COLOURSPACES = ("Gray", "YCbCr", "RGB")
 
 
 def jpeg_decoder(choice: str) -> bool:
-    """Whether `data.decoder` (auto | pil | dali) decodes JPEGs on the host through libjpeg-turbo."""
+    """Whether `data.decoder` (auto | pil | dali) takes the host's fast path (JPEGs through libjpeg-turbo, crops
+    through OpenCV, `jaxdl.data.resize`) rather than PIL alone."""
     choice = str(choice).lower()
     if choice == "dali":
         from jaxdl.data import dali

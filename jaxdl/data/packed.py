@@ -33,8 +33,9 @@ from PIL import Image, ImageOps
 
 from jaxdl.data.base import Dataset
 from jaxdl.data.file_split import FileSplit, _Streamed
-from jaxdl.data.images import DECODE_ERRORS, BadFiles, ImageDecoder, _to_channels
+from jaxdl.data.images import DECODE_ERRORS, BadFiles, ImageDecoder, _to_channels, configured_decoder
 from jaxdl.data.workers import parallel_map, resolve_mode, usable_cores
+from jaxdl.data.workers import worker_threads as worker_threads_setting
 from jaxdl.errors import ConfigError, DataError
 
 FORMATS = ("jpeg", "raw")
@@ -256,6 +257,7 @@ class PackedSplit(_Streamed):
     decoder: ImageDecoder
     workers: int = 2
     worker_mode: str = "thread"
+    worker_threads: int = 0
     augments_in_workers = True
 
     @property
@@ -305,38 +307,29 @@ def load(
     on_bad_file: str = "skip",
     workers: int | None = None,
     worker_mode: str = "auto",
+    worker_threads: int | None = None,
     decoder: str = "auto",
     verify: bool = True,
     augment: Mapping[str, Any] | None = None,
 ) -> Dataset:
     """The train, val and test splits of the pack at `path`, streamed and augmented as `data=folder` streams files."""
-    from jaxdl.data.jpeg import jpeg_decoder
-
     if not path:
         raise ConfigError("data=packed needs data.path=PACK (a folder written by jaxdl-data pack)")
     root = Path(path).expanduser()
     meta = read_meta(root, verify)
-    augment = augment or {}
-    scale = augment.get("crop_scale", (0.08, 1.0))
-    image_decoder = ImageDecoder(
-        size=int(image_size),
-        channels=int(meta["channels"]) if str(channels) == "auto" else int(channels),
-        eval_crop=float(eval_crop),
-        crop_scale=tuple(scale) if scale else None,
-        crop_ratio=tuple(augment.get("crop_ratio", (3 / 4, 4 / 3))),
-        hflip=bool(augment.get("hflip", True)),
-        on_bad_file=on_bad_file,
-        fast_jpeg=jpeg_decoder(decoder),
-    )
+    channels = int(meta["channels"]) if str(channels) == "auto" else int(channels)
+    image_decoder = configured_decoder(image_size, channels, eval_crop, augment or {}, on_bad_file, decoder)
     workers = usable_cores() if workers is None else int(workers)
-    mode = resolve_mode(worker_mode, workers)
+    mode, threads = resolve_mode(worker_mode, workers), worker_threads_setting(worker_threads)
     with np.load(root / LABELS) as stored:
         labels = {k: stored[k] for k in SPLITS}
     splits = {}
     for split_name in SPLITS:
         records = _Records([str(root / shard) for shard in meta["splits"][split_name]["shards"]])
         n = len(labels[split_name])
-        splits[split_name] = PackedSplit(records, np.arange(n), labels[split_name], meta["format"], image_decoder, workers, mode)
+        splits[split_name] = PackedSplit(
+            records, np.arange(n), labels[split_name], meta["format"], image_decoder, workers, mode, threads
+        )
     return Dataset(
         name, splits["train"], splits["val"], splits["test"], tuple(meta["class_names"]), bad_files=image_decoder.bad_files
     )

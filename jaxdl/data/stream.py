@@ -48,7 +48,9 @@ def _eval_examples(split: FileSplit | RecordSplit, positions: np.ndarray, buffer
         split.record_bad(bad)
         return image, label
 
-    examples = parallel_map(positions, EvalExamples(split), split.workers, split.worker_mode, max(64, 2 * buffer))
+    examples = parallel_map(
+        positions, EvalExamples(split), split.workers, split.worker_mode, max(64, 2 * buffer), split.worker_threads
+    )
     return examples.map(recorded)
 
 
@@ -115,6 +117,7 @@ class StreamLoader:
             split.workers,
             split.worker_mode,
             2 * (local_batch // CHUNK + 1),
+            split.worker_threads,
         )
         chunks = chunks.map(kept).filter(lambda element: element is not None)
         batches = grain.experimental.RebatchIterDataset(chunks, local_batch, drop_remainder=True)

@@ -2,8 +2,8 @@
 
 `data.workers=N` with `data.worker_mode=process` decodes and augments in N processes (Grain's `mp_prefetch`:
 each worker reads every N-th element and Grain interleaves them back in order, so the batches a seed yields
-do not depend on N or on the mode); each worker runs `cores // N` read threads, so N workers never
-oversubscribe the cores. `thread` runs N Grain threads in this process (PIL and libjpeg-turbo release the
+do not depend on N or on the mode); each worker runs `cores // N` read threads (`data.worker_threads`
+overrides it), so N workers never oversubscribe the cores. `thread` runs N Grain threads in this process (PIL and libjpeg-turbo release the
 GIL while they work, but the Python around them does not). `auto` picks processes from 4 usable cores up,
 threads below (measured in experiments/RESULTS.md, issue 22: on 2 cores processes lose their start-up and
 their copies through shared memory; on 16 cores threads decoded ~40 images/s per core).
@@ -21,6 +21,7 @@ This module imports no JAX itself: nothing here needs it.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -52,11 +53,24 @@ def resolve_mode(mode: str, workers: int) -> str:
     return mode
 
 
+def worker_threads(value: int | None) -> int:
+    """`data.worker_threads`: read threads per worker process, 0 for auto (`null`: the cores // workers)."""
+    if value is None or str(value) == "auto":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"data.worker_threads must be a positive whole number or null (auto), got {value!r}")
+    return value
+
+
 def _worker_init(index: int, count: int) -> None:
-    """Runs first in every worker process: JAX (Grain itself imports it) stays off the accelerators."""
+    """Runs first in every worker process: JAX (Grain itself imports it) stays off the accelerators, and the
+    modules imported so far leave the garbage collector's reach (`gc.freeze`): they live as long as the worker,
+    and walking them in every full collection and again at exit cost a worker ~1 s of CPU per epoch (measured
+    on this 2-core CPU, experiments/RESULTS.md issue 22)."""
     os.environ["JAX_PLATFORMS"] = "cpu"
     if "jax" in sys.modules:  # imported, not initialised: no backend has taken device memory yet
         sys.modules["jax"].config.update("jax_platforms", "cpu")
+    gc.freeze()
 
 
 def _without_main(get_preparation_data: Callable[[str], dict]) -> Callable[[str], dict]:
@@ -88,8 +102,11 @@ def _absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-def parallel_map(indices: np.ndarray, fn: Callable[[Any], Any], workers: int, mode: str, buffer: int) -> grain.IterDataset:
-    """`fn(i)` for every `i` in `indices`, in order, computed by `workers` threads or processes (0: here).
+def parallel_map(
+    indices: np.ndarray, fn: Callable[[Any], Any], workers: int, mode: str, buffer: int, threads: int = 0
+) -> grain.IterDataset:
+    """`fn(i)` for every `i` in `indices`, in order, computed by `workers` threads or processes (0: here), each
+    process with `threads` read threads (0: its share of the cores).
 
     `fn` must pickle (a module-level class or function of jaxdl, no lambdas) when `mode` is `process`;
     a `None` result is dropped."""
@@ -100,7 +117,7 @@ def parallel_map(indices: np.ndarray, fn: Callable[[Any], Any], workers: int, mo
         return source.to_iter_dataset(grain.ReadOptions(num_threads=workers, prefetch_buffer_size=buffer))
     _install_spawn_hook()
     _absl_flags_parsed()
-    per_worker = max(1, usable_cores() // workers)
+    per_worker = threads or max(1, usable_cores() // workers)
     return source.to_iter_dataset(
         grain.ReadOptions(num_threads=per_worker, prefetch_buffer_size=max(2, buffer // workers))
     ).mp_prefetch(
