@@ -26,6 +26,7 @@ import logging
 import math
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -173,11 +174,17 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
-def _settle(seconds: float = 1.0) -> None:
-    """After a failed or interrupted save, its other TensorStore writes still end, each printing a traceback
-    about Orbax's closed event loop: let them end now, while their output goes to the log file."""
+def _settle(before: set[threading.Thread], timeout: float = 30.0) -> None:
+    """After a failed or interrupted save, its threads still end, each logging its traceback (and TensorStore's
+    writes print one about Orbax's closed event loop): let them end now, while their output goes to the log file
+    only. Joined, not slept on: under load they outlived a fixed second and printed on the terminal."""
     gc.collect()
-    time.sleep(seconds)
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - before:
+        if thread is not threading.current_thread():
+            with contextlib.suppress(Exception):  # Orbax's threads re-raise their failure from join()
+                thread.join(max(0.0, deadline - time.monotonic()))
+    time.sleep(0.2)
     gc.collect()
 
 
@@ -260,11 +267,12 @@ class RunCheckpoints:
         args = ocp.args.Composite(**items, checksums=ocp.args.JsonSave(sums))
         try:
             with to_file_only(*LIBRARY_LOGGERS):
+                before = set(threading.enumerate())
                 try:
                     self.manager.save(step, args=args, force=True)
                     self.manager.wait_until_finished()
                 except BaseException:  # a full disk, or Ctrl-C mid-save: Orbax's threads' tracebacks go to run.log
-                    _settle()
+                    _settle(before)
                     raise
         except Exception as err:  # noqa: BLE001
             self._remove_partial()
