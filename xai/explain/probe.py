@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh
 
+from jaxdl import watchdog
 from jaxdl.parallel import batch_sharded, data_mesh, put_replicated
 from xai.explain.inputs import ExplainError, check_images, check_targets
 
@@ -208,7 +209,10 @@ class Probe:
         images = self.check(images)
         step = len(images) if batch_size is None else max(1, batch_size)
         chunks = [images[i : i + step] for i in range(0, len(images), step)]
-        out = [self._logits(self.state, pad_to_multiple(chunk, self.devices))[: len(chunk)] for chunk in chunks]
+        out = []
+        for chunk in chunks:
+            watchdog.beat()  # an explain batch: progress for the stall watchdog (jaxdl/watchdog.py)
+            out.append(self._logits(self.state, pad_to_multiple(chunk, self.devices))[: len(chunk)])
         return out[0] if len(out) == 1 else jnp.concatenate(out)
 
     def activations(self, images: Any) -> tuple[jax.Array, list[jax.Array]]:
