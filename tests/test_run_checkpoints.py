@@ -286,6 +286,25 @@ def test_a_mid_epoch_step_without_its_data_item_is_damaged(tmp_path):
     ckpts.close()
 
 
+@pytest.mark.parametrize("damage", ["flip the epoch", "delete the data item"])
+def test_a_damaged_mid_epoch_step_falls_back_to_the_epoch_end_before_it(tmp_path, damage):
+    """The sweep: a flipped `"epoch"` in a mid-epoch step's meta skipped an epoch and ended "completed"; a deleted
+    `data/` resumed it as an epoch end. Either way the resume now takes the verified step before it, said."""
+    ckpts = RunCheckpoints(tmp_path / "checkpoints", keep_last=3, best_metric="val/accuracy", best_mode="max")
+    state = {"w": np.zeros(3, np.float32)}
+    ckpts.save(10, {"w": state["w"] + 1}, meta={"epoch": 1}, metrics={"val/accuracy": 0.5})
+    ckpts.save(15, {"w": state["w"] + 2}, meta={"epoch": 1}, metrics={}, data={"epoch": 2, "processes": [{"step": 5}]})
+    if damage == "flip the epoch":
+        flip_after(tmp_path / "checkpoints" / "15" / "meta" / "metadata", '"epoch": ')
+    else:
+        shutil.rmtree(tmp_path / "checkpoints" / "15" / "data")
+    restored, meta, step, damaged = ckpts.restore_latest_good(state)
+    assert step == 10 and meta["epoch"] == 1 and "data" not in meta and list(damaged) == [15]
+    assert np.array_equal(restored["w"], np.ones(3, np.float32)) and ckpts.all_steps() == [10]
+    assert (tmp_path / "damaged_checkpoints" / "15").is_dir()  # moved aside, reported
+    ckpts.close()
+
+
 def test_retention_deletes_only_after_the_new_step_verifies_and_never_an_unverified_step(tmp_path, monkeypatch):
     ckpts = RunCheckpoints(tmp_path, keep_last=1, best_metric="val/accuracy", best_mode="max")
     state = {"w": np.zeros(3, np.float32)}
