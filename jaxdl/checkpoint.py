@@ -35,6 +35,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxdl import watchdog
 from jaxdl.errors import CheckpointError, RunRefused
 from jaxdl.logs import to_file_only
 from jaxdl.trees import keys_from_data, keys_to_data, map_named, named_leaves, path_name
@@ -255,6 +256,7 @@ class RunCheckpoints:
         steps neither among the last N nor the best.
 
         `data`: where the input stands (a mid-epoch checkpoint's iterator state), stored as its own item."""
+        watchdog.long_phase()  # a save (and its read-back) of a large model may take minutes: not a stall
         raw = keys_to_data(state)
         meta = {**meta, "step": step, "metrics": {k: float(v) for k, v in metrics.items()}}
         items = {"state": ocp.args.StandardSave(raw), "meta": ocp.args.JsonSave(meta)}

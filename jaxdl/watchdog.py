@@ -4,8 +4,9 @@ The run directory's owner (jaxdl/rundir.py) starts it once the directory is the 
 `jaxdl-explain` once its output folder is open (`watch`); training steps, evaluation batches and explain
 batches call `beat()`. When no beat comes for `trainer.stall_timeout_s` (default: 100x the median time
 between beats, at least 5 minutes; until the second beat, as the first step compiles, at least 15 minutes;
-`compiling()` grants that allowance again, as each explain method compiles its own functions and runs as
-one computation: there the allowance is at least an hour), the
+`long_phase()` grants that allowance again: before a checkpoint save, which may take minutes, and before
+each explain method, which compiles its own functions and runs as one computation: there the allowance is
+at least an hour), the
 watchdog thread - the main thread may be stuck inside XLA, where no Python code and no signal handler runs -
 
 1. appends every Python thread's stack to the log file (`run.log`; faulthandler),
@@ -97,8 +98,9 @@ class Watchdog:
         if self.total == self.stall_at:
             time.sleep(10**6)  # the injected stall (tests only)
 
-    def compiling(self) -> None:
-        """A new phase compiles its own functions: its first step gets the first-step allowance again."""
+    def long_phase(self) -> None:
+        """Something long and legitimate comes (a checkpoint save, a phase that compiles afresh): the first-step
+        allowance again, until the second beat after it."""
         self.beats, self.last = 0, time.monotonic()
 
     def _watch(self) -> None:
@@ -190,10 +192,10 @@ def beat() -> None:
         _active.beat()
 
 
-def compiling() -> None:
-    """A new phase compiles its own functions (each explain method): see `Watchdog.compiling`."""
+def long_phase() -> None:
+    """A checkpoint save or an explain method comes: see `Watchdog.long_phase`."""
     if _active is not None:
-        _active.compiling()
+        _active.long_phase()
 
 
 def beating(items: Iterable[T]) -> Iterator[T]:

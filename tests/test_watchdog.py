@@ -78,7 +78,7 @@ def test_the_automatic_timeout_is_generous(tmp_path):
     explicit = watchdog.Watchdog(30.0, tmp_path / "run.log", str)
     explicit.beat(), explicit.beat()
     assert explicit.limit() == 30.0
-    explicit.compiling()  # an explain method compiles afresh: the first-step allowance again, until its 2nd beat
+    explicit.long_phase()  # an explain method compiles afresh: the first-step allowance again, until its 2nd beat
     assert explicit.limit() == watchdog.FIRST_BEAT_MIN_S
     explicit.beat()
     assert explicit.limit() == watchdog.FIRST_BEAT_MIN_S

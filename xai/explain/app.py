@@ -244,7 +244,7 @@ def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             options["seed"] = int(e.seed)
         if e.get("token_prefix") is not None and name in LAYERED:  # ViT: drop the class token, tokens to a grid
             options["reshape"] = token_grid(int(e.token_prefix))
-        watchdog.compiling()  # each method compiles its own functions
+        watchdog.long_phase()  # each method compiles its own functions
         explainers[name] = build_method(name, run.model, run.preprocess, options, layer)
         maps[name], timings[name] = _timed(explainers[name], images, targets)
         lime_result = explainers[name].result if name == "lime" else lime_result
@@ -258,7 +258,7 @@ def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     metrics: dict[str, dict[str, float]] = {}
     sanity: dict[str, dict[str, list]] = {}
     if e.metrics.faithfulness:
-        watchdog.compiling()
+        watchdog.long_phase()
         faith = Faithfulness(probe, steps=int(e.metrics.steps))
         baselines = {"random": random_baseline(images.shape[:3], int(e.seed)), "sobel": sobel_baseline(images)}
         for name, saliency in {**maps, **baselines}.items():
@@ -266,7 +266,7 @@ def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if e.metrics.sanity:
         few = slice(0, int(e.metrics.sanity_images))
         for name, explainer in explainers.items():
-            watchdog.compiling()  # the randomised copies compile afresh
+            watchdog.long_phase()  # the randomised copies compile afresh
             sanity[name] = randomisation_test(explainer, explainer.probe, images[few], targets[few], key=int(e.seed))
             metrics.setdefault(name, {})["sanity_spearman_final"] = sanity[name]["spearman"][-1]  # NaN: every map empty
     for name, check in completeness.items():  # Integrated Gradients: sum of attributions vs f(x) - f(baseline)
