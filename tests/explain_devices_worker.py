@@ -42,7 +42,7 @@ def largest_batch_split() -> list[int]:
 
 
 def main(out: Path) -> None:
-    probe.SHARD_ON_CPU = True  # forced: by default only when XLA's threads are sized for the devices (xai/explain/probe.py)
+    probe.SHARD_ON_CPU = True  # off by default on CPUs (xai/explain/probe.py)
     model, images, labels = trained_digits_convnet()
     model.__class__ = Recording
     images, targets = images[:4], labels[:4]
