@@ -6,7 +6,8 @@
 Each setting runs worker processes (`--worker`) that repeat one short job and print a line per finished
 run: `train` is a pure-JAX data-parallel LeNet-sized step (replicated weights, batch split over the devices,
 so XLA all-reduces the gradients) dispatched `--steps` times without a host sync, then synced (the minimal
-reproducer: no jaxdl); `lime` is one xai LIME call split over the devices (`probe.SHARD_ON_CPU`). A worker
+reproducer: no jaxdl); `lime` is one xai LIME call and `ig` one Integrated Gradients call, their batches split over
+the devices (`probe.SHARD_ON_CPU`). A worker
 that prints nothing for `--timeout-s` is killed and counted as a hang; one that exits non-zero (XLA's
 "Termination timeout for all reduce" aborts the process) as an abort; a new worker takes over. `--load N`
 runs N busy-looping processes beside the workers. The harness stops each setting at `--runs` runs or its
@@ -57,7 +58,8 @@ def worker(args: argparse.Namespace) -> None:
 
     for key, value in setting.get("config", {}).items():
         jax.config.update(key, value)
-    job = train_job(args, setting.get("sync_every", args.sync_every)) if args.kind == "train" else lime_job()
+    jobs = {"train": lambda: train_job(args, setting.get("sync_every", args.sync_every)), "lime": lime_job, "ig": ig_job}
+    job = jobs[args.kind]()
     seed, parent = 0, os.getppid()
     while os.getppid() == parent:
         start = time.perf_counter()
@@ -113,24 +115,47 @@ def train_job(args: argparse.Namespace, sync_every: int):
     return job
 
 
-def lime_job():
-    """One LIME call on 16 images x 256 samples with the batches split over the devices."""
-    import jax
+def explain_setup():
+    """A small conv net and 16 images, with explainer batches split over every CPU device."""
     import numpy as np
     from flax import nnx
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.explain_models import SmallConvNet
     from xai.explain import probe
-    from xai.explain.lime import LimeImage
 
     probe.SHARD_ON_CPU = True
     model = SmallConvNet(nnx.Rngs(0), channels=1, classes=4)
-    images = np.random.default_rng(0).integers(0, 255, (16, 16, 16, 1)).astype(np.uint8)
+    return model, np.random.default_rng(0).integers(0, 255, (16, 16, 16, 1)).astype(np.uint8)
+
+
+def lime_job():
+    """One LIME call on 16 images x 256 samples with the batches split over the devices."""
+    import jax
+    import numpy as np
+
+    from xai.explain.lime import LimeImage
+
+    model, images = explain_setup()
 
     def job(seed: int) -> None:
         result = LimeImage(model, num_samples=256, batch_size=64)(images, np.zeros(16, int), key=seed)
         jax.block_until_ready(np.asarray(result.weights))
+
+    return job
+
+
+def ig_job():
+    """One Integrated Gradients call on 16 images x 32 path points, 64 rows per forward/backward pass split over the devices
+    (a fresh explainer per run, so each run also compiles, as a new explain call does)."""
+    import numpy as np
+
+    from xai.explain.gradients import IntegratedGradients
+
+    model, images = explain_setup()
+
+    def job(seed: int) -> None:
+        np.asarray(IntegratedGradients(model, n_steps=32, internal_batch_size=64, seed=seed)(images, np.zeros(16, int)))
 
     return job
 

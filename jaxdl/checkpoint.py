@@ -26,6 +26,7 @@ import logging
 import math
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxdl import watchdog
 from jaxdl.errors import CheckpointError, RunRefused
 from jaxdl.logs import to_file_only
 from jaxdl.trees import keys_from_data, keys_to_data, map_named, named_leaves, path_name
@@ -173,11 +175,17 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
-def _settle(seconds: float = 1.0) -> None:
-    """After a failed or interrupted save, its other TensorStore writes still end, each printing a traceback
-    about Orbax's closed event loop: let them end now, while their output goes to the log file."""
+def _settle(before: set[threading.Thread], timeout: float = 30.0) -> None:
+    """After a failed or interrupted save, its threads still end, each logging its traceback (and TensorStore's
+    writes print one about Orbax's closed event loop): let them end now, while their output goes to the log file
+    only. Joined, not slept on: under load they outlived a fixed second and printed on the terminal."""
     gc.collect()
-    time.sleep(seconds)
+    deadline = time.monotonic() + timeout
+    for thread in set(threading.enumerate()) - before:
+        if thread is not threading.current_thread():
+            with contextlib.suppress(Exception):  # Orbax's threads re-raise their failure from join()
+                thread.join(max(0.0, deadline - time.monotonic()))
+    time.sleep(0.2)
     gc.collect()
 
 
@@ -248,6 +256,7 @@ class RunCheckpoints:
         steps neither among the last N nor the best.
 
         `data`: where the input stands (a mid-epoch checkpoint's iterator state), stored as its own item."""
+        watchdog.long_phase()  # a save (and its read-back) of a large model may take minutes: not a stall
         raw = keys_to_data(state)
         meta = {**meta, "step": step, "metrics": {k: float(v) for k, v in metrics.items()}}
         items = {"state": ocp.args.StandardSave(raw), "meta": ocp.args.JsonSave(meta)}
@@ -260,11 +269,12 @@ class RunCheckpoints:
         args = ocp.args.Composite(**items, checksums=ocp.args.JsonSave(sums))
         try:
             with to_file_only(*LIBRARY_LOGGERS):
+                before = set(threading.enumerate())
                 try:
                     self.manager.save(step, args=args, force=True)
                     self.manager.wait_until_finished()
                 except BaseException:  # a full disk, or Ctrl-C mid-save: Orbax's threads' tracebacks go to run.log
-                    _settle()
+                    _settle(before)
                     raise
         except Exception as err:  # noqa: BLE001
             self._remove_partial()

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import logging.handlers
+import sys
 import threading
 from pathlib import Path
 
@@ -25,6 +26,15 @@ class _Held(logging.handlers.MemoryHandler):
 
     def shouldFlush(self, record: logging.LogRecord) -> bool:  # noqa: N802 - logging's API
         return len(self.buffer) >= self.capacity and self.target is not None
+
+
+class _RunLog(logging.FileHandler):
+    """The run's log file. A record it cannot take (the disk is full) is dropped: logging would print a
+    'Logging error' traceback on the terminal, and the full disk is already reported in one error line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
 
 
 def log_file_name(process_index: int = 0) -> str:
@@ -44,7 +54,7 @@ def write_to(directory: str | Path, process_index: int = 0) -> Path:
     """Send held and future log records to this process's log file in `directory`."""
     root = logging.getLogger()
     path = Path(directory) / log_file_name(process_index)
-    file_handler = logging.FileHandler(path)
+    file_handler = _RunLog(path)
     file_handler.setFormatter(logging.Formatter(FORMAT))
     for handler in [h for h in root.handlers if isinstance(h, (_Held, logging.FileHandler))]:
         if isinstance(handler, _Held):

@@ -74,7 +74,8 @@ def check_class_names(data: Any) -> None:
 def check_settings(cfg: DictConfig) -> None:
     """The value checks for the groups this config has (an app without a trainer skips those)."""
     if cfg.get("trainer") is not None:
-        check_seed(cfg.trainer)
+        if "seed" in cfg.trainer:  # jaxdl-explain's trainer group holds only cpu_devices and stall_timeout_s
+            check_seed(cfg.trainer)
         check_label_smoothing(cfg.trainer)
     if cfg.get("optimizer") is not None and "learning_rate" in cfg.optimizer:
         check_learning_rate(cfg.optimizer)

@@ -9,6 +9,7 @@ import gzip
 import importlib.util
 import json
 import os
+import re
 import shutil
 import zlib
 from pathlib import Path
@@ -285,16 +286,49 @@ def test_manifest_outside_its_folder_loads_only_on_request(inputs):
     assert [Path(p).name for p, _ in items] == ["0.png", "afile.png"] and names == ["a", "b"]
 
 
-def test_a_class_whose_files_are_all_unreadable_is_refused_before_training(tmp_path):
+def write_unreadable_class(root: Path) -> None:
+    """Classes 'a' and 'c' with 10 readable PNGs each (plus a broken one first in 'c'), 'b' with 10 broken ones."""
+    for cls in ("a", "c"):
+        write_pngs(root / cls, 10)
+    (root / "c" / "00.png").write_bytes(b"\x89PNG broken")  # sorts first: the probe reads on to 0.png
+    (root / "b").mkdir()
+    for k in range(10):
+        (root / "b" / f"{k}.png").write_bytes(b"\x89PNG broken")
+
+
+UNREADABLE_CLASS = r"^error: class\(es\) with no readable training image: 'b' \(10 file\(s\), e\.g\. .*b/0\.png: "
+
+
+def test_a_streamed_class_whose_files_are_all_unreadable_is_refused_before_training(tmp_path, compile_cache_env):
+    """Streamed, the decoders would meet class 'b' only while training: the scan's probe refuses it first."""
+    write_unreadable_class(tmp_path / "pics")
+    run = tmp_path / "run"
+    result = run_cli(*FOLDER, f"data.root={tmp_path / 'pics'}", "data.stream=true", f"hydra.run.dir={run}", env=compile_cache_env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.match(UNREADABLE_CLASS, lines[0]), result.stderr
+    assert "data.on_empty_class=drop" in lines[0] and "Traceback" not in result.stdout + result.stderr
+    assert not (run / "checkpoints").exists() and not (run / "metrics.jsonl").exists()  # refused before training
+
+
+def test_a_class_whose_files_are_all_unreadable_is_refused_or_dropped_on_request(tmp_path, caplog):
+    """In memory the same refusal; `data.on_empty_class=drop` trains without the class, relabelled, with a warning."""
     from jaxdl.data import load_dataset
 
-    write_pngs(tmp_path / "a", 10)
-    (tmp_path / "b").mkdir()
-    for k in range(10):
-        (tmp_path / "b" / f"{k}.png").write_bytes(b"\x89PNG broken")
-    cfg = compose_config("data=folder", f"data.root={tmp_path}", "data.image_size=12")
-    with pytest.raises(DataError, match=r"^class\(es\) 'b' have no readable training image \(10 unreadable file\(s\) skipped\)"):
-        load_dataset(cfg.data)
+    write_unreadable_class(tmp_path)
+    folder = ["data=folder", f"data.root={tmp_path}", "data.image_size=12"]
+    with pytest.raises(DataError, match=UNREADABLE_CLASS.replace("error: ", "")):
+        load_dataset(compose_config(*folder).data)
+    with caplog.at_level("WARNING"):
+        data = load_dataset(compose_config(*folder, "data.on_empty_class=drop").data)
+    assert data.class_names == ("a", "c")
+    labels = np.concatenate([data.train.labels, data.val.labels, data.test.labels])
+    assert sorted(np.bincount(labels)) == [10, 10]  # 'c' became label 1: its 10 readable files, its broken one skipped
+    assert [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()][0].startswith(
+        "dropped class(es) with no readable training image (data.on_empty_class=drop): 'b' (10 file(s)"
+    )
+    with pytest.raises(ConfigError, match="data.on_empty_class must be error or drop, got 'skip'"):
+        load_dataset(compose_config(*folder, "data.on_empty_class=skip").data)
 
 
 def write_idx_images(directory: Path, images: np.ndarray, code: int) -> None:

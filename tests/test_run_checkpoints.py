@@ -3,6 +3,7 @@ verified (arrays, meta, input position, model card, a complete manifest), fallba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -142,30 +143,60 @@ def test_a_damaged_step_is_refused_in_one_line(peaked, tmp_path, damage):
     assert "\n" not in str(err.value) and str(last) in str(err.value)
 
 
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str, free: int | None = None):
+    """A real tmpfs of `size` mounted at `folder`, filled by a file until `free` bytes are left (if given)."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root and must be able to mount a tmpfs for the disk-full tests")
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        if free is not None:
+            (folder / "filler").write_bytes(bytes(shutil.disk_usage(folder).free - free))
+            assert shutil.disk_usage(folder).free == free
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+def assert_full_disk_failure(result: subprocess.CompletedProcess, run_dir: Path, kept: str) -> None:
+    """One error line and nothing else on the terminal but log lines, status failed with the reason, no
+    temporary checkpoint or status file left."""
+    line = one_error_line(result)
+    assert re.match(rf"error: no space left on device writing checkpoint \d+ in .*; {kept}; free space and run", line), line
+    assert result.stderr.strip() == line and all(" - " in x for x in result.stdout.splitlines()), result.stdout[-2000:]
+    assert "[absl]" not in result.stdout and "Traceback" not in result.stdout
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and status["error"] == "CheckpointError: " + line.removeprefix("error: ")
+    assert not list(run_dir.rglob("*.orbax-checkpoint-tmp*")) and not list(run_dir.rglob("*.tmp"))
+
+
 def test_disk_full_is_one_line_and_the_previous_checkpoint_still_loads(tmp_path, compile_cache_env):
     """A real full disk (an 8 MB tmpfs): one error line on the terminal, Orbax's tracebacks in run.log only,
     status failed, no temporary checkpoint left."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True).returncode:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root and must be able to mount a tmpfs for the disk-full test")
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
+    with small_disk(tmp_path / "small", "8m") as mount:
         run_dir = mount / "run"
         result = run_cli(
             "-m", "jaxdl.apps.train", *quick_overrides("trainer.epochs=3", "trainer.keep_checkpoints=3"),
             f"hydra.run.dir={run_dir}", env=compile_cache_env,
         )  # fmt: skip
-        line = one_error_line(result)
-        assert re.match(r"error: no space left on device writing checkpoint \d+ in .*step 40 is still the last good one", line)
-        assert result.stderr.strip() == line and all(" - " in x for x in result.stdout.splitlines())  # log lines only
+        assert_full_disk_failure(result, run_dir, "step 40 is still the last good one")
         assert "No space left" in (run_dir / "run.log").read_text()  # Orbax's account of it, kept in the log
-        assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
-        assert not list(run_dir.rglob("*.orbax-checkpoint-tmp*")) and not list(run_dir.rglob("*.tmp"))
         assert load_model(run_dir, "last").step == 40  # the one checkpoint that fitted
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+def test_forty_kilobytes_free_leaves_a_failed_status_and_no_partial_checkpoint(tmp_path, compile_cache_env):
+    """The sweep's case: 40 KB free when the run starts. It used to leave status "running", a tmp checkpoint
+    and Orbax's tracebacks (its threads outlived a fixed one-second wait; run.log itself hit the full disk and
+    logging printed 'Logging error' tracebacks). The partial checkpoint is removed first, which frees the room
+    the failed status needs."""
+    with small_disk(tmp_path / "small", "1m", free=40 * 1024) as mount:
+        run_dir = mount / "run"
+        overrides = ("trainer.epochs=1", "trainer.progress=false", "trainer.cpu_devices=1", "trainer.checkpoint_every_steps=1")
+        result = run_cli("-m", "jaxdl.apps.train", *overrides, f"hydra.run.dir={run_dir}", env=compile_cache_env)
+        assert_full_disk_failure(result, run_dir, "no earlier checkpoint exists")
+        assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
 
 
 BEST_DAMAGE = {
@@ -252,6 +283,25 @@ def test_a_mid_epoch_step_without_its_data_item_is_damaged(tmp_path):
     shutil.rmtree(tmp_path / "15" / "data")
     with pytest.raises(CheckpointError, match=r"15 is damaged: its input position differs from what was written"):
         ckpts.restore(15, state)
+    ckpts.close()
+
+
+@pytest.mark.parametrize("damage", ["flip the epoch", "delete the data item"])
+def test_a_damaged_mid_epoch_step_falls_back_to_the_epoch_end_before_it(tmp_path, damage):
+    """The sweep: a flipped `"epoch"` in a mid-epoch step's meta skipped an epoch and ended "completed"; a deleted
+    `data/` resumed it as an epoch end. Either way the resume now takes the verified step before it, said."""
+    ckpts = RunCheckpoints(tmp_path / "checkpoints", keep_last=3, best_metric="val/accuracy", best_mode="max")
+    state = {"w": np.zeros(3, np.float32)}
+    ckpts.save(10, {"w": state["w"] + 1}, meta={"epoch": 1}, metrics={"val/accuracy": 0.5})
+    ckpts.save(15, {"w": state["w"] + 2}, meta={"epoch": 1}, metrics={}, data={"epoch": 2, "processes": [{"step": 5}]})
+    if damage == "flip the epoch":
+        flip_after(tmp_path / "checkpoints" / "15" / "meta" / "metadata", '"epoch": ')
+    else:
+        shutil.rmtree(tmp_path / "checkpoints" / "15" / "data")
+    restored, meta, step, damaged = ckpts.restore_latest_good(state)
+    assert step == 10 and meta["epoch"] == 1 and "data" not in meta and list(damaged) == [15]
+    assert np.array_equal(restored["w"], np.ones(3, np.float32)) and ckpts.all_steps() == [10]
+    assert (tmp_path / "damaged_checkpoints" / "15").is_dir()  # moved aside, reported
     ckpts.close()
 
 

@@ -5,14 +5,15 @@
     jaxdl-train data=folder data.manifest=labels.csv     # `path,label` lines, paths relative to the CSV
 
 Class names are the folder names (or the manifest's labels), sorted. Every layout mistake
-(no classes, one class, an empty class folder, a missing file, an unknown label) is a one-line
-error before training. Sets whose decoded pixels fit `data.memory_budget_mb` are decoded once into
+(no classes, one class, an empty class folder, a missing file, an unknown label, a class none of whose
+training files decodes) is a one-line error before training. Sets whose decoded pixels fit `data.memory_budget_mb` are decoded once into
 memory (the fast path); larger ones, or `data.stream=true`, are streamed through Grain.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from jaxdl.errors import ConfigError, DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLIT_DIRS = ("train", "val", "test")
 STREAM_CHOICES = ("auto", "true", "false")
+EMPTY_CLASS_CHOICES = ("error", "drop")
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -135,6 +137,52 @@ def check_readable_classes(labels: np.ndarray, names: Sequence[str], bad: int) -
         )
 
 
+def _first_unreadable(items: list[tuple[str, int]], decoder: ImageDecoder) -> dict[int, tuple[int, str]]:
+    """{label: (file count, first file's reason)} of every class none of whose files decodes. Files are tried in
+    order and a class stops at its first readable one, so a healthy set costs one decode per class; only a class
+    that is all bad is read through (a streamed set would otherwise meet it only while training)."""
+    todo: dict[int, list[str]] = {}
+    for path, label in items:
+        todo.setdefault(label, []).append(path)
+    empty = {}
+    for label, paths in todo.items():
+        reasons = []
+        for path in paths:
+            image, reason = decoder.try_decode(path)
+            if image is not None:
+                break
+            reasons.append(f"{path}: {reason}")
+        else:
+            empty[label] = (len(paths), reasons[0])
+    return empty
+
+
+def drop_unreadable_classes(
+    splits: dict[str, list[tuple[str, int]]], names: list[str], decoder: ImageDecoder, on_empty_class: str
+) -> list[str]:
+    """The class names left once every class whose training files are all unreadable is refused (`error`) or, on
+    request (`drop`), removed from every split with a warning, the rest relabelled 0..k-1 in order. Changes `splits`."""
+    if on_empty_class not in EMPTY_CLASS_CHOICES:
+        raise ConfigError(f"data.on_empty_class must be error or drop, got '{on_empty_class}'")
+    empty = _first_unreadable(splits["train"], decoder)
+    if not empty:
+        return names
+    said = "; ".join(f"'{names[k]}' ({count} file(s), e.g. {why})" for k, (count, why) in sorted(empty.items()))
+    if on_empty_class == "error":
+        raise DataError(
+            f"class(es) with no readable training image: {said}; fix or replace their files, remove the class "
+            "folder, or pass data.on_empty_class=drop to train without them"
+        )
+    kept = [k for k in range(len(names)) if k not in empty]
+    if len(kept) < 2:
+        raise DataError(f"class(es) with no readable training image: {said}; a classifier needs two classes that have some")
+    new_label = {old: new for new, old in enumerate(kept)}
+    for split, items in splits.items():
+        splits[split] = [(path, new_label[label]) for path, label in items if label in new_label]
+    logging.getLogger(__name__).warning("dropped class(es) with no readable training image (data.on_empty_class=drop): %s", said)
+    return [names[k] for k in kept]
+
+
 def _split(items: list[tuple[str, int]], decoder: ImageDecoder, workers: tuple[int, str, int], backend: str) -> FileSplit:
     paths = np.asarray([p for p, _ in items], dtype=object)
     count, mode, threads = workers
@@ -170,6 +218,7 @@ def load(
     decoder: str = "auto",
     augment: Mapping[str, Any] | None = None,
     allow_outside: bool = False,
+    on_empty_class: str = "error",
 ) -> Dataset:
     """The data set of an image folder tree or a manifest, in memory or streamed as `stream` says."""
     if bool(root) == bool(manifest):
@@ -194,6 +243,7 @@ def load(
     train_paths = [p for p, _ in splits["train"]]
     channels = detect_channels(train_paths) if str(channels) == "auto" else int(channels)
     image_decoder = configured_decoder(size, channels, eval_crop, augment, on_bad_file, decoder)
+    names = drop_unreadable_classes(splits, names, image_decoder, str(on_empty_class))
     workers = default_workers() if workers is None else int(workers)
     pool = (workers, resolve_mode(worker_mode, workers), worker_threads_setting(worker_threads))
     backend = dali.backend(decoder, train_paths)

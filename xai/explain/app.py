@@ -10,6 +10,7 @@ The app's own run directory (default `<run_dir>/explain/<date>/`) gets `report.h
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from jaxdl import logs, tracking
+from jaxdl import logs, tracking, watchdog
 from jaxdl.apps import hydra_app, require_path
 from jaxdl.runs import TrainedRun, load_run
 from xai.explain.inputs import ExplainError, check_images
@@ -39,6 +40,9 @@ log = logging.getLogger("jaxdl.explain")
 
 SPLITS = ("train", "val", "test")
 PROBE_BATCH = 1000  # images per forward pass when predicting a whole split
+# A method is one compiled computation (LIME's samples, occlusion's copies: a scan inside one jit) that reports
+# progress only as it ends: the stall watchdog allows each at least this long (or 4x trainer.stall_timeout_s).
+METHOD_MIN_S = 3600.0
 
 
 def which_checkpoint(cfg: DictConfig) -> str | int:
@@ -194,12 +198,32 @@ def _json_safe(tree: Any) -> Any:
     return None if isinstance(tree, float) and not np.isfinite(tree) else tree
 
 
+def _no_report(out_dir: Path, cause: str) -> str:
+    """A stalled explain call leaves nothing that could pass for a finished report."""
+    for name in ("report.html", "metrics.json"):
+        (out_dir / name).unlink(missing_ok=True)
+    return f"no report was written (the maps finished so far are in {out_dir / 'maps'}); run the same command again"
+
+
 def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Everything the app does; returns the metrics it wrote to `metrics.json`."""
+    """Everything the app does, under the stall watchdog (trainer.stall_timeout_s, as in training: an explain
+    batch without progress ends the call in one line); returns the metrics it wrote to `metrics.json`."""
     out_dir = Path(out_dir)
+    stall_timeout_s = watchdog.check_timeout((cfg.get("trainer") or {}).get("stall_timeout_s"))
     (out_dir / "maps").mkdir(parents=True, exist_ok=True)
-    logs.write_to(out_dir)
+    log_file = logs.write_to(out_dir)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    on_stall = functools.partial(_no_report, out_dir)
+    watchdog.watch(
+        stall_timeout_s, log_file, on_stall, what="explain call", unit="batch", units="batch(es)", first_min_s=METHOD_MIN_S
+    )
+    try:
+        return _explain(cfg, out_dir)
+    finally:
+        watchdog.stop()
+
+
+def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     e = cfg.explain
     if e.target not in ("predicted", "label"):
         raise ExplainError(f"explain.target must be 'predicted' or 'label', got '{e.target}'")
@@ -220,18 +244,21 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             options["seed"] = int(e.seed)
         if e.get("token_prefix") is not None and name in LAYERED:  # ViT: drop the class token, tokens to a grid
             options["reshape"] = token_grid(int(e.token_prefix))
+        watchdog.long_phase()  # each method compiles its own functions
         explainers[name] = build_method(name, run.model, run.preprocess, options, layer)
         maps[name], timings[name] = _timed(explainers[name], images, targets)
         lime_result = explainers[name].result if name == "lime" else lime_result
         np.save(out_dir / "maps" / f"{name}.npy", maps[name])
         if getattr(explainers[name], "raw", None) is not None:  # gradient methods: the signed (N, H, W, C) attribution
             np.save(out_dir / "maps" / f"{name}_raw.npy", explainers[name].raw)
+        watchdog.beat()  # a method done
     np.save(out_dir / "images.npy", images)
     completeness = {n: x.completeness for n, x in explainers.items() if getattr(x, "completeness", None)}
 
     metrics: dict[str, dict[str, float]] = {}
     sanity: dict[str, dict[str, list]] = {}
     if e.metrics.faithfulness:
+        watchdog.long_phase()
         faith = Faithfulness(probe, steps=int(e.metrics.steps))
         baselines = {"random": random_baseline(images.shape[:3], int(e.seed)), "sobel": sobel_baseline(images)}
         for name, saliency in {**maps, **baselines}.items():
@@ -239,6 +266,7 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     if e.metrics.sanity:
         few = slice(0, int(e.metrics.sanity_images))
         for name, explainer in explainers.items():
+            watchdog.long_phase()  # the randomised copies compile afresh
             sanity[name] = randomisation_test(explainer, explainer.probe, images[few], targets[few], key=int(e.seed))
             metrics.setdefault(name, {})["sanity_spearman_final"] = sanity[name]["spearman"][-1]  # NaN: every map empty
     for name, check in completeness.items():  # Integrated Gradients: sum of attributions vs f(x) - f(baseline)

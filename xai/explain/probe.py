@@ -14,15 +14,17 @@ The model's weights are replicated over the core's data mesh and every batch the
 model sees is split over it, as in training: LIME's samples, SHAP's evaluations,
 Score-CAM's masked inputs and occlusion's occluded copies run on every device.
 Batches are padded to a multiple of the device count and the padding dropped.
-On a CPU this is off unless `SHARD_ON_CPU` is set: with 2 XLA CPU devices (jax
-0.10.2) and XLA's default threads a LIME call on 64 images x 1,000 samples hung
-(no CPU used, no error) where one device finishes in 16 s; see experiments/RESULTS.md.
+On a CPU this is on when XLA's thread pools are sized for the devices (`SHARD_ON_CPU`):
+with 2 XLA CPU devices (jax 0.10.2) and XLA's default threads a LIME call on 64 images
+x 1,000 samples hung (no CPU used, no error); with the threads jaxdl's apps set, LIME and
+Integrated Gradients passed 200 of 200 stress runs each under load; see experiments/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -31,6 +33,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh
 
+from jaxdl import watchdog
+from jaxdl.cpu_devices import THREADS_PER_DEVICE
 from jaxdl.parallel import batch_sharded, data_mesh, put_replicated
 from xai.explain.inputs import ExplainError, check_images, check_targets
 
@@ -89,15 +93,23 @@ def _install_tap(module: nnx.Module, method: str, tap: Callable[[jax.Array], jax
     module.__class__ = type(f"Tapped{type(module).__name__}", (type(module),), {method: tapped})
 
 
-# Split explainer batches over several XLA CPU devices (see the module docstring). Still off: with the XLA
-# threads jaxdl now gives each CPU device, LIME on 2 devices passed 21 of 21 stress runs (it hung at once
-# without them), short of the 200 runs under load that issue 24 asks of a CPU default (RESULTS.md).
-SHARD_ON_CPU = False
+# Split explainer batches over several XLA CPU devices (see the module docstring): True / False force it; None
+# (the default) splits when XLA's thread pools are sized for the devices (PJRT_NPROC or NPROC at least
+# THREADS_PER_DEVICE per device, as jaxdl's apps set them: jaxdl/cpu_devices.py). So sized, LIME and Integrated
+# Gradients on 2 devices passed 200 of 200 stress runs each under load (issue 24's rule for a CPU default;
+# RESULTS.md); with XLA's own thread count LIME hung on its first run.
+SHARD_ON_CPU: bool | None = None
+
+
+def _cpu_threads_sized(devices: int) -> bool:
+    value = os.environ.get("PJRT_NPROC") or os.environ.get("NPROC") or ""
+    return value.isdigit() and int(value) >= THREADS_PER_DEVICE * devices
 
 
 def explain_mesh() -> Mesh:
-    """Every device (GPUs, TPUs; CPUs when SHARD_ON_CPU), else the first device alone."""
-    if jax.default_backend() != "cpu" or SHARD_ON_CPU:
+    """Every device (GPUs, TPUs; CPUs whose XLA threads are sized for them, see SHARD_ON_CPU), else the first alone."""
+    shard_cpu = _cpu_threads_sized(jax.device_count()) if SHARD_ON_CPU is None else SHARD_ON_CPU
+    if jax.default_backend() != "cpu" or shard_cpu:
         return data_mesh()
     return jax.make_mesh((1,), ("data",), axis_types=(AxisType.Auto,), devices=jax.devices()[:1])
 
@@ -208,7 +220,10 @@ class Probe:
         images = self.check(images)
         step = len(images) if batch_size is None else max(1, batch_size)
         chunks = [images[i : i + step] for i in range(0, len(images), step)]
-        out = [self._logits(self.state, pad_to_multiple(chunk, self.devices))[: len(chunk)] for chunk in chunks]
+        out = []
+        for chunk in chunks:
+            watchdog.beat()  # an explain batch: progress for the stall watchdog (jaxdl/watchdog.py)
+            out.append(self._logits(self.state, pad_to_multiple(chunk, self.devices))[: len(chunk)])
         return out[0] if len(out) == 1 else jnp.concatenate(out)
 
     def activations(self, images: Any) -> tuple[jax.Array, list[jax.Array]]:
