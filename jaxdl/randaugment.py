@@ -164,6 +164,5 @@ def rand_augment(key: jax.Array, img: jax.Array, n: int, m: float) -> tuple[jax.
     pick_key, sign_key = jax.random.split(key)
     chosen = jax.random.randint(pick_key, (n,), 0, len(branches))
     magnitudes = jnp.where(signed[chosen] & jax.random.bernoulli(sign_key, 0.5, (n,)), -m, m).astype(jnp.float32)
-    for i in range(n):
-        img = jax.lax.switch(chosen[i], branches, img, magnitudes[i])
-    return img, chosen, magnitudes
+    apply = lambda i, x: jax.lax.switch(chosen[i], branches, x, magnitudes[i])  # noqa: E731  (compiled once, not n times)
+    return jax.lax.fori_loop(0, n, apply, img), chosen, magnitudes
