@@ -16,7 +16,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-MAX_MAGNITUDE = 10.0
+from jaxdl.augment_settings import MAX_MAGNITUDE
+
 Op = Callable[[jax.Array, jax.Array], jax.Array]  # (image HWC in 0..255, magnitude with its sign) -> image
 
 

@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 
 TRIES = 10
-VALUES = ("random", "zero")
 
 
 def erase(

@@ -35,7 +35,8 @@ from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
 from jaxdl.validate import check_settings
 from jaxdl.augment import batch_mix
-from jaxdl.image_augment import check as image_augment_check, image_augment
+from jaxdl.augment_settings import check as check_augment
+from jaxdl.image_augment import image_augment
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
 from jaxdl.summary import write_summary
 
@@ -220,7 +221,7 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     preprocess = make_preprocess(
         cfg.data, spec.size, *dataset.channel_stats(), streamed=getattr(dataset.train, "augments_in_workers", False)
     )
-    image_augment_check(cfg.data.get("augment"), spec.channels)
+    check_augment(cfg.data.get("augment"), spec.channels)
     steps_per_epoch = len(dataset.train) // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")

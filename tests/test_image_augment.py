@@ -177,3 +177,17 @@ def test_batch_augment_is_per_example_deterministic_and_grey_works():
 def test_bad_settings_are_one_line_errors(augment, channels, message):
     with pytest.raises(ConfigError, match=message):
         image_augment(augment, (0.5,) * channels, (0.5,) * channels, channels)
+
+
+def test_a_composed_config_is_refused_before_anything_is_written():
+    """What `jaxdl-train data.augment.randaugment.m=11` meets first: validate.check_settings, with no JAX work."""
+    from jaxdl.validate import check_settings
+    from tests.conftest import compose_config
+
+    check_settings(compose_config("data.augment.randaugment.n=2", "data.augment.random_erasing.p=0.25"))
+    for override, message in (
+        ("data.augment.randaugment.m=11", "randaugment.m must be between 0 and 10"),
+        ("data.augment.random_erasing.area=[a,b]", r"random_erasing.area must be \[low, high\]"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            check_settings(compose_config(override))
