@@ -28,7 +28,7 @@ NEAREST = InterpolationMode.NEAREST
 
 def torchvision_op(name: str, image: np.ndarray, m: float) -> np.ndarray:
     """torchvision's `RandAugment._apply_image_or_video_transform` at its bin 3m of 31 (m on the 0-10 scale)."""
-    t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    t = torch.from_numpy(image.transpose(2, 0, 1).copy())
     h, w = image.shape[:2]
     sign, top = (-1 if m < 0 else 1), lambda hi: abs(m) / 10 * hi  # noqa: E731
     affine = dict(angle=0.0, translate=[0, 0], scale=1.0, shear=[0.0, 0.0], interpolation=NEAREST, fill=None)
