@@ -10,11 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-import torchvision.transforms.v2.functional as F
 from PIL import Image, ImageOps
 from skimage import data as skdata
-from torchvision.transforms import InterpolationMode
 
 from jaxdl import randaugment
 from jaxdl.errors import ConfigError
@@ -23,11 +20,15 @@ from jaxdl.random_erasing import erase
 
 RGB = np.asarray(Image.fromarray(skdata.astronaut()).resize((48, 40)))  # a real photograph, (40, 48, 3) uint8
 GREY = np.asarray(Image.fromarray(skdata.camera()).resize((36, 30)))[..., None]  # (30, 36, 1)
-NEAREST = InterpolationMode.NEAREST
 
 
 def torchvision_op(name: str, image: np.ndarray, m: float) -> np.ndarray:
     """torchvision's `RandAugment._apply_image_or_video_transform` at its bin 3m of 31 (m on the 0-10 scale)."""
+    import torch
+    import torchvision.transforms.v2.functional as F
+    from torchvision.transforms import InterpolationMode
+
+    NEAREST = InterpolationMode.NEAREST
     t = torch.from_numpy(image.transpose(2, 0, 1).copy())
     h, w = image.shape[:2]
     sign, top = (-1 if m < 0 else 1), lambda hi: abs(m) / 10 * hi  # noqa: E731
@@ -68,6 +69,7 @@ def all_ops(image: np.ndarray, m: float) -> dict[str, np.ndarray]:
 def test_every_op_matches_torchvision_on_the_same_uint8_image(image):
     """Exact for 13 ops; `color` within 1 level on under 5% of pixels (the blend's float rounding before
     torchvision's truncation to uint8). Grey images are supported by every op (colour leaves them as they are)."""
+    pytest.importorskip("torchvision")  # the torch extra: the reference, not needed to train
     assert len(randaugment.ops(8, 8)) == 14
     for m in (10.0, -7.0, 3.0):
         for name, ours in all_ops(image, m).items():
