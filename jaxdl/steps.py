@@ -15,6 +15,7 @@ from flax import nnx, struct
 from jax.sharding import Mesh
 
 from jaxdl.augment import Mix
+from jaxdl.image_augment import Augment
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.parallel import batch_sharded, put_replicated, replicated
 from jaxdl.trees import module_at
@@ -67,16 +68,21 @@ def make_train_step(
     label_smoothing: float = 0.0,
     compute_dtype: Any = jnp.float32,
     mix: Mix | None = None,
+    augment: Augment | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A jitted `(state, images_u8, labels) -> (state, {loss_sum, correct, count})`.
 
-    `mix` (jaxdl.augment: mixup / cutmix) turns the batch and labels into mixed images and soft targets,
-    label smoothing included, from the step's key."""
+    `augment` (jaxdl.image_augment: RandAugment, random erasing) changes each normalised image, in float32;
+    `mix` (jaxdl.augment: mixup / cutmix) then turns the batch and labels into mixed images and soft targets,
+    label smoothing included; both draw from the step's key."""
     augment_key = jax.random.key(seed)
 
     def step(state: TrainState, images: jax.Array, labels: jax.Array):
         key = jax.random.fold_in(augment_key, state.step)
-        x = preprocess(images, key).astype(compute_dtype)
+        x = preprocess(images, key)
+        if augment is not None:
+            x = augment(jax.random.fold_in(key, 2), x)
+        x = x.astype(compute_dtype)
         targets = None
         if mix is not None:
             x, targets = mix(jax.random.fold_in(key, 1), x, labels)

@@ -35,6 +35,8 @@ from jaxdl.profiling import TracedSteps
 from jaxdl.rundir import RunDirectory, check_best
 from jaxdl.validate import check_settings
 from jaxdl.augment import batch_mix
+from jaxdl.augment_settings import check as check_augment
+from jaxdl.image_augment import image_augment
 from jaxdl.steps import TrainState, init_state, make_predict, make_train_step, split_model
 from jaxdl.summary import write_summary
 
@@ -219,6 +221,7 @@ def build_experiment(cfg: DictConfig, dataset: Dataset | None = None) -> Experim
     preprocess = make_preprocess(
         cfg.data, spec.size, *dataset.channel_stats(), streamed=getattr(dataset.train, "augments_in_workers", False)
     )
+    check_augment(cfg.data.get("augment"), spec.channels)
     steps_per_epoch = len(dataset.train) // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"trainer.batch_size={t.batch_size} is larger than the {len(dataset.train)} training examples")
@@ -303,7 +306,10 @@ def _train(exp: Experiment, run: RunDirectory) -> dict[str, float]:
         mesh.size,
     )
     mix = batch_mix(cfg.data.augment, dataset.num_classes, t.label_smoothing)
-    train_step = make_train_step(exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype, mix)
+    augment = image_augment(cfg.data.augment, exp.preprocess.mean, exp.preprocess.std, exp.spec.channels)
+    train_step = make_train_step(
+        exp.train_def, exp.tx, exp.preprocess, mesh, t.seed, t.label_smoothing, compute_dtype, mix, augment
+    )
     predict = make_predict(exp.eval_def, exp.preprocess, mesh, compute_dtype)
     if t.get("profile") and run.main:
         train_step = TracedSteps(train_step, run.dir / "profile", count=int(t.get("profile_steps", 5)))

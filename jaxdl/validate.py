@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from jaxdl.augment_settings import check as check_augment
 from jaxdl.errors import ConfigError
 
 
@@ -81,6 +82,7 @@ def check_settings(cfg: DictConfig) -> None:
         check_learning_rate(cfg.optimizer)
     if cfg.get("data") is not None:
         check_class_names(cfg.data)
+        check_augment(cfg.data.get("augment"))
 
 
 def check_output_dir(path: str | Path, key: str = "hydra.run.dir") -> None:

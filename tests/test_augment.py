@@ -1,4 +1,5 @@
-"""Mixup and CutMix in the jitted step: hand-computed mixes, soft targets with label smoothing, resume."""
+"""Mixup and CutMix in the jitted step: hand-computed mixes, soft targets with label smoothing, resume
+(with RandAugment and random erasing before them in the same step)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from jaxdl import models, optim
 from jaxdl.augment import batch_mix, cutmix, mixup, soft_targets
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.errors import ConfigError
+from jaxdl.image_augment import image_augment
 from jaxdl.parallel import data_mesh
 from jaxdl.steps import init_state, make_train_step, split_model
 
@@ -46,7 +48,7 @@ def test_label_smoothing_applies_to_both_mixed_targets():
 
 
 def test_the_same_key_gives_the_same_batch_and_both_ops_are_used():
-    mix = batch_mix({"mixup": 0.2, "cutmix": 1.0}, 4)
+    mix = jax.jit(batch_mix({"mixup": 0.2, "cutmix": 1.0}, 4))  # compiled once for the 14 calls below
     a, b = mix(jax.random.key(5), X, LABELS), mix(jax.random.key(5), X, LABELS)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
@@ -68,13 +70,17 @@ def test_train_step_mixes_from_the_step_key_and_resumes_exactly():
     train_def, _, params, rest = split_model(model)
     preprocess = Preprocess((8, 8), (0.5,), (0.5,))
     mix = batch_mix({"mixup": 0.4, "cutmix": 1.0}, 4, label_smoothing=0.1)
-    step = make_train_step(train_def, tx, preprocess, mesh, seed=7, label_smoothing=0.1, mix=mix)
+    augment = image_augment({"randaugment": {"n": 1, "m": 9}, "random_erasing": {"p": 0.5}}, (0.5,), (0.5,), 1)
+    step = make_train_step(train_def, tx, preprocess, mesh, seed=7, label_smoothing=0.1, mix=mix, augment=augment)
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, 8, 8, 1), np.uint8))
     labels = jnp.arange(8) % 4
     state = init_state(params, rest, tx, mesh)
-    # the step's loss is cross-entropy against the mixed soft targets of the step's own key
+    # the step's loss is cross-entropy against the mixed soft targets of the step's own key, after the per-image ops
     key = jax.random.fold_in(jax.random.key(7), 0)
-    x, targets = mix(jax.random.fold_in(key, 1), preprocess(images, key), labels)
+    plain = jax.jit(preprocess)(images, key)
+    augmented = jax.jit(augment)(jax.random.fold_in(key, 2), plain)
+    assert not np.array_equal(augmented, plain)
+    x, targets = jax.jit(mix)(jax.random.fold_in(key, 1), augmented, labels)
     expected = optax.softmax_cross_entropy(model(x), targets).mean()
     losses = []
     for _ in range(3):
@@ -87,4 +93,4 @@ def test_train_step_mixes_from_the_step_key_and_resumes_exactly():
     for _ in range(2):
         saved, metrics = step(saved, images, labels)
         resumed.append(float(metrics["loss_sum"]) / 8)
-    assert resumed == losses  # bit-identical: the mix depends only on the seed and the step number
+    assert resumed == losses  # bit-identical: augmentation and mix depend only on the seed and the step number
