@@ -21,6 +21,7 @@ from xai.explain.lime import LimeImage, LimeResult
 from xai.explain.metrics import empty_maps
 from xai.explain.occlusion import Occlusion
 from xai.explain.probe import Preprocess, Probe, layer_names
+from xai.explain.relevance import GradientRelevance
 from xai.explain.rollout import AttentionRollout
 from xai.explain.shap_partition import PartitionShap
 
@@ -47,6 +48,7 @@ METHODS.register("lime")(LimeMaps)
 METHODS.register("occlusion")(Occlusion)
 METHODS.register("shap")(PartitionShap)
 METHODS.register("attention_rollout")(AttentionRollout)
+METHODS.register("gradient_relevance")(GradientRelevance)
 for _name, _cls in GRADIENT_METHODS.items():
     METHODS.register(_name)(_cls)
 
