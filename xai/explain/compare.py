@@ -49,9 +49,9 @@ def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = TOP_FRACTION) ->
     return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(top_a, top_b)])
 
 
-def faithfulness(model: Any, preprocess: Any, images: np.ndarray, maps: np.ndarray, targets: np.ndarray, steps: int):
-    """Mean deletion / insertion AUC of `maps` on the model that made them, over the non-empty maps."""
-    scores = Faithfulness(Probe(model, (), preprocess), steps=steps).deletion_insertion(images, maps, targets)
+def faithfulness(scorer: Faithfulness, images: np.ndarray, maps: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Mean deletion / insertion AUC of `maps` on the model that made them (`scorer`'s), over the non-empty maps."""
+    scores = scorer.deletion_insertion(images, maps, targets)
     kept = {k: v for k, v in scores.items() if k.endswith("_auc")}
     return mean_over_nonempty(kept, empty_maps(maps))
 
@@ -85,6 +85,7 @@ def compare_models(
     """Per method: the two models' map agreement and faithfulness. `models` holds exactly two entries,
     float first: name -> (model, preprocess); `maps[model][method]` reuses maps already computed."""
     first, second = list(models)
+    scorers = {name: Faithfulness(Probe(model, (), preprocess), steps=steps) for name, (model, preprocess) in models.items()}
     table = {}
     for method in methods:
         pair = {}
@@ -93,7 +94,7 @@ def compare_models(
             pair[name] = np.asarray(given if given is not None else build(method, model, preprocess)(images, targets))
         table[method] = {
             **agreement(pair[first], pair[second]),
-            "faithfulness": {name: faithfulness(*models[name], images, pair[name], targets, steps) for name in models},
+            "faithfulness": {name: faithfulness(scorers[name], images, pair[name], targets) for name in models},
         }
     return {"models": [first, second], "top_fraction": TOP_FRACTION, "flag_below": FLAG_BELOW, "methods": table}
 
