@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import yaml
+from omegaconf import OmegaConf
 from scipy.stats import rankdata
 
 from jaxdl.artifacts import LoadedModel, load_model
@@ -160,7 +160,7 @@ def float_original(path: str | Path) -> LoadedModel | None:
     from xai.compress.storage import find_compressed, read_manifest
 
     directory = find_compressed(path)
-    if directory is None or yaml.safe_load((directory / "recipe.yaml").read_text()).get("name") == "original":
+    if directory is None or OmegaConf.load(directory / "recipe.yaml").get("name") == "original":
         return None  # not compressed, or jaxdl-compress's float baseline itself
     source = read_manifest(directory).get("source") or {}
     try:
