@@ -1,12 +1,15 @@
 """Integrated Gradients, captum vs jaxdl, on one ResNet-50 with the same weights (an imported torchvision one).
 
-    python experiments/bench_ig_captum.py [--batch 8] [--steps 50] [--size 224] [--rows 32] [--out FILE]
+    python experiments/bench_ig_captum.py [--batch 8] [--steps 50] [--size 224] [--rows 32] [--repeats 2] [--out FILE]
+    XLA_FLAGS=--xla_cpu_use_onednn=true python experiments/bench_ig_captum.py ...   # XLA flags are read from the env
 
 Captum's IntegratedGradients on the torch model and jaxdl's on the imported network: black baseline,
 `--steps` Gauss-Legendre steps (captum's defaults), `--rows` path points x images per forward pass in both
 (captum's internal_batch_size; its default, every step at once, needs tens of GB at 224 px). Random weights
 and batch-norm statistics (no download), random images; the attributions are compared per image (Pearson r).
-Both are timed on a first call (jaxdl: compilation included; torch: its first-call setup) and a second call.
+Timing: bench_throughput's `latency_ms` (a warm-up call, then the median and fastest of `--repeats` calls);
+jaxdl's compilation is timed on its own. `--threads` sets torch's intra-op threads (XLA:CPU's Eigen pool uses
+every core); `--only jaxdl` skips captum (for profiling jaxdl's settings; ratios come from runs with both).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import json
 import os
 import time
 
+import jax
 import numpy as np
 import torch
+from bench_throughput import latency_ms
 from captum.attr import IntegratedGradients as CaptumIG
 
 from jaxdl.data.pipeline import Preprocess
@@ -32,8 +37,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--only", choices=("jaxdl", "captum"), default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     source = "torchvision:resnet50"
     torch_model = random_torch_model(source)
     module, _ = import_model(source, torch_model=torch_model, input_size=args.size)
@@ -42,41 +51,35 @@ def main() -> None:
     images = np.random.default_rng(0).uniform(size=(args.batch, args.size, args.size, 3)).astype(np.float32)
     targets = np.arange(args.batch) * 7
     preprocess = Preprocess((args.size, args.size), tuple(meta["mean"]), tuple(meta["std"]))
-
-    forward = lambda x: torch_model((x - mean) / std)
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    attribute = lambda: CaptumIG(forward).attribute(x, target=targets.tolist(), n_steps=args.steps, internal_batch_size=args.rows)
-    start = time.perf_counter()
-    attribute()
-    captum_first_s = time.perf_counter() - start
-    start = time.perf_counter()
-    theirs = attribute()
-    captum_s = time.perf_counter() - start
-    theirs = theirs.detach().numpy().transpose(0, 2, 3, 1)
-
-    ig = IntegratedGradients(module, preprocess=preprocess, n_steps=args.steps, internal_batch_size=args.rows)
-    start = time.perf_counter()
-    ig(images, targets)
-    first_s = time.perf_counter() - start
-    start = time.perf_counter()
-    ig(images, targets)
-    second_s = time.perf_counter() - start
-    r = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(ig.raw, theirs)]
     result = {
-        "batch": args.batch,
-        "steps": args.steps,
-        "size": args.size,
-        "rows_per_pass": args.rows,
-        "captum_first_call_s": captum_first_s,
-        "captum_second_call_s": captum_s,
-        "jaxdl_first_call_s": first_s,
-        "jaxdl_second_call_s": second_s,
-        "speedup_second_call": captum_s / second_s,
-        "speedup_first_calls": captum_first_s / first_s,
-        "min_r": min(r),
+        **{k: getattr(args, k) for k in ("batch", "steps", "size", "rows", "repeats")},
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+
+    theirs = None
+    if args.only != "jaxdl":
+        forward = lambda x: torch_model((x - mean) / std)
+        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        captum = CaptumIG(forward)
+        call = lambda _: captum.attribute(x, target=targets.tolist(), n_steps=args.steps, internal_batch_size=args.rows)
+        result["captum_median_s"], result["captum_min_s"] = (t / 1e3 for t in latency_ms(call, None, args.repeats))
+        theirs = call(None).detach().numpy().transpose(0, 2, 3, 1)
+
+    if args.only != "captum":
+        ig = IntegratedGradients(module, preprocess=preprocess, n_steps=args.steps, internal_batch_size=args.rows)
+        prepared = ig.prepare(images, targets)
+        start = time.perf_counter()
+        ig._jitted.lower(ig.probe.state, *prepared).compile()
+        result["jaxdl_compile_s"] = time.perf_counter() - start
+        call = lambda _: jax.block_until_ready(ig._jitted(ig.probe.state, *prepared))
+        result["jaxdl_median_s"], result["jaxdl_min_s"] = (t / 1e3 for t in latency_ms(call, None, args.repeats))
+        ours = np.asarray(call(None))
+        if theirs is not None:
+            result["speedup_median"] = result["captum_median_s"] / result["jaxdl_median_s"]
+            result["speedup_min"] = result["captum_min_s"] / result["jaxdl_min_s"]
+            result["min_r"] = min(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(ours, theirs))
     print(json.dumps(result, indent=2))
     if args.out:
         with open(args.out, "w") as f:

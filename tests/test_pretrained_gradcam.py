@@ -1,4 +1,7 @@
-"""Grad-CAM of an imported network equals `pytorch-grad-cam`'s on the torch original (same layer, target, photo)."""
+"""Grad-CAM of an imported network equals `pytorch-grad-cam`'s on the torch original (same layer, target, photo).
+
+The ViT goes through the explain app's own path with no layer and no reshape given: its default layer and
+token grid must be the ones pytorch-grad-cam's ViT tutorial writes by hand."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa:
 
 from jaxdl.pretrained import import_model, source_metadata  # noqa: E402
 from jaxdl.pretrained.verify import photos, random_torch_model, torch_logits  # noqa: E402
-from xai.explain.cam import GradCAM, token_grid  # noqa: E402
+from xai.explain.cam import GradCAM  # noqa: E402
+from xai.explain.methods import build_method, default_target_layer  # noqa: E402
 
 
 def torch_token_grid(tokens):
@@ -23,7 +27,7 @@ def torch_token_grid(tokens):
 CASES = {  # source: (jaxdl layer, the same torch module, token model)
     "torchvision:resnet50": ("stages.3.2", lambda m: m.layer4[-1], False),
     "torchvision:vgg16": ("features.16", lambda m: m.features[29], False),  # the last conv's ReLU
-    "torchvision:vit_b_16": ("blocks.11.norm1", lambda m: m.encoder.layers[-1].ln_1, True),
+    "torchvision:vit_b_16": (None, lambda m: m.encoder.layers[-1].ln_1, True),  # None: the app's default
 }
 
 
@@ -35,9 +39,12 @@ def test_gradcam_of_an_import_equals_pytorch_grad_cam(source):
     meta = source_metadata(source)
     images = photos(card, ("astronaut", "chelsea"))
     targets = torch_logits(model, images, meta["mean"], meta["std"]).argmax(1)
-    ours = np.asarray(
-        GradCAM(module, layer, preprocess=card.preprocess, reshape=token_grid() if tokens else None)(images, targets)
-    )
+    if tokens:
+        assert default_target_layer(module, card.preprocess, images) == "blocks.11.norm1"
+        cam = build_method("gradcam", module, card.preprocess, {}, default_target_layer(module, card.preprocess, images))
+    else:
+        cam = GradCAM(module, layer, preprocess=card.preprocess)
+    ours = np.asarray(cam(images, targets))
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(meta["mean"]).view(1, 3, 1, 1)) / torch.tensor(meta["std"]).view(1, 3, 1, 1)
     cam = pytorch_grad_cam.GradCAM(

@@ -8,7 +8,8 @@ recorded only on request, so training state never carries it.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,7 @@ class SelfAttention(nnx.Module):
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(x.dtype)
         if self.record:
             self.sow(nnx.Intermediate, "weights", weights)
+            weights = self.perturb("weights", weights)  # inside nnx.capture: the gradient w.r.t. the weights
         y = (self.dropout(weights) @ v).transpose(0, 2, 1, 3).reshape(n, t, d)
         return self.out(y)
 
@@ -171,15 +173,22 @@ class TransformerClassifier(nnx.Module):
             tokens = block(tokens, mask)
         return self.head(self.norm(tokens)[:, 0])
 
-    def attention_weights(self, x: jax.Array, lengths: jax.Array | None = None) -> list[jax.Array]:
-        """Every block's attention probabilities, (N, heads, 1 + tokens, 1 + tokens); token 0 is the class token."""
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Inside, every block's attention takes the explicit path and, under `nnx.capture`, sows its weights
+        (`nnx.Intermediate` "weights") and adds a `nnx.Perturbation` "weights" (for their gradients)."""
         for block in self.blocks:
             block.attention.record = True
         try:
-            _, captured = nnx.capture(self, nnx.Intermediate)(x, lengths)
+            yield
         finally:
             for block in self.blocks:
                 block.attention.record = False
+
+    def attention_weights(self, x: jax.Array, lengths: jax.Array | None = None) -> list[jax.Array]:
+        """Every block's attention probabilities, (N, heads, 1 + tokens, 1 + tokens); token 0 is the class token."""
+        with self.recording():
+            _, captured = nnx.capture(self, nnx.Intermediate)(x, lengths)
         return [captured["blocks"][i]["attention"]["weights"][0] for i in range(len(self.blocks))]
 
 

@@ -84,6 +84,18 @@ def compress_and_report(cfg: DictConfig, out_dir: str | Path) -> dict:
         recipe["name"], forwards[recipe["name"]], loaded.extras["float_model"], checkpoint_dir, test, times[recipe["name"]]
     )
     report = write_report(out_dir, recipe, source, original, result)
+    if cfg.explanations.enabled:  # the float and compressed models explained side by side on the same test images
+        from xai.explain.compare import add_to_compress_report, explain_compression
+
+        compared = explain_compression(
+            (run.model, run.preprocess),
+            (loaded.model, loaded.preprocess),
+            recipe["name"],
+            test.images[: int(cfg.explanations.images)],
+            list(cfg.explanations.methods),
+            int(cfg.explanations.steps),
+        )
+        report = add_to_compress_report(out_dir, report, compared)
     r = report["ratios"]
     log.info(
         "%s: accuracy %.4f -> %.4f, gzip size %.3fx, batch-256 speedup %.2fx; report in %s",

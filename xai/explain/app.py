@@ -25,6 +25,7 @@ from jaxdl import logs, tracking, watchdog
 from jaxdl.apps import hydra_app, require_path
 from jaxdl.runs import TrainedRun, load_run
 from xai.explain.inputs import ExplainError, check_images
+from xai.explain import compare
 from xai.explain.lime import lime_stability
 from xai.explain.cam import token_grid
 from xai.explain.methods import LAYERED, SEEDED, SIGNED, build_method, default_target_layer, suggest_layer
@@ -205,6 +206,15 @@ def _no_report(out_dir: Path, cause: str) -> str:
     return f"no report was written (the maps finished so far are in {out_dir / 'maps'}); run the same command again"
 
 
+def _compare(original, run: Inputs, e: DictConfig, options: dict, layer, images, targets, maps) -> dict[str, Any]:
+    """A compressed checkpoint's maps beside its float original's (same methods, options, layer, images, classes)."""
+    log.info("explaining the float original %s beside the compressed model", original.path)
+    build = lambda name, model, preprocess: build_method(name, model, preprocess, options[name], layer)
+    models = {"float": (original.model, original.preprocess), "compressed": (run.model, run.preprocess)}
+    steps = int(e.metrics.steps)
+    return compare.compare_models(models, list(e.methods), build, images, targets, steps=steps, maps={"compressed": maps})
+
+
 def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Everything the app does, under the stall watchdog (trainer.stall_timeout_s, as in training: an explain
     batch without progress ends the call in one line); returns the metrics it wrote to `metrics.json`."""
@@ -283,7 +293,11 @@ def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             stability = lime_stability(explainers["lime"].lime, images, targets, seeds)[1]
             metrics["lime"]["lime_top5_agreement"] = float(np.mean(stability))
 
+    original = compare.float_original(run.run_dir) if e.get("compare", True) else None
+    comparison = None if original is None else _compare(original, run, e, all_options, layer, images, targets, maps)
+
     summary = {
+        "compared_with_float": comparison,
         "run_dir": str(run.run_dir),
         "checkpoint_step": run.step,
         "indices": indices.tolist(),
@@ -325,7 +339,9 @@ def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         signed=frozenset(SIGNED),
         scale=scale,
-        notes=_layer_notes(maps, run.model, run.preprocess, all_options, images, targets, layer),
+        notes=_layer_notes(maps, run.model, run.preprocess, all_options, images, targets, layer)
+        + (compare.notes(comparison) if comparison else []),
+        sections=[compare.html_section(comparison)] if comparison else [],
     )
     path = write_report(report, out_dir / "report.html")
     log.info("report %s", path)

@@ -170,8 +170,8 @@ class IntegratedGradients(Gradients):
 
     def attribute(self, state, images, targets, baselines, key):
         """(x - baseline) * sum_k w_k grad f(baseline + a_k (x - baseline)), `steps` path points per forward pass."""
-        steps = max(1, self.internal_batch_size // len(images))
-        chunks = -(-self.n_steps // steps)
+        chunks = -(-self.n_steps // max(1, self.internal_batch_size // len(images)))
+        steps = -(-self.n_steps // chunks)  # balanced chunks: never more padded path points than chunks - 1
         pad = chunks * steps - self.n_steps
         alphas = jnp.asarray(np.pad(self.alphas, (0, pad)).reshape(chunks, steps), jnp.float32)
         sizes = jnp.asarray(np.pad(self.sizes, (0, pad)).reshape(chunks, steps), jnp.float32)  # padding weighs 0

@@ -21,8 +21,10 @@ from xai.explain.lime import LimeImage, LimeResult
 from xai.explain.metrics import empty_maps
 from xai.explain.occlusion import Occlusion
 from xai.explain.probe import Preprocess, Probe, layer_names
+from xai.explain.relevance import GradientRelevance
 from xai.explain.rollout import AttentionRollout
 from xai.explain.shap_partition import PartitionShap
+from xai.explain.tokens import cam_options, is_patch_model, patch_layer
 
 METHODS: Registry[Callable[..., Any]] = Registry("explanation method")
 
@@ -47,6 +49,7 @@ METHODS.register("lime")(LimeMaps)
 METHODS.register("occlusion")(Occlusion)
 METHODS.register("shap")(PartitionShap)
 METHODS.register("attention_rollout")(AttentionRollout)
+METHODS.register("gradient_relevance")(GradientRelevance)
 for _name, _cls in GRADIENT_METHODS.items():
     METHODS.register(_name)(_cls)
 
@@ -66,7 +69,10 @@ def spatial_layers(model: nnx.Module, preprocess: Preprocess | None, images: Any
 
 
 def default_target_layer(model: nnx.Module, preprocess: Preprocess | None, images: Any) -> str:
-    """A model's `features` method if it has one (its last spatial block), else the last module with a spatial output."""
+    """A model's `features` method if it has one (its last spatial block), a ViT's last `norm1`, else the last module
+    with a spatial output."""
+    if is_patch_model(model):
+        return patch_layer(model)
     if callable(getattr(type(model), "features", None)):
         return "features"
     candidates = spatial_layers(model, preprocess, images)
@@ -101,9 +107,10 @@ def suggest_layer(
 def build_method(
     name: str, model: nnx.Module, preprocess: Preprocess | None, options: dict, target_layer: str | list[str] | None = None
 ) -> Any:
-    """The explainer `name` with its config options; CAM methods also get the target layer(s)."""
+    """The explainer `name` with its config options; CAM methods also get the target layer(s) (ViT: and the token grid)."""
     factory = METHODS.get(name)
     fixed: dict[str, Any] = {"model": model, "preprocess": preprocess}
     if name in LAYERED:
         fixed["target_layers"] = target_layer
+        options = cam_options(model, options)
     return call_with_options(factory, dict(options), f"explanation method '{name}'", **fixed)

@@ -87,6 +87,7 @@ class ReportData:
     baselines: tuple[str, ...] = ("random", "sobel")
     scale: str = "per_method"
     notes: list[str] = dataclasses.field(default_factory=list)
+    sections: list[str] = dataclasses.field(default_factory=list)  # HTML shown after the faithfulness table
 
 
 def title(name: str) -> str:
@@ -241,6 +242,7 @@ def render(data: ReportData) -> str:
             "not empty. ★ marks the best method per column.</p>",
             metric_table(data.metrics, data.baselines),
         ]
+    parts += data.sections
     if data.timings:
         parts.append(
             "<p>Seconds per call (whole batch, first call includes compilation): "
