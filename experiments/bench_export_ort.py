@@ -6,6 +6,9 @@ Exports the run's float model to ONNX (verified), quantizes it with ONNX Runtime
 variant below (calibrated on the run's training images), and times every variant interleaved with jaxdl's jitted
 float model (the target's baseline) at batch 1 and 64 in one process, with the test accuracy of each file.
 `--profile` adds ONNX Runtime's per-operator profile of the default int8 file at batch 64 (where the time goes).
+`--single-thread --cpu-time`: every runtime on one thread (XLA's Eigen pool off, ONNX Runtime intra-op 1 unless
+the variant sets threads) and the process's CPU time per call instead of wall time: the cost of a call,
+robust to a machine crowded by other work (wall-clock medians there measure the waiting).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import collections
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +91,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--calibration", type=int, default=256)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--single-thread", action="store_true")
+    parser.add_argument("--cpu-time", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_export_ort.json"))
     args = parser.parse_args()
+    if args.single_thread:  # before JAX starts its CPU backend
+        os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
 
     import jax
 
@@ -112,7 +120,8 @@ def main() -> None:
                 path = work / f"int8_{i}.onnx"
                 if not path.exists():
                     quantize_onnx(float_file, path, batches, {}, **quant_options(spec))
-            forwards[name] = runner(session(path, **sess_options))
+            threads = {"intra": 1} if args.single_thread else {}
+            forwards[name] = runner(session(path, **{**threads, **sess_options}))
             forwards[name](data.test.images[:2])
             files[name] = path
         except Exception as err:  # noqa: BLE001 - a variant ONNX Runtime cannot build or run is a result too
@@ -123,7 +132,8 @@ def main() -> None:
     for name, fn in forwards.items():
         logits = np.concatenate([np.asarray(fn(test.images[i : i + 500])) for i in range(0, len(test), 500)])
         accuracy[name] = float(np.mean(logits.argmax(-1) == test.labels))
-    times = latencies(forwards, test.images[:64], (1, 64), args.repeats)
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    times = latencies(forwards, test.images[:64], (1, 64), args.repeats, clock=clock)
     base = times["jaxdl float (XLA, jit)"][0]
     rows = []
     for name in forwards:
@@ -140,7 +150,15 @@ def main() -> None:
         )
         print(json.dumps(rows[-1]), flush=True)
     machine = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
-    result = {"machine": machine, "run": str(args.run), "rows": rows, "failed": failed}
+    clock_name = "process CPU time" if args.cpu_time else "wall"
+    result = {
+        "machine": machine,
+        "run": str(args.run),
+        "clock": clock_name,
+        "single_thread": args.single_thread,
+        "rows": rows,
+        "failed": failed,
+    }
     if args.profile:
         result["profile_int8_batch_64"] = profile(files[VARIANTS[1][0]], test.images[:64])
         result["profile_float_batch_64"] = profile(float_file, test.images[:64])
