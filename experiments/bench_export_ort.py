@@ -76,7 +76,9 @@ def profile(path: Path, x: np.ndarray, calls: int = 20) -> list[tuple[str, float
     run = runner(sess)
     for _ in range(calls):
         run(x)
-    events = json.loads(Path(sess.end_profiling()).read_text())
+    trace = Path(sess.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
     per_op = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
