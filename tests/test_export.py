@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -15,8 +16,10 @@ from jaxdl import models
 from jaxdl.artifacts import LoadedModel, ModelCard, load_model, save_model
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.export import export_model
-from jaxdl.export.pipeline import VerificationFailed
+from jaxdl.apps import export as export_app
+from jaxdl.export.pipeline import VerificationFailed, report_path
 from jaxdl.models.autoencoder import conv as conv_autoencoder
+from jaxdl.models.dcgan import build_gan
 from tests.conftest import run_cli
 
 pytest.importorskip("jax2onnx")
@@ -41,29 +44,75 @@ def autoencoder() -> LoadedModel:
 
 
 def torchvision_resnet18() -> LoadedModel:
-    """torchvision's ResNet-18 (random weights: nothing to download) through jaxdl-import's importer, at 64 px."""
+    """torchvision's ResNet-18 (random weights: nothing to download) through jaxdl-import's importer, at 32 px."""
     torchvision = pytest.importorskip("torchvision")
     from jaxdl.pretrained import import_model
 
-    module, card = import_model("torchvision:resnet18", torch_model=torchvision.models.resnet18(weights=None), input_size=64)
+    module, card = import_model("torchvision:resnet18", torch_model=torchvision.models.resnet18(weights=None), input_size=32)
     return LoadedModel(module, card, Path("torchvision:resnet18"))
+
+
+class LatentToImages(nnx.Module):
+    """A GAN generator as an exportable model: noise as a (1, 1, latent) "image" in, generated images out."""
+
+    def __init__(self, generator: nnx.Module):
+        self.generator = generator
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        return self.generator(z.reshape(z.shape[0], -1))
+
+
+def gan_generator() -> LoadedModel:
+    """jaxdl-gan's DCGAN generator (float noise in, no preprocessing: mean 0, std 1)."""
+    latent = 16
+    gan = build_gan({"name": "dcgan", "latent_dim": latent, "width": 8}, models.InputSpec((16, 16), 1, 10), seed=0)
+    spec = models.InputSpec((1, 1), latent, 10)
+    card = ModelCard({"name": "dcgan_generator"}, spec, Preprocess((1, 1), (0.0,) * latent, (1.0,) * latent), CLASSES, "float32")
+    model = LatentToImages(gan.generator)
+    model.eval()
+    return LoadedModel(model, card, Path("in-process"))
 
 
 MODELS = {
     "lenet5": lambda: small_model({"name": "lenet5"}, 32),
     "resnet18": lambda: small_model({"name": "resnet18", "variant": "small"}, 16),
+    "squeezenet": lambda: small_model({"name": "squeezenet1_1", "variant": "small"}, 16),
+    "googlenet": lambda: small_model({"name": "googlenet", "variant": "small"}, 16),
     "lstm": lambda: small_model({"name": "lstm", "hidden": 16}),
+    "gru": lambda: small_model({"name": "gru", "hidden": 16}),
     "vit": lambda: small_model({"name": "vit", "variant": "small", "depth": 1, "dim": 32, "heads": 2, "mlp_dim": 32}, 16),
     "autoencoder": autoencoder,
+    "gan_generator": gan_generator,
     "torchvision_resnet18": torchvision_resnet18,
 }
-
-FIXED_BATCH = {"lstm": 5}  # nnx.RNN's code compares the batch size: no symbolic batch (a one-line error says so)
+GENERATIVE = {"autoencoder", "gan_generator"}  # images out: compared value by value, no argmax
+FORMATS = ("onnx", "stablehlo")
 RANDOM = np.random.default_rng(0)
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """`exported(name)` -> (model, {format: file}): each model exported once per format, for the whole module,
+    both files in one folder (each with its own report)."""
+    cache = {}
+
+    def export(name: str):
+        if name not in cache:
+            loaded, folder = MODELS[name](), tmp_path_factory.mktemp(name)
+            files = {fmt: folder / f"{name}.{fmt}" for fmt in FORMATS}
+            for fmt, out in files.items():
+                export_model(loaded, fmt, out, latency=False)
+            cache[name] = loaded, files
+        return cache[name]
+
+    return export
+
+
 def raw_inputs(loaded: LoadedModel, n: int = 5) -> np.ndarray:
-    return RANDOM.integers(0, 256, (n, *loaded.spec.size, loaded.spec.channels), dtype=np.uint8)
+    shape = (n, *loaded.spec.size, loaded.spec.channels)
+    if loaded.card.input_dtype == "float32":
+        return RANDOM.standard_normal(shape).astype(np.float32)
+    return RANDOM.integers(0, 256, shape, dtype=np.uint8)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -72,34 +121,26 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_zoo_model_exports_to_onnx_and_stablehlo_and_agrees(name, tmp_path):
-    loaded = MODELS[name]()
+def test_zoo_model_exports_to_onnx_and_stablehlo_and_agrees(name, exported):
+    loaded, files = exported(name)
+    for fmt, out in files.items():  # the exporter's own check: the reloaded file vs jaxdl on its verification inputs
+        report = json.loads(report_path(out, ".json").read_text())  # one report per file, none overwritten
+        check = report["verification"]
+        assert report["format"] == fmt and report["bytes"] == out.stat().st_size and not Path(f"{out}.unverified").exists()
+        assert check["passed"] and check["max_abs_diff"] <= 1e-4 * check["max_abs_output"] and check["inputs"] >= 5
+        assert name in GENERATIVE or check["same_argmax"] == f"{check['inputs']}/{check['inputs']}"
+        assert f"to {fmt}" in report_path(out, ".md").read_text()
+    # and independently of it: ONNX Runtime by hand on fresh inputs, a batch size the export never saw
+    # (the StableHLO file is run by plain JAX in test_stablehlo_runs_in_a_process_that_cannot_import_jaxdl)
     x = raw_inputs(loaded)
     want = np.asarray(loaded(x), np.float32)
-    classifier = name != "autoencoder"
-    for fmt in ("onnx", "stablehlo"):
-        out = tmp_path / fmt / f"{name}.{fmt}"
-        report = export_model(loaded, fmt, out, batch=FIXED_BATCH.get(name), latency=False)
-        assert report["verification"]["passed"] and out.is_file() and not Path(f"{out}.unverified").exists()
-        # independently of the exporter's own check: run the file by hand on fresh inputs
-        if fmt == "onnx":
-            sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-            assert sess.get_inputs()[0].shape[0] == FIXED_BATCH.get(name, "batch")  # symbolic unless fixed
-            got = sess.run(None, {"images": x})[0]
-        else:
-            import jax
-
-            got = np.asarray(jax.export.deserialize(bytearray(out.read_bytes())).call(x))
-        ref = softmax(want) if classifier else want
-        assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
-        if classifier:
-            np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
-            # and jaxdl.load_model reads the file back: same classes, same probabilities
-            back = load_model(out)
-            assert back.class_names == loaded.class_names
-            np.testing.assert_allclose(softmax(np.asarray(back(x))), ref, atol=1e-5)
-        saved = json.loads((out.parent / "export_report.json").read_text())
-        assert saved["bytes"] == out.stat().st_size and saved["verification"]["passed"]
+    ref = want if name in GENERATIVE else softmax(want)
+    sess = ort.InferenceSession(str(files["onnx"]), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape[0] == "batch"  # symbolic
+    got = sess.run(None, {"images": x})[0]
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    if name not in GENERATIVE:
+        np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
 
 
 BLOCKED_CALL = """
@@ -111,10 +152,9 @@ assert not any(m.split(".")[0] in ("jaxdl", "xai", "flax") for m in sys.modules)
 """
 
 
-def test_stablehlo_runs_in_a_process_that_cannot_import_jaxdl(tmp_path):
-    loaded = MODELS["lenet5"]()
-    out = tmp_path / "lenet5.stablehlo"
-    export_model(loaded, "stablehlo", out, latency=False)
+def test_stablehlo_runs_in_a_process_that_cannot_import_jaxdl(exported, tmp_path):
+    loaded, files = exported("lenet5")
+    out = files["stablehlo"]
     x = raw_inputs(loaded, 7)  # a batch size the export never saw: the batch is symbolic
     np.save(tmp_path / "x.npy", x)
     script = tmp_path / "call.py"
@@ -126,7 +166,11 @@ def test_stablehlo_runs_in_a_process_that_cannot_import_jaxdl(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), softmax(np.asarray(loaded(x))), atol=1e-6)
+    want = softmax(np.asarray(loaded(x)))
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, atol=1e-6)
+    back = load_model(out)  # and jaxdl.load_model reads it back (with the card beside it): same classes, same probabilities
+    assert back.class_names == loaded.class_names
+    np.testing.assert_allclose(softmax(np.asarray(back(x))), want, atol=1e-5)
 
 
 def test_metadata_mode_states_preprocessing_and_takes_normalised_input(tmp_path):
@@ -161,7 +205,7 @@ def test_failed_verification_leaves_only_an_unverified_file(tmp_path, monkeypatc
     with pytest.raises(VerificationFailed, match="failed verification"):
         export_model(loaded, "onnx", out, latency=False)
     assert not out.exists() and Path(f"{out}.unverified").is_file()
-    assert json.loads((tmp_path / "export_report.json").read_text())["verification"]["passed"] is False
+    assert json.loads(report_path(out, ".json").read_text())["verification"]["passed"] is False
 
 
 def test_cli_exports_a_saved_model_and_predict_reads_the_onnx_file(tmp_path):
@@ -170,7 +214,7 @@ def test_cli_exports_a_saved_model_and_predict_reads_the_onnx_file(tmp_path):
     out = tmp_path / "lenet5.onnx"
     done = run_cli("-m", "jaxdl.apps.export", f"model={tmp_path / 'artifact'}", "format=onnx", f"out={out}")
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "export_report.json").read_text())
+    report = json.loads(report_path(out, ".json").read_text())
     assert set(report["latency_ms"]) == {"1", "64"} and {"jaxdl (jit)", "ONNX Runtime"} <= set(report["latency_ms"]["1"])
     from PIL import Image
 
@@ -182,9 +226,16 @@ def test_cli_exports_a_saved_model_and_predict_reads_the_onnx_file(tmp_path):
     via_jaxdl, _ = predict_files(PredictOptions(model=str(tmp_path / "artifact"), images=str(photo), top_k=3))
     assert [c for c, _ in via_onnx[0]["top"]] == [c for c, _ in via_jaxdl[0]["top"]]
     np.testing.assert_allclose([p for _, p in via_onnx[0]["top"]], [p for _, p in via_jaxdl[0]["top"]], atol=1e-5)
-    bad = run_cli("-m", "jaxdl.apps.export", f"model={tmp_path / 'artifact'}", "format=tflite", f"out={tmp_path / 'x'}")
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: unknown export format 'tflite'")
-    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_format_is_a_one_line_error(tmp_path, capsys):
+    loaded = MODELS["lenet5"]()
+    save_model(tmp_path / "artifact", loaded.model, loaded.card)
+    with pytest.raises(SystemExit) as done:
+        export_app.main([f"model={tmp_path / 'artifact'}", "format=tflite", f"out={tmp_path / 'x'}"])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and err.startswith("error: unknown export format 'tflite'") and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
 
 
 def readme_snippet() -> str:
@@ -193,12 +244,11 @@ def readme_snippet() -> str:
     return block
 
 
-def test_readme_onnx_snippet_classifies_a_photo_without_jax(tmp_path):
+def test_readme_onnx_snippet_classifies_a_photo_without_jax(exported, tmp_path):
     """The README's snippet, run where jax, flax and jaxdl cannot be imported (what a clean venv with only
     onnxruntime, numpy and pillow gives), prints the class jaxdl predicts."""
-    loaded = MODELS["lenet5"]()
-    out = tmp_path / "lenet5.onnx"
-    export_model(loaded, "onnx", out, latency=False)
+    loaded, files = exported("lenet5")
+    out = files["onnx"]
     from PIL import Image
 
     photo = tmp_path / "photo.png"

@@ -4,7 +4,7 @@
     jaxdl-export model=models/resnet50 format=stablehlo batch=dynamic images=photos/
     jaxdl-export model=runs/.../compress/int8/checkpoint format=onnx          # int8 ONNX (QDQ)
 
-Writes the file, `export_report.md` / `.json` beside it (sizes, agreement, latency), and exits 1
+Writes the file, `<out>.report.md` / `.json` beside it (sizes, agreement, latency), and exits 1
 leaving only `<out>.unverified` when the file disagrees with jaxdl.
 """
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     batch = parse_batch(str(options.batch))
     from jaxdl.artifacts import load_model
     from jaxdl.export import export_model, exporter_for
-    from jaxdl.export.pipeline import VerificationFailed
+    from jaxdl.export.pipeline import VerificationFailed, report_path
 
     loaded = load_model(options.model)
     exporter = exporter_for(loaded, options.format)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_UNVERIFIED)
     check = report["verification"]
     print(f"{out}: {report['bytes']:,} bytes, verified ({', '.join(f'{k} {v}' for k, v in check.items() if k != 'passed')})")
-    print(f"report: {out.parent / 'export_report.md'}")
+    print(f"report: {report_path(out, '.md')}")
 
 
 if __name__ == "__main__":

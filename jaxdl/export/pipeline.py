@@ -19,10 +19,11 @@ from jaxdl.export import onnx as _onnx, stablehlo as _stablehlo  # noqa: F401 - 
 from jaxdl.export.formats import exporter_for, first_line
 from jaxdl.export.graph import PREPROCESS_MODES, build_graph
 from jaxdl.export.samples import verification_inputs
-from jaxdl.export.verify import batch_of, float_agreement, latency_ms, reference
+from jaxdl import timing
+from jaxdl.export.verify import batch_of, float_agreement, reference
 
-REPORT = "export_report"
 LATENCY_BATCHES = (1, 64)
+LATENCY_REPEATS = 5
 UNVERIFIED = ".unverified"
 
 
@@ -39,7 +40,7 @@ def export_model(
     images: str | None = None,
     latency: bool = True,
 ) -> dict:
-    """Export `loaded` to `out` in `fmt`, verify it against jaxdl, write `export_report.md/.json` beside it."""
+    """Export `loaded` to `out` in `fmt`, verify it against jaxdl, write `<out>.report.md/.json` beside it."""
     if preprocess not in PREPROCESS_MODES:
         raise ConfigError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {preprocess!r}")
     if batch is not None and batch < 1:
@@ -76,12 +77,12 @@ def export_model(
         report["latency_ms"] = latencies(graph, runner, inputs, exporter.runtime, batch)
     if not check.get("passed"):
         report["file"] = str(tmp)
-        write_report(out.parent, report)
+        write_report(out, report)
         raise VerificationFailed(f"{fmt} export of {loaded.path} failed verification ({summary(check)}); kept as {tmp}")
     os.replace(tmp, out)
     for side in companions(tmp):
         os.replace(side, out.with_name(out.name + side.name[len(tmp.name) :]))
-    write_report(out.parent, report)
+    write_report(out, report)
     return report
 
 
@@ -106,13 +107,11 @@ def fixed_batches(runner: Callable[[np.ndarray], np.ndarray], batch: int | None)
 
 
 def latencies(graph, runner, inputs: np.ndarray, runtime: str, batch: int | None) -> dict:
-    """Milliseconds per call, jaxdl (jitted) vs the exported file's runtime, at batch 1 and 64 (or the fixed batch)."""
-    jaxdl_fn = reference(graph)
-    table = {}
-    for size in LATENCY_BATCHES if batch is None else (batch,):
-        x = graph.to_model_input(batch_of(inputs, size))
-        table[str(size)] = {"jaxdl (jit)": latency_ms(jaxdl_fn, x), runtime: latency_ms(runner, x)}
-    return table
+    """Median milliseconds per call, jaxdl (jitted) vs the exported file's runtime, at batch 1 and 64 (or the fixed batch)."""
+    forwards = {"jaxdl (jit)": reference(graph), runtime: runner}
+    sizes = LATENCY_BATCHES if batch is None else (batch,)
+    times = timing.latencies(forwards, graph.to_model_input(inputs), sizes, LATENCY_REPEATS)
+    return {str(size): {name: times[name][0][size] for name in forwards} for size in sizes}
 
 
 def summary(check: dict) -> str:
@@ -121,8 +120,13 @@ def summary(check: dict) -> str:
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in check.items() if k != "passed")
 
 
-def write_report(directory: Path, report: dict) -> None:
-    (directory / f"{REPORT}.json").write_text(json.dumps(report, indent=2) + "\n")
+def report_path(out: Path, suffix: str) -> Path:
+    """`model.onnx` -> `model.onnx.report.md`: every exported file has its own report, whatever shares its folder."""
+    return out.with_name(f"{out.name}.report{suffix}")
+
+
+def write_report(out: Path, report: dict) -> None:
+    report_path(out, ".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"# Export of {report['model']} to {report['format']}",
         "",
@@ -137,4 +141,4 @@ def write_report(directory: Path, report: dict) -> None:
         lines += ["", "| batch | " + " | ".join(f"{r} ms" for r in runtimes) + " |", "|---" * (len(runtimes) + 1) + "|"]
         for size, row in report["latency_ms"].items():
             lines.append(f"| {size} | " + " | ".join(f"{row[r]:.2f}" for r in runtimes) + " |")
-    (directory / f"{REPORT}.md").write_text("\n".join(lines) + "\n")
+    report_path(out, ".md").write_text("\n".join(lines) + "\n")

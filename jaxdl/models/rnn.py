@@ -50,12 +50,12 @@ class RecurrentClassifier(nnx.Module):
         seq = as_sequence(x)
         n, steps = seq.shape[:2]
         if lengths is None:
-            lengths = jnp.full((n,), steps, jnp.int32)
+            lengths = jnp.zeros_like(seq[:, 0, 0], jnp.int32) + steps
         for i, layer in enumerate(self.layers):
             if i:
                 seq = self.dropout(seq)
             seq = layer(seq, initial_carry=_zero_carry(layer, seq.shape), seq_lengths=lengths)
-        last = seq[jnp.arange(n), lengths - 1]  # the forward direction's final state
+        last = jnp.take_along_axis(seq, (lengths - 1)[:, None, None], axis=1)[:, 0]  # the forward direction's final state
         if self.bidirectional:  # the backward direction ends at step 0
             last = jnp.concatenate([last[:, : self.hidden], seq[:, 0, self.hidden :]], axis=-1)
         return self.head(self.dropout(last))

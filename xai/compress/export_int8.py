@@ -1,8 +1,9 @@
 """int8 ONNX of a qwix-quantized compressed checkpoint: the float twin's graph, QDQ-quantized by ONNX Runtime.
 
 jax2onnx emits no quantize/dequantize operators, so the dequantized float twin is exported and ONNX Runtime's
-`quantize_static` turns it into a QDQ graph (static, per-channel int8 weights, int8 activations calibrated on
-the run's training images). The file is verified by test accuracy against jaxdl's own int8 model.
+`quantize_static` turns it into a QDQ graph: static, per-channel int8 weights with jaxdl's own (qwix's) scales
+passed as `TensorQuantOverrides`, so the file holds the very int8 weights jaxdl computes with; int8 activations
+calibrated on the run's training images. The file is verified by test accuracy against jaxdl's own int8 model.
 Registered with the core's export registry as a plugin (`xai.compress.plugin`).
 """
 
@@ -12,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from flax import nnx
 
 from jaxdl.artifacts import LoadedModel
 from jaxdl.export.formats import EXPORTERS, Exporter, ExportError, Runner
@@ -45,8 +47,6 @@ def _refuse_int4(loaded: LoadedModel) -> None:
 
 def write_int8(graph: ExportGraph, path: Path) -> None:
     """Export the float twin, then quantize it statically (QDQ, per-channel weights) with ONNX Runtime."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
     loaded = graph.loaded
     _refuse_int4(loaded)
     float_graph = dataclasses.replace(graph, loaded=dataclasses.replace(loaded, model=loaded.extras["float_model"]))
@@ -54,6 +54,19 @@ def write_int8(graph: ExportGraph, path: Path) -> None:
     float_path = path.with_name(path.name + ".float.onnx")
     write_onnx(float_graph, float_path)
     batches = [graph.to_model_input(chunk[None]) for chunk in calibration_images(loaded)]
+    try:
+        quantize_onnx(float_path, path, batches, weight_overrides(loaded, float_path))
+    finally:
+        float_path.unlink(missing_ok=True)
+        Path(str(float_path) + ".data").unlink(missing_ok=True)
+    _copy_metadata(float_graph, path)
+
+
+def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray], overrides: dict, **options) -> None:
+    """ONNX Runtime's `quantize_static` of `float_path` calibrated on `batches` (one input array each):
+    jaxdl's choices (QDQ, per-channel, S8S8, symmetric activations, conv and dense only) unless `options`
+    (quantize_static's own arguments, e.g. for benchmarks of other formats) say otherwise."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -63,22 +76,54 @@ def write_int8(graph: ExportGraph, path: Path) -> None:
             x = next(self.items, None)
             return None if x is None else {INPUT: x}
 
-    try:
-        quantize_static(
-            str(float_path),
-            str(path),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=QUANTIZED_OPS,
-            extra_options={"ActivationSymmetric": True, "CalibMovingAverage": True},  # as jaxdl: mean of per-example absmax
-        )
-    finally:
-        float_path.unlink(missing_ok=True)
-        Path(str(float_path) + ".data").unlink(missing_ok=True)
-    _copy_metadata(float_graph, path)
+    extra = {  # activations as jaxdl: symmetric, mean of per-example absmax
+        "ActivationSymmetric": True,
+        "CalibMovingAverage": True,
+        "TensorQuantOverrides": overrides,
+        **options.pop("extra_options", {}),
+    }
+    settings = {
+        "quant_format": QuantFormat.QDQ,
+        "per_channel": True,
+        "activation_type": QuantType.QInt8,
+        "weight_type": QuantType.QInt8,
+        "op_types_to_quantize": QUANTIZED_OPS,
+        **options,
+    }
+    quantize_static(str(float_path), str(path), Reader(), extra_options=extra, **settings)
+
+
+def qwix_weights(loaded: LoadedModel) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(int8 values, per-output-channel scales) of every kernel qwix quantized, in jaxdl's layout (HWIO, (in, out))."""
+    flat = {path: leaf for path, leaf in nnx.to_flat_state(nnx.state(loaded.model))}
+    kernels = []
+    for path, leaf in flat.items():
+        if path[-2:] != ("array", "qvalue"):
+            continue
+        q, scale = np.asarray(leaf[...]), np.asarray(flat[(*path[:-1], "scale")][...])
+        if scale.size == q.shape[-1]:  # per output channel; any other layout is left to ONNX Runtime
+            kernels.append((q, scale.reshape(-1)))
+    return kernels
+
+
+def weight_overrides(loaded: LoadedModel, float_onnx: Path) -> dict[str, list[dict]]:
+    """`TensorQuantOverrides` giving each ONNX weight qwix's per-channel scales (zero point 0). The ONNX weight
+    of a kernel is found by value: the float twin's weights are exactly qwix's int8 values times its scales,
+    transposed to OIHW for a convolution (channel axis 0), as they are for a dense layer (channel axis 1)."""
+    import onnx
+    from onnx import numpy_helper
+
+    initializers = [(t.name, numpy_helper.to_array(t)) for t in onnx.load(str(float_onnx)).graph.initializer]
+    overrides = {}
+    for q, scale in qwix_weights(loaded):
+        dense = q.ndim == 2
+        weight = (q * scale).astype(np.float32) if dense else (q * scale).astype(np.float32).transpose(3, 2, 0, 1)
+        axis = 1 if dense else 0
+        for name, value in initializers:
+            if value.shape == weight.shape and np.array_equal(value, weight):
+                overrides[name] = [{"axis": axis, "scale": np.float32(s), "zero_point": np.int8(0)} for s in scale]
+                break
+    return overrides
 
 
 def _float_fn(graph: ExportGraph):
@@ -94,7 +139,7 @@ def _copy_metadata(graph: ExportGraph, path: Path) -> None:
     del model.metadata_props[:]
     for key, value in {
         **graph.metadata(),
-        "quantization": "int8 QDQ (ONNX Runtime quantize_static, per-channel weights)",
+        "quantization": "int8 QDQ (ONNX Runtime quantize_static, per-channel weights with jaxdl's scales)",
     }.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
@@ -123,7 +168,9 @@ def accuracy_check(graph: ExportGraph, runner: Runner) -> dict:
         hits["jaxdl"] += int((jaxdl_fn(x).argmax(-1) == y).sum())
         hits["onnx"] += int((np.asarray(runner(x)).argmax(-1) == y).sum())
     jaxdl_acc, onnx_acc = (100.0 * hits[k] / len(images) for k in ("jaxdl", "onnx"))
-    notes = ["weights and activations int8 (QDQ); activation ranges calibrated on training images"]
+    notes = [
+        "weights and activations int8 (QDQ): jaxdl's per-channel weight scales; activation ranges calibrated on training images"
+    ]
     if (graph.loaded.extras.get("recipe") or {}).get("prune"):
         notes.append("unstructured sparsity is exported dense: zeros give no speed in ONNX Runtime")
     return {

@@ -11,8 +11,6 @@ import dataclasses
 import gzip
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.data.base import Split
+from jaxdl.timing import latencies as interleaved_latencies
 
 
 @dataclasses.dataclass
@@ -67,26 +66,9 @@ def accuracy(forward, split: Split, batch_size: int = 500) -> float:
     return correct / len(split)
 
 
-def latencies(
-    forwards: Mapping[str, Any], images: np.ndarray, batch_sizes: Sequence[int], repeats: int
-) -> dict[str, tuple[dict[int, float], dict[int, float]]]:
+def latencies(forwards: Mapping[str, Any], images: np.ndarray, batch_sizes: Sequence[int], repeats: int):
     """(median, min) milliseconds per call for each model and batch size, measured interleaved on the CPU."""
-    cpu = jax.devices("cpu")[0]
-    result = {name: ({}, {}) for name in forwards}
-    for batch in batch_sizes:
-        x = jax.device_put(np.resize(images, (batch, *images.shape[1:])), cpu)
-        times = {name: [] for name in forwards}
-        for forward in forwards.values():
-            jax.block_until_ready(forward(x))  # compile
-        for _ in range(repeats):
-            for name, forward in forwards.items():
-                start = time.perf_counter()
-                jax.block_until_ready(forward(x))
-                times[name].append(time.perf_counter() - start)
-        for name in forwards:
-            result[name][0][batch] = 1000 * statistics.median(times[name])
-            result[name][1][batch] = 1000 * min(times[name])
-    return result
+    return interleaved_latencies(forwards, images, batch_sizes, repeats, jax.devices("cpu")[0])
 
 
 def ratios(original: Measurement, compressed: Measurement) -> dict[str, float]:
