@@ -3,10 +3,15 @@ report through the real CLI, with each signal drawn over its attribution band.""
 
 from __future__ import annotations
 
-import json
-import re
-import struct
 import base64
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -14,10 +19,12 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxdl import config as jaxdl_config
 from jaxdl import models
 from jaxdl.models import InputSpec
 from jaxdl.trainer import train_and_evaluate
-from tests.conftest import compose_config, run_cli
+from tests.conftest import REPO, compose_config, run_cli
+from xai.explain import app
 from xai.explain.methods import build_method
 from xai.explain.metrics import Faithfulness, random_baseline
 from xai.explain.probe import Probe
@@ -89,8 +96,10 @@ def _png_size(uri: str) -> tuple[int, int]:
     return width, height
 
 
-def test_a_sequence_runs_report_draws_each_signal_over_its_attribution_band(tmp_path, compile_cache_env):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def signal_run(tmp_path_factory):
+    """A GRU trained for one epoch on 200 generated signals; its test split has 20."""
+    run_dir = tmp_path_factory.mktemp("signal_run")
     cfg = compose_config(
         "data=signals1d",
         "data.num_train=200",
@@ -102,26 +111,52 @@ def test_a_sequence_runs_report_draws_each_signal_over_its_attribution_band(tmp_
         "trainer.batch_size=50",
     )
     train_and_evaluate(cfg, run_dir)
-    out = tmp_path / "explain"
-    result = run_cli(
-        "-m",
-        "xai.explain.app",
-        f"run_dir={run_dir}",
-        "explain.methods=[integrated_gradients,occlusion,lime]",
-        "explain.images.count=2",
-        "explain.options.lime.num_samples=64",
-        "explain.metrics.steps=4",
-        "explain.metrics.sanity=false",
-        "explain.metrics.lime_stability_seeds=null",
-        f"hydra.run.dir={out}",
-        env=compile_cache_env,
-    )
+    return run_dir
+
+
+WHOLE_SET = [
+    "explain.methods=[integrated_gradients,occlusion,lime]",
+    "explain.images.count=all",
+    "explain.images.batch_size=2",
+    "explain.options.integrated_gradients.n_steps=8",
+    "explain.options.lime.num_samples=64",
+    "explain.metrics.steps=4",
+    "explain.metrics.sanity=false",
+    "explain.metrics.lime_stability_seeds=null",
+]
+
+
+def test_a_killed_whole_set_explain_resumes_to_the_uninterrupted_maps_and_reports_bands(signal_run, tmp_path, compile_cache_env):
+    """SIGKILL the real CLI after its first batches; the re-run continues at the next batch, every map equals
+    an uninterrupted run's, and the report draws each signal over its attribution bands."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "xai.explain.app", f"run_dir={signal_run}", *WHOLE_SET, f"hydra.run.dir={out}"]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **compile_cache_env}, stderr=subprocess.DEVNULL)
+    progress, done = out / "progress.json", 0
+    while process.poll() is None and done < 2:
+        time.sleep(0.05)
+        done = json.loads(progress.read_text())["batches_done"] if progress.is_file() else 0
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(progress.read_text())["batches_done"]
+    assert process.returncode == -signal.SIGKILL and 2 <= killed_at < 10  # 20 signals in batches of 2
+
+    result = run_cli("-m", "xai.explain.app", f"run_dir={signal_run}", *WHOLE_SET, f"hydra.run.dir={out}", env=compile_cache_env)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming {out} at batch {killed_at + 1} of 10" in (out / "run.log").read_text()
+    assert json.loads(progress.read_text())["batches_done"] == 10
+
+    reference = tmp_path / "uninterrupted"
+    summary = app.explain(jaxdl_config.compose_config("explain_app", [f"run_dir={signal_run}", *WHOLE_SET]), reference)
     for method in ("integrated_gradients", "occlusion", "lime"):
-        assert np.load(out / "maps" / f"{method}.npy").shape == (2, 1, 40)  # one attribution per time step
-    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert 0 <= metrics["integrated_gradients"]["deletion_auc"] <= 1
+        maps = np.load(out / "maps" / f"{method}.npy")
+        assert maps.shape == (20, 1, 40)  # one attribution per time step, every signal of the split
+        np.testing.assert_array_equal(maps, np.load(reference / "maps" / f"{method}.npy"))
+    resumed = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert resumed == json.loads(json.dumps(app._json_safe(summary["metrics"])))
+    assert resumed["integrated_gradients"]["images_total"] == 20 and set(resumed) >= {"random", "sobel"}
+
     page = (out / "report.html").read_text()
     figures = re.findall(r"<figure class='[^']*'><img src='data:image/png;base64,([^']+)'", page)
-    assert len(figures) == 2 * 5  # per signal: the input, 3 bands, LIME's top windows
+    assert len(figures) == 8 * 4  # the first 8 signals: the input and its 3 bands
     assert {_png_size(uri) for uri in figures} == {(260, 130)}  # line plots of the signal, not enlarged pictures
