@@ -102,6 +102,9 @@ def test_bad_explain_inputs_are_one_line_and_create_nothing(trained_run, tmp_pat
         cfg = compose("explain_app", overrides=[f"run_dir={trained_run}", "explain.images.split=name"])
     with pytest.raises(ExplainError, match="explain.images.split must be train, val or test, got 'name'"):
         app.explain(cfg, tmp_path / "out")
+    cfg.explain.images.split, cfg.explain.images.count = "test", "abc"
+    with pytest.raises(ExplainError, match="explain.images.count must be a number of images or all, got 'abc'"):
+        app.explain(cfg, tmp_path / "out")
     with pytest.raises(ExplainError, match="no images to explain"):
         check_images(np.zeros((0, 8, 8, 1), np.uint8))
     missing = tmp_path / "no" / "such" / "run"

@@ -207,6 +207,8 @@ def explain(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         from xai.explain.whole_set import explain_whole_split
 
         return explain_whole_split(cfg, out_dir, open_run(cfg.run_dir, which_checkpoint(cfg)))
+    if not str(e.images.count).isdigit():
+        raise ExplainError(f"explain.images.count must be a number of images or all, got '{e.images.count}'")
     run = photo_inputs(cfg) if e.images.get("paths") else split_inputs(cfg)
     images, labels, probs, indices = run.images, run.labels, run.probs, run.indices
     targets = probs.argmax(-1) if e.target == "predicted" else labels
