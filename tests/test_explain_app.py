@@ -24,34 +24,43 @@ def trained_run(tmp_path_factory):
     return run_dir
 
 
-def test_report_is_written_and_every_image_in_it_exists(trained_run, tmp_path):
+@pytest.fixture(scope="module")
+def explained(trained_run, tmp_path_factory):
+    """One explain of 2 images with a CAM, LIME, occlusion and Integrated Gradients, shared by the tests reading it."""
+    out = tmp_path_factory.mktemp("explained")
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             "explain_app",
             overrides=[
                 f"run_dir={trained_run}",
-                "explain.methods=[gradcam,lime,occlusion]",
+                "explain.methods=[gradcam,lime,occlusion,integrated_gradients]",
                 "explain.images.count=2",
                 "explain.options.lime.num_samples=64",
+                "explain.options.integrated_gradients.method=riemann_middle",
+                "explain.options.integrated_gradients.n_steps=32",
                 "explain.metrics.steps=4",
                 "explain.metrics.sanity_images=2",
                 "explain.metrics.lime_stability_seeds=[0,1]",
             ],
         )
-    summary = app.explain(cfg, tmp_path)
-    page = (tmp_path / "report.html").read_text()
+    return app.explain(cfg, out), out
+
+
+def test_report_is_written_and_every_image_in_it_exists(trained_run, explained):
+    summary, out = explained
+    page = (out / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
     assert (
-        len(images) == 2 * 5 + 3 + 3
-    )  # per image: input, 3 maps, LIME's superpixels; a colour bar and a sanity curve per method
+        len(images) == 2 * 6 + 4 + 4
+    )  # per image: input, 4 maps, LIME's superpixels; a colour bar and a sanity curve per method
     assert all(base64.b64decode(data).startswith(b"\x89PNG") for data in images)
     assert not re.findall(r"src=['\"](?!data:)", page)  # nothing outside the file
-    for method in ("gradcam", "lime", "occlusion"):
-        assert np.load(tmp_path / "maps" / f"{method}.npy").shape == (2, 8, 8)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
-    assert set(metrics) == {"gradcam", "lime", "occlusion", "random", "sobel"}
+    for method in ("gradcam", "lime", "occlusion", "integrated_gradients"):
+        assert np.load(out / "maps" / f"{method}.npy").shape == (2, 8, 8)
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"gradcam", "lime", "occlusion", "integrated_gradients", "random", "sobel"}
     assert 0 <= metrics["gradcam"]["deletion_auc"] <= 1 and "lime_r2" in metrics["lime"]
-    empty = int(app.empty_maps(np.load(tmp_path / "maps" / "gradcam.npy")).sum())
+    empty = int(app.empty_maps(np.load(out / "maps" / "gradcam.npy")).sum())
     assert metrics["gradcam"]["empty_maps"] == empty and metrics["gradcam"]["images_used"] == 2 - empty
     assert summary["target_layer"] == "features"
     assert "features (resolved: explain.target_layer was null)" in page and f"step {summary['checkpoint_step']}" in page
@@ -93,6 +102,9 @@ def test_bad_explain_inputs_are_one_line_and_create_nothing(trained_run, tmp_pat
         cfg = compose("explain_app", overrides=[f"run_dir={trained_run}", "explain.images.split=name"])
     with pytest.raises(ExplainError, match="explain.images.split must be train, val or test, got 'name'"):
         app.explain(cfg, tmp_path / "out")
+    cfg.explain.images.split, cfg.explain.images.count = "test", "abc"
+    with pytest.raises(ExplainError, match="explain.images.count must be a number of images or all, got 'abc'"):
+        app.explain(cfg, tmp_path / "out")
     with pytest.raises(ExplainError, match="no images to explain"):
         check_images(np.zeros((0, 8, 8, 1), np.uint8))
     missing = tmp_path / "no" / "such" / "run"
@@ -125,30 +137,17 @@ def test_the_earlier_checkpoint_key_still_works_with_a_warning(trained_run, tmp_
     assert "checkpoint=last is the earlier name of which=" in caplog.text and summary["checkpoint_step"] > 0
 
 
-def test_gradient_methods_write_signed_maps_raw_attributions_and_completeness(trained_run, tmp_path):
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "explain_app",
-            overrides=[
-                f"run_dir={trained_run}",
-                "explain.methods=[integrated_gradients]",
-                "explain.images.count=2",
-                "explain.options.integrated_gradients.method=riemann_middle",
-                "explain.options.integrated_gradients.n_steps=32",
-                "explain.metrics.steps=4",
-                "explain.metrics.sanity_images=1",
-            ],
-        )
-    summary = app.explain(cfg, tmp_path)
-    images = np.load(tmp_path / "images.npy")
+def test_gradient_methods_write_signed_maps_raw_attributions_and_completeness(explained):
+    summary, out = explained
+    images = np.load(out / "images.npy")
     method = "integrated_gradients"
-    raw = np.load(tmp_path / "maps" / f"{method}_raw.npy")
+    raw = np.load(out / "maps" / f"{method}_raw.npy")
     assert raw.shape == images.shape and (raw < 0).any()  # signed, as captum returns it
-    np.testing.assert_allclose(np.load(tmp_path / "maps" / f"{method}.npy"), raw.sum(-1), rtol=1e-6)
+    np.testing.assert_allclose(np.load(out / "maps" / f"{method}.npy"), raw.sum(-1), rtol=1e-6)
     assert "deletion_auc" in summary["metrics"][method] and "sanity_spearman_final" in summary["metrics"][method]
     gaps = summary["completeness"]["integrated_gradients"]["relative_gap"]
     assert len(gaps) == 2 and summary["metrics"]["integrated_gradients"]["completeness_gap_max"] == max(gaps) < 0.05
-    page = (tmp_path / "report.html").read_text()
+    page = (out / "report.html").read_text()
     assert "Integrated Gradients" in page and "IG completeness gap" in page
 
 

@@ -237,6 +237,12 @@ def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     e = cfg.explain
     if e.target not in ("predicted", "label"):
         raise ExplainError(f"explain.target must be 'predicted' or 'label', got '{e.target}'")
+    if str(e.images.count) == "all":  # the whole split, streamed in batches to on-disk maps, resumable
+        from xai.explain.whole_set import explain_whole_split
+
+        return explain_whole_split(cfg, out_dir, open_run(cfg.run_dir, which_checkpoint(cfg)))
+    if not str(e.images.count).isdigit():
+        raise ExplainError(f"explain.images.count must be a number of images or all, got '{e.images.count}'")
     run = photo_inputs(cfg) if e.images.get("paths") else split_inputs(cfg)
     images, labels, probs, indices = run.images, run.labels, run.probs, run.indices
     targets = probs.argmax(-1) if e.target == "predicted" else labels

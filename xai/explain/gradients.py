@@ -99,12 +99,12 @@ class Gradients:
     def gradients(self, state: nnx.State, images: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(target logits, their gradient w.r.t. the images): one forward, one backward pass."""
 
-        def scores(x):
+        def scores(x, state):  # the state is a primal so the merged model lives in the vjp's trace (nnx.RNN needs it)
             logits = self.probe.fn(state, x, None)[0]
             return jnp.take_along_axis(logits, targets[:, None], 1)[:, 0]
 
-        out, vjp = jax.vjp(scores, images)
-        return out, vjp(jnp.ones_like(out))[0]
+        out, vjp = jax.vjp(scores, images, state)
+        return out, vjp(jnp.ones_like(out))[0]  # the state's cotangent is dead code under jit
 
     def attribute(self, state, images, targets, baselines, key):
         raise NotImplementedError

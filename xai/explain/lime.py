@@ -54,9 +54,10 @@ def bernoulli_samples(key: jax.Array, num_images: int, num_samples: int, num_fea
 
 
 def hidden_image(image: jax.Array, segments: jax.Array, num_features: int, hide_color: float | None) -> jax.Array:
-    """What an "off" superpixel shows: its own mean colour (hide_color=None, lime's default) or a constant."""
-    if hide_color is not None:
-        return jnp.full_like(image, hide_color)
+    """What an "off" superpixel shows: its own mean colour (hide_color=None, lime's default) or a constant.
+    A (1, T) signal's window would keep its level at its mean: there None means 0, the gradient methods' baseline."""
+    if hide_color is not None or image.shape[0] == 1:
+        return jnp.full_like(image, 0.0 if hide_color is None else hide_color)
     flat = segments.reshape(-1)
     sums = jax.ops.segment_sum(image.reshape(-1, image.shape[-1]), flat, num_features)
     counts = jax.ops.segment_sum(jnp.ones_like(flat, image.dtype), flat, num_features)

@@ -2,7 +2,7 @@
 
 - Deletion / insertion (Petsiuk et al. 2018, RISE): rank pixels by saliency, remove
   them (deletion: to a constant substrate) or reveal them over a blurred copy
-  (insertion) in equal steps, and take the trapezoid area under the target
+  (insertion; a (1, T) signal: over the substrate too, time step by time step) in equal steps, and take the trapezoid area under the target
   probability curve. Good maps: low deletion, high insertion.
 - ROAD (Rong et al. 2022): remove the most (MoRF) or least (LeRF) relevant pixels
   at several fractions and fill them by noisy linear imputation (each removed pixel
@@ -99,7 +99,8 @@ class Faithfulness:
     def _deletion_insertion(self, state, images, saliency, targets):
         targets = resolve_targets(targets, self.probe.fn(state, images, None)[0])
         sigma = self.blur_sigma or max(images.shape[1:3]) / 10
-        blurred = gaussian_blur(images, sigma)
+        # a (1, T) signal is revealed over the baseline (0): a blurred signal keeps its shape at these lengths
+        blurred = gaussian_blur(images, sigma) if images.shape[1] > 1 else jnp.full_like(images, self.substrate)
         masks = _rank_masks(saliency, jnp.linspace(0, 1, self.steps + 1))[..., None]
 
         def step(state, mask):

@@ -1,6 +1,6 @@
 """Occlusion sensitivity (Zeiler & Fergus 2014), as MATLAB's `occlusionSensitivity`:
 a square patch (`mask_size`, `stride`, `mask_value`: a number or "auto" for the image's
-channel means) slides over the image; a pixel's value is the mean drop of the target's
+channel means; a signal's "auto" is 0, the gradient methods' baseline) slides over the image (over a (1, T) signal: a window of time steps); a pixel's value is the mean drop of the target's
 score over the patches that cover it. Every patch of every image is one jitted batch.
 """
 
@@ -57,7 +57,8 @@ class Occlusion:
         images = self.probe.check(images)
         targets = check_targets(targets, len(images), self.probe.num_classes)
         h, w = images.shape[1:3]
-        size = self.mask_size or max(1, round(0.2 * min(h, w)))  # MATLAB's default: a fifth of the image
+        # MATLAB's default: a fifth of the image; a (1, T) signal: windows of a fifth of its length
+        size = self.mask_size or max(1, round(0.2 * (w if h == 1 else min(h, w))))
         masks = patch_masks(h, w, size, self.stride or max(1, size // 2))
         return self._jitted(self.probe.state, images, targets, jnp.asarray(masks))
 
@@ -71,8 +72,8 @@ class Occlusion:
         base = jnp.take_along_axis(unoccluded, targets[:, None], 1)[:, 0]
         fill = (
             images.mean(axis=(1, 2), keepdims=True)
-            if self.mask_value == "auto"
-            else jnp.full_like(images[:, :1, :1], float(self.mask_value))
+            if self.mask_value == "auto" and images.shape[1] > 1
+            else jnp.full_like(images[:, :1, :1], 0.0 if self.mask_value == "auto" else float(self.mask_value))
         )
         b, p = len(images), len(masks)
 

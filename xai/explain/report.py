@@ -18,6 +18,7 @@ import numpy as np
 
 from xai.explain.metrics import empty_maps
 from xai.explain.report_figures import SCALES, as_rgb, colour_bar, enlarge, limits, overlay, png_data_uri, sanity_plot
+from xai.explain.sequences import is_signal, signal_figure
 
 TITLES = {
     "gradcam": "Grad-CAM",
@@ -183,13 +184,14 @@ def image_grid(data: ReportData) -> str:
         head.append("<th>LIME top-5 superpixels</th>")
     empty = {method: empty_maps(maps) for method, maps in data.maps.items()}
     name = lambda c: data.class_names[int(c)] if int(c) < len(data.class_names) else str(int(c))
+    signal = is_signal(data.images)  # sequences: each map is a band of time-step attributions under the signal
     rows = []
     for i, index in enumerate(data.indices):
         image = data.images[i]
         truth = f"true {name(data.labels[i])}, " if int(data.labels[i]) >= 0 else ""  # photos have no label
         cells = [
             _figure(
-                png_data_uri(enlarge(as_rgb(image))),
+                signal_figure(image) if signal else png_data_uri(enlarge(as_rgb(image))),
                 f"#{index} {truth}predicted "
                 f"{name(data.predictions[i])} ({data.confidences[i]:.2f}); explained {name(data.targets[i])}",
             )
@@ -197,17 +199,20 @@ def image_grid(data: ReportData) -> str:
         for method, maps in data.maps.items():
             signed = method in data.signed
             if empty[method][i]:
-                cells.append(
-                    _figure(png_data_uri(enlarge(0.35 + 0.3 * as_rgb(image))), _empty_text(method, data.signed), "empty")
-                )
+                picture = signal_figure(image) if signal else png_data_uri(enlarge(0.35 + 0.3 * as_rgb(image)))
+                cells.append(_figure(picture, _empty_text(method, data.signed), "empty"))
                 continue
-            cells.append(
-                _figure(png_data_uri(enlarge(overlay(image, maps[i], *method_limits[method][i], signed))), title(method))
-            )
+            if signal:
+                picture = signal_figure(image, maps[i], method_limits[method][i], signed)
+            else:
+                picture = png_data_uri(enlarge(overlay(image, maps[i], *method_limits[method][i], signed)))
+            cells.append(_figure(picture, title(method)))
         if data.lime_top is not None:
             cells.append(
                 _figure(
-                    png_data_uri(enlarge(as_rgb(image) * (0.25 + 0.75 * data.lime_top[i][..., None]))),
+                    signal_figure(image, shade=data.lime_top[i])
+                    if signal
+                    else png_data_uri(enlarge(as_rgb(image) * (0.25 + 0.75 * data.lime_top[i][..., None]))),
                     f"R² {data.lime_r2[i]:.2f}",
                 )
             )

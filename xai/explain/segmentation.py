@@ -35,10 +35,12 @@ def grid_segments(height: int, width: int, cell: int | tuple[int, int]) -> jnp.n
 def segment(image: np.ndarray, method: str = "quickshift", **options: Any) -> np.ndarray:
     """One image's (H, W) segmentation; `image` is float (H, W, C) in [0, 1].
 
-    "auto" is a grid of about 7 x 7 cells for images under 32 pixels, quickshift above.
+    "auto" is a grid of about 7 x 7 cells for images under 32 pixels, quickshift above, 10 windows for a (1, T) signal.
     """
     image = np.asarray(image, np.float64)
     h, w, c = image.shape
+    if method == "auto" and h == 1:  # a (1, T) signal: 10 contiguous time windows
+        method, options = "windows", {"window": -(-w // 10)}
     if method == "auto":  # quickshift finds one or two segments in tiny images: use about 7 x 7 cells there
         method, options = ("grid", {"cell": -(-min(h, w) // 7)}) if min(h, w) < 32 else ("quickshift", options)
     if method == "grid":
