@@ -118,6 +118,7 @@ WHOLE_SET = [
     "explain.methods=[integrated_gradients,lime]",
     "explain.images.count=all",
     "explain.images.batch_size=4",  # a multiple of 1, 2 and 4 devices: the same batches on any explain mesh
+    "trainer.cpu_devices=1",  # as the in-process reference (the test process has one device): sharding rounds differently
     "explain.options.integrated_gradients.n_steps=8",
     "explain.options.lime.num_samples=64",
     "explain.metrics.steps=4",
