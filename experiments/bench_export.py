@@ -55,7 +55,8 @@ def prepare(run: Path, model: str, epochs: int, label_fraction: float) -> dict[s
     for recipe in RECIPES:
         checkpoint = run / "compress" / recipe / "checkpoint"
         if not checkpoint.exists():
-            cli("xai.compress.app", f"run_dir={run}", f"compress={recipe}", "compress.finetune.epochs=1", "latency.repeats=2")
+            finetune = ["compress.finetune.epochs=1"] if recipe == "channels50" else []  # int8 has no fine-tuning
+            cli("xai.compress.app", f"run_dir={run}", f"compress={recipe}", *finetune, "latency.repeats=2")
         files[recipe] = checkpoint
     for name, source in list(files.items()):
         for fmt in ("onnx", "stablehlo"):
