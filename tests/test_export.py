@@ -191,15 +191,19 @@ def test_metadata_mode_states_preprocessing_and_takes_normalised_input(tmp_path)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
-def test_failed_verification_leaves_only_an_unverified_file(tmp_path, monkeypatch):
+def _refused_by_onnx_runtime(path):
+    raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Node (Transpose_39_q) output_dtype INT8 does not match")
+
+
+@pytest.mark.parametrize("broken", ["disagrees", "does not load"])
+def test_failed_verification_leaves_only_an_unverified_file(broken, tmp_path, monkeypatch):
     from jaxdl.export import onnx as onnx_export
 
     loaded = MODELS["lenet5"]()
     real = onnx_export.open_onnx
+    opener = (lambda p: lambda x: real(p)(x)[:, ::-1]) if broken == "disagrees" else _refused_by_onnx_runtime
     monkeypatch.setitem(
-        onnx_export.EXPORTERS._entries,
-        "onnx",
-        onnx_export.Exporter("onnx", ".onnx", onnx_export.write_onnx, lambda p: lambda x: real(p)(x)[:, ::-1]),
+        onnx_export.EXPORTERS._entries, "onnx", onnx_export.Exporter("onnx", ".onnx", onnx_export.write_onnx, opener)
     )
     out = tmp_path / "lenet5.onnx"
     with pytest.raises(VerificationFailed, match="failed verification"):

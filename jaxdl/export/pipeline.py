@@ -54,8 +54,8 @@ def export_model(
     for stale in (out, *companions(out)):
         stale.unlink(missing_ok=True)
     exporter.write(graph, tmp)
-    runner = fixed_batches(exporter.open(tmp), batch)
-    try:
+    try:  # a file its runtime refuses to load fails verification like one that disagrees
+        runner = fixed_batches(exporter.open(tmp), batch)
         check = exporter.verify(graph, runner) if exporter.verify else float_agreement(graph, runner, inputs)
     except Exception as err:  # noqa: BLE001 - a file its runtime rejects fails verification, in one line
         check = {"passed": False, "reason": f"the file does not run in {exporter.runtime or fmt}: {first_line(err)}"}

@@ -2,8 +2,8 @@
 
 jax2onnx emits no quantize/dequantize operators, so the dequantized float twin is exported and ONNX Runtime's
 `quantize_static` turns it into a QDQ graph: static, per-channel int8 weights with jaxdl's own (qwix's) scales
-passed as `TensorQuantOverrides`, so the file holds the very int8 weights jaxdl computes with; int8 activations
-calibrated on the run's training images. The file is verified by test accuracy against jaxdl's own int8 model.
+passed as `TensorQuantOverrides`, so the file holds the very int8 weights jaxdl computes with; 8-bit (uint8)
+activations calibrated on the run's training images. The file is verified by test accuracy against jaxdl's own int8 model.
 Registered with the core's export registry as a plugin (`xai.compress.plugin`).
 """
 
@@ -64,7 +64,7 @@ def write_int8(graph: ExportGraph, path: Path) -> None:
 
 def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray], overrides: dict, **options) -> None:
     """ONNX Runtime's `quantize_static` of `float_path` calibrated on `batches` (one input array each):
-    jaxdl's choices (QDQ, per-channel, S8S8, symmetric activations, conv and dense only) unless `options`
+    jaxdl's choices (QDQ, per-channel, U8S8, symmetric activations, conv and dense only) unless `options`
     (quantize_static's own arguments, e.g. for benchmarks of other formats) say otherwise."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -85,7 +85,9 @@ def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray], overr
     settings = {
         "quant_format": QuantFormat.QDQ,
         "per_channel": True,
-        "activation_type": QuantType.QInt8,
+        # uint8 activations: with int8 ones ONNX Runtime 1.32 gives the Transposes it propagates QDQ through a
+        # uint8 zero point, and a ResNet's file then fails to load (RESULTS, issue 23); U8S8 is its x86 format
+        "activation_type": QuantType.QUInt8,
         "weight_type": QuantType.QInt8,
         "op_types_to_quantize": QUANTIZED_OPS,
         **options,
