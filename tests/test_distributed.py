@@ -42,6 +42,17 @@ def _unreadable_validation_files(tree: Path) -> list[Path]:
     return [Path(val.paths[0]), Path(val.paths[1])]
 
 
+def wait_for_all(procs: list[subprocess.Popen]) -> None:
+    """Wait for processes that run together (none is left behind if one hangs); each must exit 0."""
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, compile_cache_env):
     out = tmp_path_factory.mktemp("distributed")
@@ -53,13 +64,7 @@ def results(tmp_path_factory, compile_cache_env):
     for path in _unreadable_validation_files(bad_folder):
         path.write_bytes(b"not an image")
     procs = [_start(out, env, "reference", 4), _start(out, env, "0", 2, coordinator), _start(out, env, "1", 2, coordinator)]
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    wait_for_all(procs)
     return out, {name: json.loads((out / f"{name}.json").read_text()) for name in ("reference", "process0", "process1")}
 
 

@@ -16,7 +16,7 @@ from jaxdl.cpu_devices import xla_threads
 from jaxdl.data.base import Dataset, Split
 from jaxdl.data.packed import META, pack
 from tests.conftest import REPO
-from tests.test_distributed import _free_port
+from tests.test_distributed import _free_port, wait_for_all
 
 WORKER = REPO / "tests" / "packed_distributed_worker.py"
 SIZES = {"train": 128, "val": 32, "test": 32}
@@ -50,13 +50,7 @@ def results(tmp_path_factory, compile_cache_env):
         )
         for role in ("0", "1")
     ]
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    wait_for_all(procs)
     return out, [json.loads((out / f"process{i}.json").read_text()) for i in (0, 1)]
 
 
