@@ -49,6 +49,16 @@ def test_cli_without_run_dir_is_a_one_line_error(monkeypatch, capsys):
     )
 
 
+# channels50 then static int8 of weights and activations: the compressed model of this file and of test_export_int8
+CHANNELS_INT8 = (
+    "compress=channels50",
+    "compress.name=channels_int8",
+    "compress.finetune.epochs=1",
+    "compress.quantize={rules:[{weights:int8,activations:int8,static:true}]}",
+    "calibration_examples=64",
+)
+
+
 @pytest.fixture(scope="module")
 def compressed(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
@@ -56,11 +66,7 @@ def compressed(tmp_path_factory):
     out = run_dir / "compress" / "channels_int8"
     cfg = compress_config(
         f"run_dir={run_dir}",
-        "compress=channels50",
-        "compress.name=channels_int8",
-        "compress.finetune.epochs=1",
-        "compress.quantize={rules:[{weights:int8,activations:int8,static:true}]}",
-        "calibration_examples=64",
+        *CHANNELS_INT8,
         "latency.batch_sizes=[1,32]",
         "latency.repeats=2",
     )

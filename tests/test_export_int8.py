@@ -15,7 +15,7 @@ from jaxdl.export import ExportError, export_model
 from jaxdl.export.pipeline import report_path
 from jaxdl.trainer import train_and_evaluate
 from tests.conftest import compose_config, quick_overrides
-from tests.test_compress_app import compress_config
+from tests.test_compress_app import CHANNELS_INT8, compress_config
 from tests.test_export import MODELS
 from xai.compress import app
 from xai.compress.export_int8 import qwix_weights
@@ -34,11 +34,7 @@ def int8_export(tmp_path_factory):
     out = run_dir / "compress" / "channels_int8"
     cfg = compress_config(
         f"run_dir={run_dir}",
-        "compress=channels50",
-        "compress.name=channels_int8",
-        "compress.finetune.epochs=1",
-        "compress.quantize={rules:[{weights:int8,activations:int8,static:true}]}",
-        "calibration_examples=64",
+        *CHANNELS_INT8,
         "latency.batch_sizes=[1]",
         "latency.repeats=1",
     )
