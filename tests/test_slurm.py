@@ -32,6 +32,14 @@ STATE = Path(os.environ.get("JAXDL_SLURM_DIR", "/tmp/jaxdl-slurm"))
 # A few seconds of training per job: one epoch of a quarter-width LeNet-5 on digits.
 TINY = ["trainer.epochs=1", "trainer.progress=false", "model.width=0.25", "trainer.batch_size=64", "trainer.eval_batch_size=128"]
 TIME_KEYS = ("time/", "train/samples_per_s")
+ACTIVE_STATES = {
+    "PENDING",
+    "RUNNING",
+    "COMPLETING",
+    "REQUEUED",
+    "CONFIGURING",
+    "SUSPENDED",
+}  # sacct states of a job not yet ended
 
 
 def _why_no_cluster() -> str | None:
@@ -132,11 +140,19 @@ def _curves(run_dir: Path) -> list[dict]:
 
 
 def _states(env: dict, job: str) -> list[str]:
-    """Every state accounting recorded for one job (a requeued job has a record per attempt)."""
-    out = subprocess.run(
-        ["sacct", "-n", "-P", "-D", "-X", "-j", job, "-o", "JobID,State"], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    return [state for job_id, state in (line.split("|") for line in out.splitlines() if line) if job_id == job]
+    """Every state accounting recorded for one job (a requeued job has a record per attempt), once it has ended.
+
+    The job's result file can reach the sweeper before slurmctld records the job's end (its epilog and the
+    accounting update come after the batch script exits), so a last state that is still active is waited out.
+    """
+
+    def recorded() -> list[str]:
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-D", "-X", "-j", job, "-o", "JobID,State"], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        return [state for job_id, state in (line.split("|") for line in out.splitlines() if line) if job_id == job]
+
+    return _poll(f"job {job} to end in accounting", lambda: (s := recorded()) and s[-1] not in ACTIVE_STATES and s, 60)
 
 
 def test_a_sweep_on_a_cpu_partition_needs_no_gpu_settings(slurm_env, tmp_path):
