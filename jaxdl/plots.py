@@ -76,24 +76,41 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path)
     plt.close(fig)
 
 
+def _tile(image: np.ndarray) -> np.ndarray:
+    """One image as RGB floats in [0, 1]; a single channel stretched to its own range, as `imshow` scales it."""
+    image = np.asarray(image, np.float32)
+    if image.shape[-1] == 1:
+        low, high = image.min(), image.max()
+        return np.repeat((image - low) / (high - low if high > low else 1.0), 3, axis=-1)
+    return image / 255.0 if image.max() > 1.0 else np.clip(image, 0.0, 1.0)
+
+
 def misclassified_grid(
     images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str], path: Path, limit: int = 36
 ) -> int:
-    """A grid of up to `limit` misclassified images titled 'true -> predicted'; returns how many."""
+    """A grid of up to `limit` misclassified images titled 'true -> predicted'; returns how many.
+
+    Drawn as one montage in one axes: a subplot per image made this figure a second of every run's end.
+    """
     plt = _pyplot()
     wrong = np.flatnonzero(labels != predictions)[:limit]
     cols = max(1, min(6, len(wrong)))
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
-        image = images[i]
-        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
-        ax.set_title(f"{plain(class_names[labels[i]])} -> {plain(class_names[predictions[i]])}", fontsize=8, color="red")
+    fig = plt.figure(figsize=(2 * cols, 2.2 * rows))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
     if not len(wrong):
-        axes.flat[0].text(0.5, 0.5, "no misclassified images", ha="center")
-    fig.tight_layout()
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", transform=ax.transAxes)
+    else:
+        height, width = images.shape[1:3]
+        cell_h, cell_w = round(height * 1.25), round(width * 1.1)  # room above each image for its title
+        montage = np.ones((rows * cell_h, cols * cell_w, 3), np.float32)
+        for k, i in enumerate(wrong):
+            top, left = (k // cols) * cell_h + cell_h - height, (k % cols) * cell_w + (cell_w - width) // 2
+            montage[top : top + height, left : left + width] = _tile(images[i])
+            title = f"{plain(class_names[labels[i]])} -> {plain(class_names[predictions[i]])}"
+            ax.text(left + width / 2, top - 0.5, title, ha="center", va="bottom", fontsize=8, color="red", clip_on=True)
+        ax.imshow(montage, interpolation="nearest", aspect="auto")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return len(wrong)

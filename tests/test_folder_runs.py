@@ -53,11 +53,11 @@ def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path
         f"data.root={tree}",
         "data.image_size=8",
         "data.stream=true",
-        "trainer.epochs=3",
+        "trainer.epochs=2",
         "trainer.batch_size=16",
         "trainer.progress=false",
         "trainer.keep_checkpoints=5",
-        "trainer.checkpoint_every_steps=20",  # an epoch is 80 steps: killed inside one, resumed from inside it
+        "trainer.checkpoint_every_steps=40",  # an epoch is 80 steps: killed inside one, resumed from inside it
     ]
     reference = run_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}", env=compile_cache_env)
     assert reference.returncode == 0, reference.stderr[-2000:]
@@ -70,13 +70,13 @@ def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    inside_first_epoch = killed / "checkpoints" / "20"
+    inside_first_epoch = killed / "checkpoints" / "40"
     deadline = time.time() + 300
     while not inside_first_epoch.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    assert len(_records(killed)) < 4
+    assert len(_records(killed)) < 3
 
     resumed = run_cli(*args, f"hydra.run.dir={killed}", env=compile_cache_env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

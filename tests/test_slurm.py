@@ -243,7 +243,7 @@ def test_a_preempted_job_is_requeued_and_ends_as_if_never_interrupted(slurm_env,
         "trainer.epochs=4",
         "trainer.progress=false",
         "model.width=0.25",
-        "trainer.batch_size=16",
+        "trainer.batch_size=32",
         "trainer.eval_batch_size=128",
         "trainer.seed=0,0",
     )

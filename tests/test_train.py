@@ -80,7 +80,7 @@ def test_sigkill_and_resume_ends_with_the_uninterrupted_metrics(tmp_path):
         "-m",
         "jaxdl.apps.train",
         "trainer.epochs=4",
-        "trainer.batch_size=8",
+        "trainer.batch_size=16",
         "trainer.progress=false",
         "trainer.keep_checkpoints=5",
     ]
@@ -91,7 +91,7 @@ def test_sigkill_and_resume_ends_with_the_uninterrupted_metrics(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, *args, f"hydra.run.dir={killed_dir}"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    first_epoch = killed_dir / "checkpoints" / str(1295 // 8)
+    first_epoch = killed_dir / "checkpoints" / str(1295 // 16)
     deadline = time.time() + 240
     while not first_epoch.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
