@@ -13,14 +13,14 @@ common=(experiment=fashion_mnist_lenet5 "+data.train_subset=${SUBSET:-1000}" "tr
   trainer.label_smoothing=0 trainer.progress=false)
 mixcut=(data.augment.mixup=0.2 data.augment.cutmix=1.0)
 ema=(trainer.ema_decay=0.99 trainer.eval_weights=ema)
-ls=(trainer.label_smoothing=0.1)
+smooth=(trainer.label_smoothing=0.1)
 for arm in "${arms[@]}"; do
   case $arm in
     base) extra=() ;;
     mixcut) extra=("${mixcut[@]}") ;;
     ema) extra=("${ema[@]}") ;;
-    ls) extra=("${ls[@]}") ;;
-    all) extra=("${mixcut[@]}" "${ema[@]}" "${ls[@]}") ;;
+    ls) extra=("${smooth[@]}") ;;
+    all) extra=("${mixcut[@]}" "${ema[@]}" "${smooth[@]}") ;;
     *) echo "error: unknown arm $arm (base | mixcut | ema | ls | all)" >&2; exit 2 ;;
   esac
   for seed in 0 1 2; do
