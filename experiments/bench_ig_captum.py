@@ -9,7 +9,8 @@ Captum's IntegratedGradients on the torch model and jaxdl's on the imported netw
 and batch-norm statistics (no download), random images; the attributions are compared per image (Pearson r).
 Timing: bench_throughput's `latency_ms` (a warm-up call, then the median and fastest of `--repeats` calls);
 jaxdl's compilation is timed on its own. `--threads` sets torch's intra-op threads (XLA:CPU's Eigen pool uses
-every core); `--only jaxdl` skips captum (for profiling jaxdl's settings; ratios come from runs with both).
+every core); `--only jaxdl` skips captum (for profiling jaxdl's settings; ratios come from runs with both);
+`--conv-grad native` explains with jax's own conv gradient instead of xai.explain.conv_grad's (the A/B of that change).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from captum.attr import IntegratedGradients as CaptumIG
 from jaxdl.data.pipeline import Preprocess
 from jaxdl.pretrained import import_model, source_metadata
 from jaxdl.pretrained.verify import random_torch_model
+from xai.explain import gradients
 from xai.explain.gradients import IntegratedGradients
 
 
@@ -40,8 +42,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", choices=("jaxdl", "captum"), default=None)
+    parser.add_argument("--conv-grad", choices=("explain", "native"), default="explain", help="native: jax's own conv gradient")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.conv_grad == "native":  # the explainers' model copy without xai.explain.conv_grad's input gradient (A/B)
+        gradients.with_input_grad_convs = lambda model: model
     torch.set_num_threads(args.threads)
     source = "torchvision:resnet50"
     torch_model = random_torch_model(source)
@@ -52,7 +57,7 @@ def main() -> None:
     targets = np.arange(args.batch) * 7
     preprocess = Preprocess((args.size, args.size), tuple(meta["mean"]), tuple(meta["std"]))
     result = {
-        **{k: getattr(args, k) for k in ("batch", "steps", "size", "rows", "repeats")},
+        **{k: getattr(args, k) for k in ("batch", "steps", "size", "rows", "repeats", "conv_grad")},
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),

@@ -64,6 +64,8 @@ def test_parameter_randomisation_drives_the_similarity_down():
     assert result["layers"] == ["trained", "head", "conv2", "conv1"] and result["spearman"][0] == pytest.approx(1.0)
     assert result["spearman"][-1] < 0.5 and result["ssim"][-1] < 0.5
     assert cam.probe.state is not None and np.allclose(np.asarray(cam(images, [0, 1, 2])), np.asarray(cam(images, [0, 1, 2])))
+    last = randomisation_test(cam, cam.probe, images, [0, 1, 2], key=0, cascade=False)  # the last step alone: same draw
+    assert last["layers"] == ["trained", "conv1"] and last["spearman"] == [result["spearman"][0], result["spearman"][-1]]
 
 
 def test_empty_maps_are_the_constant_ones_and_means_leave_them_out():

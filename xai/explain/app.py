@@ -283,7 +283,8 @@ def _explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         few = slice(0, int(e.metrics.sanity_images))
         for name, explainer in explainers.items():
             watchdog.long_phase()  # the randomised copies compile afresh
-            sanity[name] = randomisation_test(explainer, explainer.probe, images[few], targets[few], key=int(e.seed))
+            cascade = bool(e.metrics.get("sanity_cascade", True))
+            sanity[name] = randomisation_test(explainer, explainer.probe, images[few], targets[few], int(e.seed), cascade)
             metrics.setdefault(name, {})["sanity_spearman_final"] = sanity[name]["spearman"][-1]  # NaN: every map empty
     for name, check in completeness.items():  # Integrated Gradients: sum of attributions vs f(x) - f(baseline)
         metrics.setdefault(name, {})["completeness_gap_max"] = float(max(check["relative_gap"]))

@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.registry import call_with_options
+from xai.explain.conv_grad import with_input_grad_convs
 from xai.explain.inputs import ExplainError, check_targets
 from xai.explain.probe import Preprocess, Probe, resolve_targets
 
@@ -91,7 +92,7 @@ class Gradients:
     baseline: Any = None  # path methods: what `make_baseline` builds
 
     def __init__(self, model: nnx.Module, *, preprocess: Preprocess | None = None, seed: int = 0, blur_sigma=None):
-        self.probe = Probe(model, (), preprocess)
+        self.probe = Probe(with_input_grad_convs(model), (), preprocess)  # input gradients on XLA:CPU's fast convs
         self.seed, self.blur_sigma = seed, blur_sigma
         self.raw: np.ndarray | None = None
         self._jitted = jax.jit(self.attribute)

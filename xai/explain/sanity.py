@@ -92,8 +92,13 @@ def _mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def randomisation_test(explain: Explain, probe: Probe, images: Any, targets: Any, key: jax.Array | int = 0) -> dict[str, list]:
+def randomisation_test(
+    explain: Explain, probe: Probe, images: Any, targets: Any, key: jax.Array | int = 0, cascade: bool = True
+) -> dict[str, list]:
     """Cascading re-initialisation from the top layer down; similarity of the maps after each step.
+
+    `cascade=False` measures only the cascade's last step, every layer re-initialised (the same draw: each
+    tensor's noise depends on its own position, not on the step), at 1/L of the cost on an L-layer model.
 
     `explain(images, targets)` must read its weights from `probe.state` (every explainer here does).
     Targets are fixed (pass the trained model's predictions) so only the weights change. The first
@@ -123,7 +128,7 @@ def randomisation_test(explain: Explain, probe: Probe, images: Any, targets: Any
 
     record(np.asarray(explain(images, targets)))
     try:
-        for depth in range(1, len(layers) + 1):
+        for depth in range(1 if cascade else len(layers), len(layers) + 1):
             probe.state = randomise_layers(trained, layers[:depth], key)
             record(np.asarray(explain(images, targets)))
             result["layers"].append(layers[depth - 1])
