@@ -86,12 +86,26 @@ class _LineLogger(io.TextIOBase):
         return len(text)
 
 
+def _file_handlers() -> list[logging.Handler]:
+    return [h for h in logging.getLogger().handlers if isinstance(h, (_Held, logging.FileHandler))]
+
+
+def file_only_from_now(*loggers: str) -> None:
+    """These loggers write to the run's log file only for the rest of the process: after a failed checkpoint
+    save, asyncio logs each of Orbax's failed tasks ('Task exception was never retrieved') whenever the task is
+    garbage-collected, which can be after the save has returned its one-line error."""
+    files = _file_handlers()
+    for name in loggers if files else ():
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = list(files), False
+
+
 @contextlib.contextmanager
 def to_file_only(*loggers: str):
     """Records of these libraries' loggers, and exceptions their threads raise, go to the run's log file only:
     a failure they cause (a full disk under Orbax) is reported to the user in one line by jaxdl, while the
     file keeps their tracebacks for whoever looks into it."""
-    files = [h for h in logging.getLogger().handlers if isinstance(h, (_Held, logging.FileHandler))]
+    files = _file_handlers()
     if not files:  # used as a library, outside an app: the caller's logging configuration decides
         yield
         return
