@@ -67,6 +67,7 @@ def test_int8_onnx_carries_jaxdls_own_weight_and_activation_scales(int8_export):
     graph = onnx.load(str(out)).graph
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     dequantized = {n.input[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
+    dequantized_to = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
     quantized = {n.output[0]: n for n in graph.node if n.op_type == "QuantizeLinear"}
     weights = {name: tensors[name] for name in dequantized if tensors.get(name, np.zeros(0)).ndim >= 2}
     layers = qwix_layers(loaded)
@@ -77,7 +78,7 @@ def test_int8_onnx_carries_jaxdls_own_weight_and_activation_scales(int8_export):
         np.testing.assert_array_equal(tensors[dequantized[name].input[1]], layer.scale.astype(np.float32))
         # the layer's input: DequantizeLinear(QuantizeLinear(x)) feeding the node that consumes the weight
         [node] = [n for n in graph.node if dequantized[name].output[0] in n.input[1:]]
-        source = quantized[dequantized[node.input[0]].input[0]]
+        source = quantized[dequantized_to[node.input[0]].input[0]]
         assert layer.input_scale is not None and tensors[source.input[1]] == np.float32(layer.input_scale)
         assert tensors[source.input[2]] == np.uint8(128)
 
