@@ -3,7 +3,8 @@
 jax2onnx emits no quantize/dequantize operators, so the dequantized float twin is exported and ONNX Runtime's
 `quantize_static` turns it into a QDQ graph: static, per-channel int8 weights with jaxdl's own (qwix's) scales
 passed as `TensorQuantOverrides`, so the file holds the very int8 weights jaxdl computes with; 8-bit (uint8)
-activations calibrated on the run's training images. The file is verified by test accuracy against jaxdl's own int8 model.
+activations on qwix's static scales where jaxdl has them (`int8_static`), else calibrated on the run's training
+images. The file is verified by test accuracy against jaxdl's own int8 model.
 Registered with the core's export registry as a plugin (`xai.compress.plugin`).
 """
 
@@ -195,7 +196,8 @@ def accuracy_check(graph: ExportGraph, runner: Runner) -> dict:
         hits["onnx"] += int((np.asarray(runner(x)).argmax(-1) == y).sum())
     jaxdl_acc, onnx_acc = (100.0 * hits[k] / len(images) for k in ("jaxdl", "onnx"))
     notes = [
-        "weights and activations int8 (QDQ): jaxdl's per-channel weight scales; activation ranges calibrated on training images"
+        "weights and activations int8 (QDQ): jaxdl's per-channel weight scales; jaxdl's static activation scales"
+        " where it has them, else ranges calibrated on training images"
     ]
     if (graph.loaded.extras.get("recipe") or {}).get("prune"):
         notes.append("unstructured sparsity is exported dense: zeros give no speed in ONNX Runtime")
