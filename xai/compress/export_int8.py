@@ -3,7 +3,8 @@
 jax2onnx emits no quantize/dequantize operators, so the dequantized float twin is exported and ONNX Runtime's
 `quantize_static` turns it into a QDQ graph: static, per-channel int8 weights with jaxdl's own (qwix's) scales
 passed as `TensorQuantOverrides`, so the file holds the very int8 weights jaxdl computes with; 8-bit (uint8)
-activations calibrated on the run's training images. The file is verified by test accuracy against jaxdl's own int8 model.
+activations on qwix's static scales where jaxdl has them (`int8_static`), else calibrated on the run's training
+images. The file is verified by test accuracy against jaxdl's own int8 model.
 Registered with the core's export registry as a plugin (`xai.compress.plugin`).
 """
 
@@ -55,7 +56,7 @@ def write_int8(graph: ExportGraph, path: Path) -> None:
     write_onnx(float_graph, float_path)
     batches = [graph.to_model_input(chunk[None]) for chunk in calibration_images(loaded)]
     try:
-        quantize_onnx(float_path, path, batches, weight_overrides(loaded, float_path))
+        quantize_onnx(float_path, path, batches, scale_overrides(loaded, float_path))
     finally:
         float_path.unlink(missing_ok=True)
         Path(str(float_path) + ".data").unlink(missing_ok=True)
@@ -76,9 +77,10 @@ def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray], overr
             x = next(self.items, None)
             return None if x is None else {INPUT: x}
 
-    extra = {  # activations as jaxdl: symmetric, mean of per-example absmax
+    extra = {  # symmetric activations, as jaxdl's; their range is the calibration set's whole min/max (the mean of
+        # per-example ranges clips what jaxdl's float activations keep: ResNet-18 lost 0.7 points, RESULTS issue 23)
         "ActivationSymmetric": True,
-        "CalibMovingAverage": True,
+        "CalibMovingAverage": False,
         "TensorQuantOverrides": overrides,
         **options.pop("extra_options", {}),
     }
@@ -95,36 +97,59 @@ def quantize_onnx(float_path: Path, path: Path, batches: list[np.ndarray], overr
     quantize_static(str(float_path), str(path), Reader(), extra_options=extra, **settings)
 
 
-def qwix_weights(loaded: LoadedModel) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(int8 values, per-output-channel scales) of every kernel qwix quantized, in jaxdl's layout (HWIO, (in, out))."""
+@dataclasses.dataclass(frozen=True)
+class QwixLayer:
+    """One conv or dense layer as qwix quantized it."""
+
+    kernel: np.ndarray  # int8 values in jaxdl's layout (HWIO, or (in, out) for a dense layer)
+    scale: np.ndarray  # per output channel
+    input_scale: float | None  # static int8 scale of the layer's input (None: float or dynamic activations)
+
+    def onnx_weight(self) -> tuple[np.ndarray, int]:
+        """The float twin's weight in ONNX's layout (OIHW for a convolution) and its channel axis."""
+        weight = (self.kernel * self.scale).astype(np.float32)
+        return (weight, 1) if weight.ndim == 2 else (weight.transpose(3, 2, 0, 1), 0)
+
+
+def qwix_layers(loaded: LoadedModel) -> list[QwixLayer]:
+    """Every layer whose kernel qwix quantized per output channel (any other layout is left to ONNX Runtime)."""
     flat = {path: leaf for path, leaf in nnx.to_flat_state(nnx.state(loaded.model))}
-    kernels = []
+    layers = []
     for path, leaf in flat.items():
         if path[-2:] != ("array", "qvalue"):
             continue
         q, scale = np.asarray(leaf[...]), np.asarray(flat[(*path[:-1], "scale")][...])
-        if scale.size == q.shape[-1]:  # per output channel; any other layout is left to ONNX Runtime
-            kernels.append((q, scale.reshape(-1)))
-    return kernels
+        if scale.size == q.shape[-1]:
+            layer = path[:-3]  # (..., layer, "kernel", "array", "qvalue")
+            inputs = [v for p, v in flat.items() if len(p) == len(layer) + 2 and p[:-2] == layer and p[-2].endswith("_lhs_scale")]
+            input_scale = float(np.asarray(inputs[0][...]).reshape(())) if len(inputs) == 1 else None
+            layers.append(QwixLayer(q, scale.reshape(-1), input_scale))
+    return layers
 
 
-def weight_overrides(loaded: LoadedModel, float_onnx: Path) -> dict[str, list[dict]]:
-    """`TensorQuantOverrides` giving each ONNX weight qwix's per-channel scales (zero point 0). The ONNX weight
-    of a kernel is found by value: the float twin's weights are exactly qwix's int8 values times its scales,
-    transposed to OIHW for a convolution (channel axis 0), as they are for a dense layer (channel axis 1)."""
+def scale_overrides(loaded: LoadedModel, float_onnx: Path) -> dict[str, list[dict]]:
+    """`TensorQuantOverrides` carrying qwix's scales: per-channel ones for each ONNX weight (zero point 0) and,
+    for a statically quantized layer, its input's scale (zero point 128: uint8's grid then is int8's [-128, 127],
+    so the file rounds activations exactly as jaxdl does). The ONNX weight of a kernel is found by value: the
+    float twin's weights are exactly qwix's int8 values times its scales."""
     import onnx
     from onnx import numpy_helper
 
-    initializers = [(t.name, numpy_helper.to_array(t)) for t in onnx.load(str(float_onnx)).graph.initializer]
+    graph = onnx.load(str(float_onnx)).graph
+    initializers = [(t.name, numpy_helper.to_array(t)) for t in graph.initializer]
     overrides = {}
-    for q, scale in qwix_weights(loaded):
-        dense = q.ndim == 2
-        weight = (q * scale).astype(np.float32) if dense else (q * scale).astype(np.float32).transpose(3, 2, 0, 1)
-        axis = 1 if dense else 0
-        for name, value in initializers:
-            if value.shape == weight.shape and np.array_equal(value, weight):
-                overrides[name] = [{"axis": axis, "scale": np.float32(s), "zero_point": np.int8(0)} for s in scale]
-                break
+    for layer in qwix_layers(loaded):
+        weight, axis = layer.onnx_weight()
+        name = next((n for n, value in initializers if value.shape == weight.shape and np.array_equal(value, weight)), None)
+        if name is None:
+            continue
+        overrides[name] = [{"axis": axis, "scale": np.float32(s), "zero_point": np.int8(0)} for s in layer.scale]
+        if layer.input_scale is not None:
+            for node in graph.node:
+                if node.op_type in QUANTIZED_OPS and name in node.input[1:]:
+                    overrides[node.input[0]] = [
+                        {"scale": np.array(layer.input_scale, np.float32), "zero_point": np.array(128, np.uint8)}
+                    ]
     return overrides
 
 
@@ -171,7 +196,8 @@ def accuracy_check(graph: ExportGraph, runner: Runner) -> dict:
         hits["onnx"] += int((np.asarray(runner(x)).argmax(-1) == y).sum())
     jaxdl_acc, onnx_acc = (100.0 * hits[k] / len(images) for k in ("jaxdl", "onnx"))
     notes = [
-        "weights and activations int8 (QDQ): jaxdl's per-channel weight scales; activation ranges calibrated on training images"
+        "weights and activations int8 (QDQ): jaxdl's per-channel weight scales; jaxdl's static activation scales"
+        " where it has them, else ranges calibrated on training images"
     ]
     if (graph.loaded.extras.get("recipe") or {}).get("prune"):
         notes.append("unstructured sparsity is exported dense: zeros give no speed in ONNX Runtime")
