@@ -45,7 +45,7 @@ def main(out: Path) -> None:
     # The sharding callback fires while XLA compiles: a program read back from the tests' persistent cache would skip it.
     jax.config.update("jax_enable_compilation_cache", False)
     probe.SHARD_ON_CPU = True  # off by default on CPUs (xai/explain/probe.py)
-    model, images, labels = trained_digits_convnet()
+    model, images, labels = trained_digits_convnet(steps=100)  # trained enough for maps to follow it
     model.__class__ = Recording
     images, targets = images[:4], labels[:4]
     results, splits = {}, {}

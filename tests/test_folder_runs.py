@@ -55,6 +55,7 @@ def test_sigkill_mid_run_and_resume_ends_with_the_uninterrupted_metrics(tmp_path
         "data.stream=true",
         "trainer.epochs=2",
         "trainer.batch_size=16",
+        "model.width=0.25",
         "trainer.progress=false",
         "trainer.keep_checkpoints=5",
         "trainer.checkpoint_every_steps=40",  # an epoch is 80 steps: killed inside one, resumed from inside it

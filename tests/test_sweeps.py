@@ -52,14 +52,14 @@ def test_optuna_search_returns_the_best_trial(tmp_path, compile_cache_env):
         compile_cache_env,
         sweep,
         "hparams_search=lenet_optuna",
-        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_trials=3",
         "hydra.sweeper.sampler.n_startup_trials=2",
         f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
         "trainer.epochs=1",
     )
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     runs = find_runs([sweep])
-    assert len(runs) == 4 and all(r.status == "completed" for r in runs)
+    assert len(runs) == 3 and all(r.status == "completed" for r in runs)
     values = {r.name: read_status(r.path)["objective_value"] for r in runs}
     winner = max(runs, key=lambda r: values[r.name])
     assert best["best_value"] == pytest.approx(values[winner.name])

@@ -81,6 +81,7 @@ def test_sigkill_and_resume_ends_with_the_uninterrupted_metrics(tmp_path):
         "jaxdl.apps.train",
         "trainer.epochs=4",
         "trainer.batch_size=16",
+        "model.width=0.25",
         "trainer.progress=false",
         "trainer.keep_checkpoints=5",
     ]
