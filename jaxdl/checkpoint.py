@@ -163,7 +163,20 @@ def _reading(where: Path):
     except CheckpointError:
         raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is a damaged checkpoint
+        stop = _interruption(err)
+        if stop is not None:  # a read cut short by a signal's exit: the file is fine, the process is leaving
+            raise stop from None
         raise CheckpointError(f"checkpoint {where} is damaged ({_first_line(err)})") from err
+
+
+def _interruption(err: BaseException) -> BaseException | None:
+    """The SystemExit or KeyboardInterrupt behind `err`, if any. A signal handler that exits (submitit's on
+    preemption: `sys.exit(-1)`) can fire inside TensorStore's read, which Orbax then reports as a failed read."""
+    while err is not None:
+        if isinstance(err, (SystemExit, KeyboardInterrupt)):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _first_line(err: BaseException) -> str:
@@ -284,6 +297,9 @@ class RunCheckpoints:
         except Exception as err:  # noqa: BLE001
             file_only_from_now(*LIBRARY_LOGGERS)  # its failed tasks may still be logged when collected
             self._remove_partial()
+            stop = _interruption(err)
+            if stop is not None:  # a signal's exit inside the write: leave as the signal asked
+                raise stop from None
             kept = [s for s in self.all_steps() if s != step]
             where = f"step {kept[-1]} is still the last good one" if kept else "no earlier checkpoint exists"
             if is_disk_full(err):

@@ -350,3 +350,29 @@ def test_a_step_of_the_format_before_meta_checksums_is_refused_as_unverifiable(t
         ckpts.restore(5, state)
     assert ckpts.best_step() is None  # and never the best
     ckpts.close()
+
+
+def _preempted(*_args, **_kwargs):
+    """What Orbax raises when a signal handler's `sys.exit` fires inside TensorStore's read or write (the chain
+    seen when submitit's preemption handler hit a save's read-back, 1 save in 30 under a random SIGUSR2)."""
+    try:
+        raise SystemExit(-1)
+    except SystemExit as stop:
+        raise Exception("Encountered error while reading array index: (slice(0, 12, 1),)") from stop
+
+
+@pytest.mark.parametrize("where", ["restore", "save"])
+def test_an_exit_inside_a_checkpoint_read_or_write_leaves_as_asked_not_as_a_damaged_checkpoint(tmp_path, monkeypatch, where):
+    """A preempted Slurm job whose signal landed in a save's read-back was recorded as failed ('damaged ...
+    right after it was written') and the sweep counted a failure; the exit must go on as an exit."""
+    from jaxdl.trainer import build_experiment
+
+    state = build_experiment(compose_config(*quick_overrides("model.width=0.25", "trainer.cpu_devices=1"))).state
+    ckpts = RunCheckpoints(tmp_path / "checkpoints")
+    ckpts.save(1, state, {}, {"val/accuracy": 0.5})
+    monkeypatch.setattr(ckpts.manager, where, _preempted)
+    with pytest.raises(SystemExit):
+        ckpts.save(2, state, {}, {"val/accuracy": 0.5})
+    monkeypatch.undo()
+    kept = {"save": [1], "restore": [1, 2]}[where]  # a cut write is removed; a written step stays, verified when read
+    assert ckpts.all_steps() == kept and all(ckpts.restore(step, state) for step in kept)
