@@ -16,14 +16,13 @@ every core); `--only jaxdl` skips captum (for profiling jaxdl's settings; ratios
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import jax
 import numpy as np
 import torch
-from bench_throughput import latency_ms
+from bench_throughput import latency_ms, report
 from captum.attr import IntegratedGradients as CaptumIG
 
 from jaxdl.data.pipeline import Preprocess
@@ -85,10 +84,7 @@ def main() -> None:
             result["speedup_median"] = result["captum_median_s"] / result["jaxdl_median_s"]
             result["speedup_min"] = result["captum_min_s"] / result["jaxdl_min_s"]
             result["min_r"] = min(float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(ours, theirs))
-    print(json.dumps(result, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    report(result, args.out)
 
 
 if __name__ == "__main__":

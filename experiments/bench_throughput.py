@@ -181,6 +181,14 @@ def torch_runner(data, batch, model="lenet5"):
     return run, {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "torch_device": device}
 
 
+def report(result: dict, out: str | None) -> None:
+    """The benchmark's figures on stdout, and in `out` as JSON when given (experiments/results/*.json)."""
+    print(json.dumps(result, indent=2))
+    if out:
+        with open(out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
 def latency_ms(forward, images, repeats: int) -> tuple[float, float]:
     """(median, fastest) milliseconds of `forward(images)` after a warm-up call."""
     forward(images)
@@ -362,10 +370,7 @@ def main() -> None:
         if "jaxdl" in median and args.model == "lenet5" and not args.skip_flops:
             result["jaxdl_utilisation"] = mfu(median["jaxdl"], train_step_flops(args), args.batch)
     result["load_average_end"] = load_average()
-    print(json.dumps(result, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
-import json
 import os
 import re
 import tempfile
@@ -31,6 +30,8 @@ from jaxdl.data.pipeline import Preprocess
 from jaxdl.pretrained import import_model, source_metadata
 from jaxdl.pretrained.verify import random_torch_model
 from xai.explain.gradients import IntegratedGradients
+
+from bench_throughput import report
 
 
 def hlo_kinds(hlo: str) -> dict[str, str]:
@@ -129,10 +130,7 @@ def main() -> None:
         captum = CaptumIG(lambda x: torch_model((x - mean) / std))
         x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         result["captum"] = torch_profile(captum, x, targets.tolist(), steps, args.rows, args.repeats)
-    print(json.dumps(result, indent=2))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+    report(result, args.out)
 
 
 if __name__ == "__main__":
