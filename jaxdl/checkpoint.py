@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -169,14 +169,17 @@ def _reading(where: Path):
         raise CheckpointError(f"checkpoint {where} is damaged ({_first_line(err)})") from err
 
 
+def _causes(err: BaseException | None) -> Iterator[BaseException]:
+    """`err` and what caused it, outermost first."""
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
+
+
 def _interruption(err: BaseException) -> BaseException | None:
     """The SystemExit or KeyboardInterrupt behind `err`, if any. A signal handler that exits (submitit's on
     preemption: `sys.exit(-1)`) can fire inside TensorStore's read, which Orbax then reports as a failed read."""
-    while err is not None:
-        if isinstance(err, (SystemExit, KeyboardInterrupt)):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
+    return next((cause for cause in _causes(err) if isinstance(cause, (SystemExit, KeyboardInterrupt))), None)
 
 
 def _first_line(err: BaseException) -> str:
@@ -186,11 +189,7 @@ def _first_line(err: BaseException) -> str:
 
 def is_disk_full(err: BaseException) -> bool:
     """Whether `err` (or what caused it) is 'no space left on device'."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC or "No space left" in str(err):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
+    return any(isinstance(e, OSError) and e.errno == errno.ENOSPC or "No space left" in str(e) for e in _causes(err))
 
 
 def _settle(before: set[threading.Thread], timeout: float = 30.0) -> None:
