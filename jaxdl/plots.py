@@ -77,12 +77,13 @@ def confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path)
 
 
 def _tile(image: np.ndarray) -> np.ndarray:
-    """One image as RGB floats in [0, 1]; a single channel stretched to its own range, as `imshow` scales it."""
-    image = np.asarray(image, np.float32)
-    if image.shape[-1] == 1:
-        low, high = image.min(), image.max()
-        return np.repeat((image - low) / (high - low if high > low else 1.0), 3, axis=-1)
-    return image / 255.0 if image.max() > 1.0 else np.clip(image, 0.0, 1.0)
+    """One image as RGB floats in [0, 1], as `imshow` shows it: a single channel stretched to its own range,
+    colour as uint8 (0-255) or floats (clipped to [0, 1])."""
+    pixels = np.asarray(image, np.float32)
+    if pixels.shape[-1] == 1:
+        low, high = pixels.min(), pixels.max()
+        return np.repeat((pixels - low) / (high - low if high > low else 1.0), 3, axis=-1)
+    return pixels / 255.0 if np.asarray(image).dtype == np.uint8 else np.clip(pixels, 0.0, 1.0)
 
 
 def misclassified_grid(
