@@ -114,8 +114,16 @@ class ModelCard:
             raise CheckpointError(f"{path} is not valid JSON ({err}); the artifact is damaged") from err
 
     def build(self, seed: int = 0) -> nnx.Module:
-        """The model with fresh weights, in eval mode; the loader overwrites them."""
+        """The model with fresh weights, in eval mode."""
         model = models.build(self.model, self.spec, seed, DTYPES[self.compute_dtype])
+        model.eval()
+        return model
+
+    def build_for_loading(self) -> nnx.Module:
+        """The model in eval mode with shapes where its weights go, for `load_weights` to fill: fresh weights
+        would cost a loader an XLA compile per initialiser and layer shape (a GoogLeNet's 118 on a CPU) only to be
+        overwritten."""
+        model = models.build_unfilled(self.model, self.spec, dtype=DTYPES[self.compute_dtype])
         model.eval()
         return model
 
@@ -240,7 +248,7 @@ def _is_exported(path: Path) -> bool:
 
 def _load_exported(path: Path, which: str | int) -> LoadedModel:
     card = ModelCard.read(path)
-    module = card.build()
+    module = card.build_for_loading()
     load_weights(module, read_verified_tree(path / WEIGHTS, weights_of(module)))
     return LoadedModel(module, card, path)
 
@@ -330,7 +338,7 @@ def _load_run(path: Path, which: str | int) -> LoadedModel:
         if step is None and which == "best":
             step = _recorded_best(run_dir, ckpts)
         step = ckpts.select_step(which if step is None else step)
-        module = card.build()
+        module = card.build_for_loading()
         weights = ckpts.restore_part(step, weights_of(module))
         if card.provenance.get("weights") == "ema":  # trained with trainer.eval_weights=ema: the average is the model
             from jaxdl.ema import restore_ema

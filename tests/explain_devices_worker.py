@@ -1,9 +1,10 @@
-"""One process of the explainers' device-count test: LIME, SHAP, Score-CAM and occlusion on a trained digits net.
+"""The explainers' device-count test: LIME, SHAP, Score-CAM and occlusion on a trained digits net, in one process
+with 2 XLA CPU devices, their batches kept on the first device and then split over both.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=N python tests/explain_devices_worker.py OUT.npz
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python tests/explain_devices_worker.py OUT.npz
 
-Writes each explainer's output and, per explainer, the largest batch the model saw and how many
-devices that batch was split over (read inside the compiled forward by `jax.debug.inspect_array_sharding`).
+Writes, per device count d (keys `d1_...`, `d2_...`), each explainer's output and the largest batch the model saw
+with how many devices that batch was split over (read inside the compiled forward by `jax.debug.inspect_array_sharding`).
 """
 
 from __future__ import annotations
@@ -41,23 +42,31 @@ def largest_batch_split() -> list[int]:
     return [batch, devices]
 
 
+def explain_all(model, images, targets) -> dict[str, np.ndarray]:
+    """Each explainer's output and the [batch, devices] of the largest batch the model saw while it ran."""
+    out = {}
+    out["lime"] = LimeImage(model, num_samples=300, batch_size=256)(images, targets).weights
+    out["split_lime"] = largest_batch_split()
+    out["shap"] = PartitionShap(model, max_evals=300, batch_size=100)(images[:2], targets[:2])
+    out["split_shap"] = largest_batch_split()
+    out["scorecam"] = np.asarray(ScoreCAM(model, "conv2", batch_size=64)(images, targets))
+    out["split_scorecam"] = largest_batch_split()
+    out["occlusion"] = np.asarray(Occlusion(model, mask_size=3, stride=1, batch_size=128)(images, targets))
+    out["split_occlusion"] = largest_batch_split()
+    return out
+
+
 def main(out: Path) -> None:
     # The sharding callback fires while XLA compiles: a program read back from the tests' persistent cache would skip it.
     jax.config.update("jax_enable_compilation_cache", False)
-    probe.SHARD_ON_CPU = True  # off by default on CPUs (xai/explain/probe.py)
     model, images, labels = trained_digits_convnet(steps=100)  # trained enough for maps to follow it
     model.__class__ = Recording
     images, targets = images[:4], labels[:4]
-    results, splits = {}, {}
-    results["lime"] = LimeImage(model, num_samples=300, batch_size=256)(images, targets).weights
-    splits["lime"] = largest_batch_split()
-    results["shap"] = PartitionShap(model, max_evals=300, batch_size=100)(images[:2], targets[:2])
-    splits["shap"] = largest_batch_split()
-    results["scorecam"] = np.asarray(ScoreCAM(model, "conv2", batch_size=64)(images, targets))
-    splits["scorecam"] = largest_batch_split()
-    results["occlusion"] = np.asarray(Occlusion(model, mask_size=3, stride=1, batch_size=128)(images, targets))
-    splits["occlusion"] = largest_batch_split()
-    np.savez(out, devices=jax.device_count(), **results, **{f"split_{k}": v for k, v in splits.items()})
+    results = {"devices": jax.device_count()}
+    for devices, shard in ((1, False), (2, True)):  # off: the first device alone (xai/explain/probe.py)
+        probe.SHARD_ON_CPU = shard
+        results |= {f"d{devices}_{k}": v for k, v in explain_all(model, images, targets).items()}
+    np.savez(out, **results)
 
 
 if __name__ == "__main__":

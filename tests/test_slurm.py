@@ -155,30 +155,6 @@ def _states(env: dict, job: str) -> list[str]:
     return _poll(f"job {job} to end in accounting", lambda: (s := recorded()) and s[-1] not in ACTIVE_STATES and s, 60)
 
 
-def test_a_sweep_on_a_cpu_partition_needs_no_gpu_settings(slurm_env, tmp_path):
-    sweep = tmp_path / "cpu"
-    _sweep(slurm_env, sweep, *TINY, "trainer.seed=0,1")
-    statuses = [read_status(sweep / str(i)) for i in range(2)]
-    assert [s["status"] for s in statuses] == ["completed"] * 2
-    for i, status in enumerate(statuses):
-        results = json.loads((sweep / str(i) / "results.json").read_text())
-        assert status["objective_value"] == results["best_val/accuracy"] and 0.2 < status["objective_value"] <= 1
-        assert _states(slurm_env, status["slurm_job"]) == ["COMPLETED"]
-    # what each job returned to the sweeper (submitit's result files), and the sbatch script it ran
-    submitit = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name]
-    returned = {}
-    for folder in submitit:
-        outcome, job_return = pickle.loads(next(folder.glob("*_result.pkl")).read_bytes())
-        assert outcome == "success"
-        returned[str(job_return.hydra_cfg.hydra.job.num)] = job_return.return_value
-    array_id = submitit[0].name.split("_")[0]
-    script = (sweep / ".submitit" / array_id / f"{array_id}_submission.sh").read_text()
-    assert "#SBATCH --partition=cpu" in script and "#SBATCH --ntasks-per-node=1" in script and "gpu" not in script
-    assert returned == {str(i): statuses[i]["objective_value"] for i in range(2)}
-    rows = list(csv.DictReader((sweep / "comparison.csv").open()))
-    assert sorted((r["run"], r["status"], r["trainer.seed"]) for r in rows) == [("0", "completed", "0"), ("1", "completed", "1")]
-
-
 def test_a_two_task_job_trains_on_the_union_of_its_shards_repeatably(slurm_env, tmp_path):
     overrides = [
         "model.width=0.25",
@@ -271,7 +247,30 @@ def test_a_preempted_job_is_requeued_and_ends_as_if_never_interrupted(slurm_env,
     assert json.loads((run / "results.json").read_text()) == json.loads((sweep_dir / "1" / "results.json").read_text())
 
 
-def test_a_cancelled_job_fails_alone_and_the_sweep_still_compares(slurm_env, tmp_path):
+def _check_completed_jobs(env: dict, sweep: Path, runs: list[int]) -> None:
+    """Each run completed on the cpu partition, with no GPU setting in its sbatch script, and returned its objective."""
+    statuses = {i: read_status(sweep / str(i)) for i in runs}
+    for i, status in statuses.items():
+        results = json.loads((sweep / str(i) / "results.json").read_text())
+        assert status["objective_value"] == results["best_val/accuracy"] and 0.2 < status["objective_value"] <= 1
+        assert _states(env, status["slurm_job"]) == ["COMPLETED"]
+    # what each job returned to the sweeper (submitit's result files), and the sbatch script it ran
+    submitit = [p for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name]
+    returned = {}
+    for folder in submitit:
+        result = next(folder.glob("*_result.pkl"), None)
+        if result is not None:  # a cancelled job leaves none
+            outcome, job_return = pickle.loads(result.read_bytes())
+            assert outcome == "success"
+            returned[int(job_return.hydra_cfg.hydra.job.num)] = job_return.return_value
+    array_id = submitit[0].name.split("_")[0]
+    script = (sweep / ".submitit" / array_id / f"{array_id}_submission.sh").read_text()
+    assert "#SBATCH --partition=cpu" in script and "#SBATCH --ntasks-per-node=1" in script and "gpu" not in script
+    assert returned == {i: s["objective_value"] for i, s in statuses.items()}
+
+
+def test_a_cancelled_job_fails_alone_and_the_sweep_on_a_cpu_partition_still_compares(slurm_env, tmp_path):
+    """One sweep on the cpu partition (no GPU settings needed) whose middle job is cancelled mid-training."""
     sweep_dir = tmp_path / "cancel"
     # job 1 trains long enough to be cancelled mid-training (submitit ignores the SIGTERM; SIGKILL follows in 5 s)
     sweep = _start_sweep(slurm_env, sweep_dir, *TINY[1:], "trainer.epochs=1,40,2")
@@ -284,6 +283,7 @@ def test_a_cancelled_job_fails_alone_and_the_sweep_still_compares(slurm_env, tmp
     assert statuses[1]["error"] == f"SLURM job {job} ended CANCELLED by 0"
     assert statuses[1]["attempt"] == 1 and statuses[1]["slurm_job"] == job
     assert "failed job 1: SLURM job" in output
+    _check_completed_jobs(slurm_env, sweep_dir, [0, 2])
     rows = {r["run"]: r for r in csv.DictReader((sweep_dir / "comparison.csv").open())}
     assert {k: (r["status"], r["trainer.epochs"]) for k, r in rows.items()} == {
         "0": ("completed", "1"),

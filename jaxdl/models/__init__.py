@@ -3,10 +3,10 @@
 import importlib
 import pkgutil
 
-from jaxdl.models.registry import ADAPTERS, MODELS, InputSpec, build, input_size, register
+from jaxdl.models.registry import ADAPTERS, MODELS, InputSpec, build, build_unfilled, input_size, register
 
 # Import every module of the package so that its `@register` decorators run.
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ADAPTERS", "MODELS", "InputSpec", "build", "input_size", "register"]
+__all__ = ["ADAPTERS", "MODELS", "InputSpec", "build", "build_unfilled", "input_size", "register"]
