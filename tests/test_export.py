@@ -21,6 +21,7 @@ from jaxdl.export.pipeline import VerificationFailed, report_path
 from jaxdl.models.autoencoder import conv as conv_autoencoder
 from jaxdl.models.dcgan import build_gan
 from tests.conftest import run_cli
+from tests.random_weights import with_random_weights
 
 pytest.importorskip("jax2onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -29,16 +30,18 @@ CLASSES = tuple(f"class{i}" for i in range(10))
 
 
 def small_model(cfg: dict, size: int = 28, channels: int = 1) -> LoadedModel:
-    """A randomly initialised zoo model with a real preprocessing (agreement needs no training)."""
+    """A zoo model with random weights and a real preprocessing (agreement needs no training)."""
     spec = models.InputSpec((size, size), channels, 10)
     card = ModelCard(cfg, spec, Preprocess(spec.size, (0.3,) * channels, (0.4,) * channels), CLASSES)
-    return LoadedModel(card.build(seed=1), card, Path("in-process"))
+    model = with_random_weights(lambda: models.build(cfg, spec, 1), seed=1)
+    model.eval()
+    return LoadedModel(model, card, Path("in-process"))
 
 
 def autoencoder() -> LoadedModel:
     spec = models.InputSpec((28, 28), 1, 10)
     card = ModelCard({"name": "autoencoder", "architecture": "conv"}, spec, Preprocess((28, 28), (0.3,), (0.4,)), CLASSES)
-    model = conv_autoencoder(spec, code_dim=8, width=8, rngs=nnx.Rngs(0))
+    model = with_random_weights(lambda: conv_autoencoder(spec, code_dim=8, width=8, rngs=nnx.Rngs(0)))
     model.eval()
     return LoadedModel(model, card, Path("in-process"))
 

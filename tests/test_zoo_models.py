@@ -16,6 +16,7 @@ from jaxdl.data.pipeline import Preprocess
 from jaxdl.models import InputSpec
 from jaxdl.parallel import data_mesh
 from jaxdl.steps import TrainState, init_state, make_train_step, split_model
+from tests.random_weights import with_random_weights
 
 MODEL_CONFIGS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 SMALL = [name for name in MODEL_CONFIGS if not name.endswith("_imagenet")]
@@ -104,7 +105,7 @@ FORWARD_ONLY = ["googlenet", "inception_v3"]
 @pytest.mark.parametrize("name", FORWARD_ONLY)
 def test_large_small_variants_run_deterministically_in_eval_mode(name):
     spec = small_spec(name, native=16)
-    first, second = eval_twice(build_small(name, native=16), spec)
+    first, second = eval_twice(with_random_weights(lambda: build_small(name, native=16)), spec)
     assert first.shape == (2, 10) and bool(jnp.all(jnp.isfinite(first)))
     np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
 
@@ -137,5 +138,5 @@ def test_train_steps_lower_the_loss_on_a_fixed_batch(name):
     x, y = images(spec, 4, seed=1), jnp.arange(4) % spec.num_classes
     losses, _ = train_losses(model, spec, x, y, steps=4)
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
-    first, second = eval_twice(build_small(name, native=16), spec)  # as configured, dropout included
+    first, second = eval_twice(with_random_weights(lambda: build_small(name, native=16)), spec)  # as configured, dropout included
     np.testing.assert_array_equal(np.asarray(first), np.asarray(second))

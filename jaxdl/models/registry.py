@@ -62,15 +62,20 @@ def build(cfg: Mapping[str, Any], spec: InputSpec, seed: int, dtype: Any = jnp.f
 
 
 def build_unfilled(cfg: Mapping[str, Any], spec: InputSpec, seed: int = 0, dtype: Any = jnp.float32) -> nnx.Module:
-    """The model with shapes instead of parameters and batch statistics, for the caller to fill (`nnx.update`).
+    """The model with shapes instead of parameters and batch statistics, for the caller to fill (`nnx.update`)."""
+    return unfilled(lambda: build(cfg, spec, seed, dtype), seed)
+
+
+def unfilled(make: Callable[[], nnx.Module], seed: int = 0) -> nnx.Module:
+    """The module `make()` builds, with shapes instead of parameters and batch statistics.
 
     Initialising a large network eagerly on a CPU compiles every initialiser per layer shape
     (half a minute for a ResNet-18); a model whose weights are all about to be replaced skips
-    that. Its other state (dropout RNG streams) is real.
+    that. Its other state (dropout RNG streams, seeded by `seed`) is real.
     """
     import jax
 
-    model = nnx.eval_shape(lambda: build(cfg, spec, seed, dtype))
+    model = nnx.eval_shape(make)
     graphdef, weights, rest = nnx.split(model, (nnx.Param, nnx.BatchStat), ...)
     real = jax.tree.map(
         lambda s: jax.random.key(seed) if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key) else jnp.zeros(s.shape, s.dtype),
