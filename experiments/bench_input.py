@@ -9,8 +9,8 @@ RandomResizedCrop + flip + PILToTensor on PIL, the same files: the pipelines' wo
 
 throughput: the same files, the same transforms (decode, random-resized crop 224, horizontal flip,
 uint8) and the same number of workers (torchvision: DataLoader worker processes; jaxdl: Grain threads
-or worker processes, `data.worker_mode`), images/s over one pass of `--images` images (after the first
-batch, which holds start-up, to the last one's arrival), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
+or worker processes, `data.worker_mode`), images/s over one pass of `--images` images (from the arrival of
+batch `--workers`, by which every worker has started and delivered, to the last one's), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
 JPEG photographs of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9
 photographs, one class each; random crops of 40-100% of each side, resized to a random 400-600 x
 400-600). Entries: `<set>_threads` and `<set>_processes` (jaxdl's two worker modes, each against the
@@ -20,7 +20,7 @@ worker processes over 1, each with the read threads a worker of the 2 gets: core
 otherwise run cores // 1 threads and already use every core).
 
 CPU: every throughput row also gives `cpu_ms_per_image`, the CPU time (user + system) of the process and all
-its live worker processes (psutil) from the first batch to the last, per image (start-up and shut-down apart): what a pipeline costs per image
+its live worker processes (psutil) from batch `--workers` to the last, per image (start-up and shut-down apart): what a pipeline costs per image
 whatever else loads the machine (wall-clock images/s on a shared machine move with the load; CPU time much less).
 
 memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
@@ -124,16 +124,17 @@ def cpu_seconds() -> float:
     return total
 
 
-def _timed(batches) -> dict:
-    """images/s and CPU ms per image from the first batch (which holds start-up) to the last one's arrival (so
-    neither peer's worker shut-down counts)."""
+def _timed(batches, workers: int) -> dict:
+    """images/s and CPU ms per image from the arrival of batch max(1, `workers`) to the last one's: every worker
+    has started and delivered by then (each worker process of either peer makes whole batches, so a lone first
+    batch can arrive while another worker is still importing), and neither peer's worker shut-down counts."""
     start = time.perf_counter()
     first = last = None
     count = 0
-    for batch in batches:
-        if first is None:
+    for k, batch in enumerate(batches, 1):
+        if k == max(1, workers):
             first = (time.perf_counter(), cpu_seconds())
-        else:
+        elif first is not None:
             count += batch.shape[0]
             last = (time.perf_counter(), cpu_seconds())
     return {
@@ -167,7 +168,7 @@ def jaxdl_rate(root: Path, workers: int, images: int, channels: int, mode: str =
     split = load_dataset(cfg.data).train
     split = split.subset(np.arange(min(images, len(split))))
     batches = (batch.block_until_ready() for batch, _ in StreamLoader(split, data_mesh()).train_batches(BATCH, seed=0, epoch=1))
-    return _timed(batches)
+    return _timed(batches, workers)
 
 
 def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
@@ -182,7 +183,7 @@ def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
     folder = datasets.ImageFolder(str(root), transform=transform, loader=lambda p: Image.open(p).convert(mode))
     subset = torch.utils.data.Subset(folder, np.random.default_rng(0).permutation(len(folder))[:images].tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=workers, drop_last=True)
-    return _timed(batch for batch, _ in loader)
+    return _timed((batch for batch, _ in loader), workers)
 
 
 def _ratios(entry: dict) -> None:
