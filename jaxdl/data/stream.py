@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 # that fits in CHUNK_BYTES, so that the training process takes each batch as one array (a view of an element),
 # never concatenated from pieces. Grain's cost per element (a shared-memory segment created, mapped, unlinked
 # and a queue message per worker element; a rebatch step) is then paid once per batch: on this 2-core CPU the
-# training process spent 0.20 ms per 224-px photo receiving 8-example elements and 0.055 at one element per
-# 64-image batch (experiments/RESULTS.md, issue 22, session 9).
+# training process's CPU per 224-px photo from 2 worker processes fell from 0.27-0.31 ms (8 examples per
+# element) to 0.06-0.07 (one 64-image batch per element; experiments/RESULTS.md, issue 22, session 9).
 CHUNK = 32
 CHUNK_BYTES = 64 << 20  # the most pixels per element (e.g. 256 images of 224 x 224 x 3 take 38.5 MB)
 OLD_CHUNK = 8  # the examples per element of positions saved before the `examples_per_element` key existed
