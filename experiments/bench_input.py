@@ -20,7 +20,7 @@ worker processes over 1, each with the read threads a worker of the 2 gets: core
 otherwise run cores // 1 threads and already use every core).
 
 CPU: every throughput row also gives `cpu_ms_per_image`, the CPU time (user + system) of the process and all
-its live worker processes (psutil) from batch `--workers` to the last, per image (start-up and shut-down apart): what a pipeline costs per image
+its live worker processes (psutil; `main_cpu_ms_per_image`: the process's own share) from batch `--workers` to the last, per image (start-up and shut-down apart): what a pipeline costs per image
 whatever else loads the machine (wall-clock images/s on a shared machine move with the load; CPU time much less).
 
 memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
@@ -108,20 +108,21 @@ def write_pack(root: Path, out: Path, workers: int) -> Path:
     return out
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process, its live descendants (worker processes) and the children that
-    have ended (and were waited for: the workers of a finished pass)."""
+def cpu_seconds() -> tuple[float, float]:
+    """User + system CPU seconds of (this process, its workers: live descendants and the children that have ended
+    and were waited for, i.e. the workers of a finished pass)."""
     import psutil
 
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = ended.ru_utime + ended.ru_stime
-    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+    workers = ended.ru_utime + ended.ru_stime
+    for proc in psutil.Process().children(recursive=True):
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        workers += times.user + times.system
+    own = psutil.Process().cpu_times()
+    return own.user + own.system, workers
 
 
 def _timed(batches, workers: int) -> dict:
@@ -137,9 +138,11 @@ def _timed(batches, workers: int) -> dict:
         elif first is not None:
             count += batch.shape[0]
             last = (time.perf_counter(), cpu_seconds())
+    main, workers = (1e3 * (b - a) / count for a, b in zip(first[1], last[1], strict=True))
     return {
         "images_per_s": count / (last[0] - first[0]),
-        "cpu_ms_per_image": 1e3 * (last[1] - first[1]) / count,
+        "cpu_ms_per_image": main + workers,
+        "main_cpu_ms_per_image": main,  # the training process's share: what bounds scaling over worker processes
         "first_batch_s": first[0] - start,
         "images": count,
     }
@@ -235,7 +238,11 @@ def throughput(args) -> None:
     two = float(np.median([r["images_per_s"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
     cpu_one = float(np.median([r["cpu_ms_per_image"] for r in results["photo_jpeg_processes_1"]]))
     results["photo_jpeg_processes_1_to_2"] = {"one": one, "two": two, "ratio_median": two / one, "cpu_ms_per_image_one": cpu_one}
-    print(f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x)")
+    worker = cpu_one - float(np.median([r["main_cpu_ms_per_image"] for r in results["photo_jpeg_processes_1"]]))
+    main = float(np.median([r["main_cpu_ms_per_image"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
+    bound = 2 * worker / (worker + main)  # w: a worker's CPU per image, m: this process's (RESULTS.md, issue 22)
+    results["photo_jpeg_processes_1_to_2"]["bound"] = bound
+    print(f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x; 2w/(w+m) {bound:.2f}x)")
     results["pack_bytes_per_image"] = json.loads((pack / "pack.json").read_text())["bytes_per_image"]
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     Path(args.out).write_text(json.dumps(results, indent=2))
