@@ -241,8 +241,13 @@ def throughput(args) -> None:
     worker = cpu_one - float(np.median([r["main_cpu_ms_per_image"] for r in results["photo_jpeg_processes_1"]]))
     main = float(np.median([r["main_cpu_ms_per_image"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
     bound = 2 * worker / (worker + main)  # w: a worker's CPU per image, m: this process's (RESULTS.md, issue 22)
-    results["photo_jpeg_processes_1_to_2"]["bound"] = bound
-    print(f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x; 2w/(w+m) {bound:.2f}x)")
+    cpu_two = float(np.median([r["cpu_ms_per_image"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
+    cores = 1e3 * usable_cores() / cpu_two / one  # every core busy at the 2-worker CPU per image, over 1 worker's rate
+    results["photo_jpeg_processes_1_to_2"].update(bound=bound, cores_bound=cores)
+    print(
+        f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x; 2w/(w+m) {bound:.2f}x, "
+        f"cores / CPU per image {cores:.2f}x)"
+    )
     results["pack_bytes_per_image"] = json.loads((pack / "pack.json").read_text())["bytes_per_image"]
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     Path(args.out).write_text(json.dumps(results, indent=2))
