@@ -127,7 +127,7 @@ class StreamLoader:
         if start and position.get("examples_per_element", OLD_CHUNK) != size:
             raise CheckpointError(
                 f"this checkpoint's input position counts {position.get('examples_per_element', OLD_CHUNK)} examples "
-                f"per Grain element, this jaxdl reads {size}: resume from the checkpoint of an epoch's end instead"
+                f"per Grain element, this jaxdl reads {size}: resume it with the jaxdl version that saved it"
             )
 
         def kept(element):
