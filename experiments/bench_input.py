@@ -9,8 +9,8 @@ RandomResizedCrop + flip + PILToTensor on PIL, the same files: the pipelines' wo
 
 throughput: the same files, the same transforms (decode, random-resized crop 224, horizontal flip,
 uint8) and the same number of workers (torchvision: DataLoader worker processes; jaxdl: Grain threads
-or worker processes, `data.worker_mode`), images/s over one pass of `--images` images (after the first
-batch, which holds start-up, to the last one's arrival), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
+or worker processes, `data.worker_mode`), images/s over one pass of `--images` images (from the arrival of
+batch `--workers`, by which every worker has started and delivered, to the last one's), on (a) Fashion-MNIST written as PNGs by `jaxdl-data write-folder` and (b)
 JPEG photographs of 400-600 px cut and scaled from scikit-image's bundled colour photographs (9
 photographs, one class each; random crops of 40-100% of each side, resized to a random 400-600 x
 400-600). Entries: `<set>_threads` and `<set>_processes` (jaxdl's two worker modes, each against the
@@ -20,7 +20,7 @@ worker processes over 1, each with the read threads a worker of the 2 gets: core
 otherwise run cores // 1 threads and already use every core).
 
 CPU: every throughput row also gives `cpu_ms_per_image`, the CPU time (user + system) of the process and all
-its live worker processes (psutil) from the first batch to the last, per image (start-up and shut-down apart): what a pipeline costs per image
+its live worker processes (psutil; `main_cpu_ms_per_image`: the process's own share) from batch `--workers` to the last, per image (start-up and shut-down apart): what a pipeline costs per image
 whatever else loads the machine (wall-clock images/s on a shared machine move with the load; CPU time much less).
 
 memory: peak RSS of one process streaming one epoch (train_batches at batch 256, onto the device)
@@ -108,37 +108,41 @@ def write_pack(root: Path, out: Path, workers: int) -> Path:
     return out
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process, its live descendants (worker processes) and the children that
-    have ended (and were waited for: the workers of a finished pass)."""
+def cpu_seconds() -> tuple[float, float]:
+    """User + system CPU seconds of (this process, its workers: live descendants and the children that have ended
+    and were waited for, i.e. the workers of a finished pass)."""
     import psutil
 
     ended = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = ended.ru_utime + ended.ru_stime
-    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+    workers = ended.ru_utime + ended.ru_stime
+    for proc in psutil.Process().children(recursive=True):
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        workers += times.user + times.system
+    own = psutil.Process().cpu_times()
+    return own.user + own.system, workers
 
 
-def _timed(batches) -> dict:
-    """images/s and CPU ms per image from the first batch (which holds start-up) to the last one's arrival (so
-    neither peer's worker shut-down counts)."""
+def _timed(batches, workers: int) -> dict:
+    """images/s and CPU ms per image from the arrival of batch max(1, `workers`) to the last one's: every worker
+    has started and delivered by then (each worker process of either peer makes whole batches, so a lone first
+    batch can arrive while another worker is still importing), and neither peer's worker shut-down counts."""
     start = time.perf_counter()
     first = last = None
     count = 0
-    for batch in batches:
-        if first is None:
+    for k, batch in enumerate(batches, 1):
+        if k == max(1, workers):
             first = (time.perf_counter(), cpu_seconds())
-        else:
+        elif first is not None:
             count += batch.shape[0]
             last = (time.perf_counter(), cpu_seconds())
+    main, workers = (1e3 * (b - a) / count for a, b in zip(first[1], last[1], strict=True))
     return {
         "images_per_s": count / (last[0] - first[0]),
-        "cpu_ms_per_image": 1e3 * (last[1] - first[1]) / count,
+        "cpu_ms_per_image": main + workers,
+        "main_cpu_ms_per_image": main,  # the training process's share: what bounds scaling over worker processes
         "first_batch_s": first[0] - start,
         "images": count,
     }
@@ -167,7 +171,7 @@ def jaxdl_rate(root: Path, workers: int, images: int, channels: int, mode: str =
     split = load_dataset(cfg.data).train
     split = split.subset(np.arange(min(images, len(split))))
     batches = (batch.block_until_ready() for batch, _ in StreamLoader(split, data_mesh()).train_batches(BATCH, seed=0, epoch=1))
-    return _timed(batches)
+    return _timed(batches, workers)
 
 
 def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
@@ -182,7 +186,7 @@ def torch_rate(root: Path, workers: int, images: int, channels: int) -> dict:
     folder = datasets.ImageFolder(str(root), transform=transform, loader=lambda p: Image.open(p).convert(mode))
     subset = torch.utils.data.Subset(folder, np.random.default_rng(0).permutation(len(folder))[:images].tolist())
     loader = torch.utils.data.DataLoader(subset, batch_size=BATCH, shuffle=True, num_workers=workers, drop_last=True)
-    return _timed(batch for batch, _ in loader)
+    return _timed((batch for batch, _ in loader), workers)
 
 
 def _ratios(entry: dict) -> None:
@@ -234,7 +238,16 @@ def throughput(args) -> None:
     two = float(np.median([r["images_per_s"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
     cpu_one = float(np.median([r["cpu_ms_per_image"] for r in results["photo_jpeg_processes_1"]]))
     results["photo_jpeg_processes_1_to_2"] = {"one": one, "two": two, "ratio_median": two / one, "cpu_ms_per_image_one": cpu_one}
-    print(f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x)")
+    worker = cpu_one - float(np.median([r["main_cpu_ms_per_image"] for r in results["photo_jpeg_processes_1"]]))
+    main = float(np.median([r["main_cpu_ms_per_image"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
+    bound = 2 * worker / (worker + main)  # w: a worker's CPU per image, m: this process's (RESULTS.md, issue 22)
+    cpu_two = float(np.median([r["cpu_ms_per_image"] for r in results["photo_jpeg_processes"]["jaxdl"]]))
+    cores = 1e3 * usable_cores() / cpu_two / one  # every core busy at the 2-worker CPU per image, over 1 worker's rate
+    results["photo_jpeg_processes_1_to_2"].update(bound=bound, cores_bound=cores)
+    print(
+        f"photo_jpeg: 1 -> 2 worker processes {one:.0f} -> {two:.0f} img/s ({two / one:.2f}x; 2w/(w+m) {bound:.2f}x, "
+        f"cores / CPU per image {cores:.2f}x)"
+    )
     results["pack_bytes_per_image"] = json.loads((pack / "pack.json").read_text())["bytes_per_image"]
     results["machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
     Path(args.out).write_text(json.dumps(results, indent=2))

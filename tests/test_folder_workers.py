@@ -11,7 +11,7 @@ import pytest
 
 from jaxdl.data import load_dataset
 from jaxdl.data.workers import worker_threads
-from jaxdl.errors import ConfigError
+from jaxdl.errors import CheckpointError, ConfigError
 from jaxdl.data.stream import StreamLoader
 from jaxdl.parallel import data_mesh
 from tests.conftest import compose_config, run_cli
@@ -129,3 +129,27 @@ def test_worker_threads_is_a_positive_count_or_auto():
     for bad in (0, -1, 1.5, "two", True):
         with pytest.raises(ConfigError, match="data.worker_threads must be a positive whole number or null"):
             worker_threads(bad)
+
+
+def test_elements_are_whole_batches_and_their_size_changes_no_batch(tree, monkeypatch):
+    from jaxdl.data import stream
+
+    photo_bytes = 224 * 224 * 3
+    assert [stream.examples_per_element(b, 784) for b in (64, 32, 8, 5)] == [64, 32, 32, 35]
+    assert stream.examples_per_element(256, photo_bytes) == 256  # 38.5 MB: one element per batch
+    assert stream.examples_per_element(512, photo_bytes) == 256 and stream.examples_per_element(7, 64 << 20) == 1
+    split = _split(tree, 0, "thread")
+    whole, _ = _epoch(split)
+    _, state = _epoch(split, stop=2)
+    assert state["examples_per_element"] == 32
+    old = {k: v for k, v in state.items() if k != "examples_per_element"}  # saved when elements held 8 examples
+    with pytest.raises(CheckpointError, match="counts 8 examples per Grain element, this jaxdl reads 32"):
+        _epoch(split, position=old)
+    monkeypatch.setattr(stream, "CHUNK", 3)  # elements of one batch of 8
+    assert stream.examples_per_element(BATCH, 16 * 16 * 3) == BATCH
+    small, _ = _epoch(split)
+    assert len(small) == len(whole) == 4
+    for (x, y), (rx, ry) in zip(whole, small, strict=True):
+        assert (x == rx).all() and (y == ry).all()
+    with pytest.raises(CheckpointError, match="counts 32 examples per Grain element, this jaxdl reads 8"):
+        _epoch(split, position=state)

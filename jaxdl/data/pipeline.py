@@ -120,14 +120,23 @@ def epoch_order(num_examples: int, batch_size: int, seed: int, epoch: int) -> np
 class EpochBatches(Iterator[tuple[jax.Array, jax.Array]]):
     """One epoch's training batches that know where they stand, so a mid-epoch checkpoint can store it.
 
-    `get_state()` is JSON: the steps taken and, for a streamed split, its Grain iterator's state.
+    `get_state()` is JSON: the steps taken and, for a streamed split, its Grain iterator's state and `layout`
+    (what that state's indices count, e.g. examples per Grain element).
     `waited`: seconds the consumer spent blocked on the next batch (steps are dispatched asynchronously, so a
     training loop waits here only when the input is slower than the accelerator)."""
 
-    def __init__(self, batches: Iterator, step: int, steps: int, source_state: Callable[[], Any] | None = None):
+    def __init__(
+        self,
+        batches: Iterator,
+        step: int,
+        steps: int,
+        source_state: Callable[[], Any] | None = None,
+        layout: dict | None = None,
+    ):
         self._batches = batches
         self.step, self.steps = step, steps
         self._source_state = source_state
+        self._layout = layout or {}
         self.waited = 0.0
 
     def __len__(self) -> int:
@@ -143,7 +152,7 @@ class EpochBatches(Iterator[tuple[jax.Array, jax.Array]]):
         return batch
 
     def get_state(self) -> dict:
-        state = {"step": self.step}
+        state = {"step": self.step, **self._layout}
         if self._source_state is not None:
             state["grain"] = self._source_state()
         return state

@@ -25,19 +25,37 @@ from jaxdl.data.base import Split
 from jaxdl.data.file_split import FileSplit, RecordSplit
 from jaxdl.data.pipeline import EpochBatches, Loader, check_position, epoch_order, eval_plan
 from jaxdl.data.workers import EvalExamples, TrainChunks, parallel_map, usable_cores
-from jaxdl.errors import DataError
+from jaxdl.errors import CheckpointError, DataError
 
 if TYPE_CHECKING:
     import grain  # imported where used: a second of start-up that in-memory data never needs
 
 
-# Training examples decoded per Grain element: Grain's per-element cost spread over several images
-# (measured on 500 px JPEGs, 2 threads: ~770 images/s one per element, ~840 eight per element).
-CHUNK = 8
+# Training examples decoded per Grain element: at least CHUNK, and a whole multiple of the local batch where
+# that fits in CHUNK_BYTES, so that the training process takes each batch as one array (a view of an element),
+# never concatenated from pieces. Grain's cost per element (a shared-memory segment created, mapped, unlinked
+# and a queue message per worker element; a rebatch step) is then paid once per batch: on this 2-core CPU the
+# training process's CPU per 224-px photo from 2 worker processes fell from 0.27-0.31 ms (8 examples per
+# element) to 0.06-0.07 (one 64-image batch per element; experiments/RESULTS.md, issue 22, session 9).
+CHUNK = 32
+CHUNK_BYTES = 64 << 20  # the most pixels per element (e.g. 256 images of 224 x 224 x 3 take 38.5 MB)
+OLD_CHUNK = 8  # the examples per element of positions saved before the `examples_per_element` key existed
 
 
 def default_workers() -> int:
     return usable_cores()
+
+
+def examples_per_element(local_batch: int, image_bytes: int) -> int:
+    """Training examples per Grain element: the smallest multiple of `local_batch` holding at least `CHUNK`,
+    or, where that exceeds `CHUNK_BYTES`, the largest divisor of `local_batch` that fits (at least 1).
+
+    The batches do not depend on it (every crop comes from its stream position); a Grain state does."""
+    size = local_batch * -(-CHUNK // local_batch)
+    if size * image_bytes <= CHUNK_BYTES:
+        return size
+    fits = max(1, CHUNK_BYTES // max(1, image_bytes))
+    return max(d for d in range(1, min(fits, local_batch) + 1) if local_batch % d == 0)
 
 
 def _eval_examples(split: FileSplit | RecordSplit, positions: np.ndarray, buffer: int) -> grain.IterDataset:
@@ -105,6 +123,12 @@ class StreamLoader:
         split = self.split
         steps = len(order) // local_batch
         start = check_position(position, steps)
+        size = examples_per_element(local_batch, int(np.prod(split.image_shape)))
+        if start and position.get("examples_per_element", OLD_CHUNK) != size:
+            raise CheckpointError(
+                f"this checkpoint's input position counts {position.get('examples_per_element', OLD_CHUNK)} examples "
+                f"per Grain element, this jaxdl reads {size}: resume it with the jaxdl version that saved it"
+            )
 
         def kept(element):
             images, labels, bad = element
@@ -112,11 +136,11 @@ class StreamLoader:
             return None if images is None else (images, labels)
 
         chunks = parallel_map(
-            np.arange(-(-len(stream) // CHUNK)),
-            TrainChunks(split, stream, seed, epoch, CHUNK),
+            np.arange(-(-len(stream) // size)),
+            TrainChunks(split, stream, seed, epoch, size),
             split.workers,
             split.worker_mode,
-            2 * (local_batch // CHUNK + 1),
+            max(2 * (local_batch // size + 1), 2 * split.workers),  # every worker busy, a batch ahead
             split.worker_threads,
         )
         chunks = chunks.map(kept).filter(lambda element: element is not None)
@@ -138,7 +162,7 @@ class StreamLoader:
             finally:
                 batches.close()  # worker processes end with the epoch, not at garbage collection
 
-        return EpochBatches(global_batches(), start, steps, batches.get_state)
+        return EpochBatches(global_batches(), start, steps, batches.get_state, {"examples_per_element": size})
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[jax.Array, jax.Array, np.ndarray]]:
         """Every example once: (images, labels, ids) as `Loader.eval_batches`; a bad file's label is -1."""
