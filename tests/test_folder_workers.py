@@ -4,6 +4,7 @@ mid-epoch resume, bad files reported back from the workers, and no `__main__` gu
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 import textwrap
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from jaxdl.data import load_dataset
 from jaxdl.data.workers import worker_threads
-from jaxdl.errors import CheckpointError, ConfigError
+from jaxdl.errors import ConfigError
 from jaxdl.data.stream import StreamLoader
 from jaxdl.parallel import data_mesh
 from tests.conftest import compose_config, run_cli
@@ -138,18 +139,28 @@ def test_elements_are_whole_batches_and_their_size_changes_no_batch(tree, monkey
     assert [stream.examples_per_element(b, 784) for b in (64, 32, 8, 5)] == [64, 32, 32, 35]
     assert stream.examples_per_element(256, photo_bytes) == 256  # 38.5 MB: one element per batch
     assert stream.examples_per_element(512, photo_bytes) == 256 and stream.examples_per_element(7, 64 << 20) == 1
+    # worker processes in a container with Docker's 64 MB /dev/shm: 16 workers' elements in flight fit in it
+    monkeypatch.setattr(stream.shutil, "disk_usage", lambda path: SimpleNamespace(free=64 << 20))
+    budget = stream.element_bytes_budget(16, "process", shm=str(tree))
+    assert budget == (64 << 20) // 128 and stream.examples_per_element(256, photo_bytes, budget) == 2
+    assert stream.element_bytes_budget(16, "thread") == stream.element_bytes_budget(0, "process") == stream.CHUNK_BYTES
+    monkeypatch.undo()
     split = _split(tree, 0, "thread")
     whole, _ = _epoch(split)
     _, state = _epoch(split, stop=2)
     assert state["examples_per_element"] == 32
-    old = {k: v for k, v in state.items() if k != "examples_per_element"}  # saved when elements held 8 examples
-    with pytest.raises(CheckpointError, match="counts 8 examples per Grain element, this jaxdl reads 32"):
-        _epoch(split, position=old)
     monkeypatch.setattr(stream, "CHUNK", 3)  # elements of one batch of 8
     assert stream.examples_per_element(BATCH, 16 * 16 * 3) == BATCH
-    small, _ = _epoch(split)
-    assert len(small) == len(whole) == 4
+    small, eight = _epoch(split)[0], _epoch(split, stop=2)[1]
+    assert eight["examples_per_element"] == 8 and len(small) == len(whole) == 4
     for (x, y), (rx, ry) in zip(whole, small, strict=True):
         assert (x == rx).all() and (y == ry).all()
-    with pytest.raises(CheckpointError, match="counts 32 examples per Grain element, this jaxdl reads 8"):
-        _epoch(split, position=state)
+    # a position resumes in its own element size, whatever this version reads: one saved with 32 under 8, and
+    # one saved before positions recorded it (8 per element) under 32
+    resumed = _epoch(split, position=state)[0]
+    monkeypatch.setattr(stream, "CHUNK", 32)
+    old = {k: v for k, v in eight.items() if k != "examples_per_element"}
+    for rest in (resumed, _epoch(split, position=old)[0]):
+        assert len(rest) == 2
+        for (x, y), (rx, ry) in zip(rest, whole[2:], strict=True):
+            assert (x == rx).all() and (y == ry).all()

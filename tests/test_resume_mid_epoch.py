@@ -22,7 +22,7 @@ from jaxdl.data import load_dataset
 from jaxdl.data.folder_tools import write_folder
 from jaxdl.data.images import BadFiles
 from jaxdl.data.pipeline import epoch_order
-from jaxdl.data.stream import CHUNK, loader_for
+from jaxdl.data.stream import loader_for
 from jaxdl.errors import ConfigError
 from jaxdl.trainer import build_experiment, train_and_evaluate
 from tests.conftest import compose_config, quick_overrides
@@ -115,8 +115,9 @@ def test_a_mid_epoch_checkpoint_restores_the_iterator_at_its_step(streamed_tree,
     data = json.loads((tmp_path / "checkpoints" / str(RESUME_STEP) / "data" / "metadata").read_text())
     (position,) = data["processes"]
     assert (data["epoch"], data["batch_size"], position["step"]) == (2, BATCH, RESUME_STEP - STEPS_PER_EPOCH)
-    grain_state = position["grain"]  # the chunk being read and how many of its good images were taken
-    assert grain_state["parent"]["next_index"] * CHUNK + grain_state["batch_idx"] == 5 * BATCH + 2  # 2 bad files read
+    grain_state = position["grain"]  # the element being read and how many of its good images were taken
+    per_element = position["examples_per_element"]
+    assert grain_state["parent"]["next_index"] * per_element + grain_state["batch_idx"] == 5 * BATCH + 2  # 2 bad files read
     assert sorted(line.split("\t")[0] for line in (tmp_path / "data_errors.txt").read_text().splitlines()) == bad
 
     exp = build_experiment(cfg)

@@ -13,6 +13,8 @@ a full batch and all processes take the same number of steps.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,7 @@ from jaxdl.data.base import Split
 from jaxdl.data.file_split import FileSplit, RecordSplit
 from jaxdl.data.pipeline import EpochBatches, Loader, check_position, epoch_order, eval_plan
 from jaxdl.data.workers import EvalExamples, TrainChunks, parallel_map, usable_cores
-from jaxdl.errors import CheckpointError, DataError
+from jaxdl.errors import DataError
 
 if TYPE_CHECKING:
     import grain  # imported where used: a second of start-up that in-memory data never needs
@@ -46,16 +48,25 @@ def default_workers() -> int:
     return usable_cores()
 
 
-def examples_per_element(local_batch: int, image_bytes: int) -> int:
+def examples_per_element(local_batch: int, image_bytes: int, max_bytes: int = CHUNK_BYTES) -> int:
     """Training examples per Grain element: the smallest multiple of `local_batch` holding at least `CHUNK`,
-    or, where that exceeds `CHUNK_BYTES`, the largest divisor of `local_batch` that fits (at least 1).
+    or, where that exceeds `max_bytes`, the largest divisor of `local_batch` that fits (at least 1).
 
     The batches do not depend on it (every crop comes from its stream position); a Grain state does."""
     size = local_batch * -(-CHUNK // local_batch)
-    if size * image_bytes <= CHUNK_BYTES:
+    if size * image_bytes <= max_bytes:
         return size
-    fits = max(1, CHUNK_BYTES // max(1, image_bytes))
+    fits = max(1, max_bytes // max(1, image_bytes))
     return max(d for d in range(1, min(fits, local_batch) + 1) if local_batch % d == 0)
+
+
+def element_bytes_budget(workers: int, mode: str, shm: str = "/dev/shm") -> int:
+    """The most bytes an element may take: worker processes hand elements over through shared memory, several
+    in flight per worker, and a container's /dev/shm can be small (Docker's default is 64 MB), so they get an
+    eighth of its free space per worker, at most `CHUNK_BYTES`."""
+    if mode != "process" or workers == 0 or not os.path.isdir(shm):
+        return CHUNK_BYTES
+    return max(1, min(CHUNK_BYTES, shutil.disk_usage(shm).free // (8 * workers)))
 
 
 def _eval_examples(split: FileSplit | RecordSplit, positions: np.ndarray, buffer: int) -> grain.IterDataset:
@@ -123,12 +134,12 @@ class StreamLoader:
         split = self.split
         steps = len(order) // local_batch
         start = check_position(position, steps)
-        size = examples_per_element(local_batch, int(np.prod(split.image_shape)))
-        if start and position.get("examples_per_element", OLD_CHUNK) != size:
-            raise CheckpointError(
-                f"this checkpoint's input position counts {position.get('examples_per_element', OLD_CHUNK)} examples "
-                f"per Grain element, this jaxdl reads {size}: resume it with the jaxdl version that saved it"
-            )
+        # a position's Grain state counts the elements of its own size: the epoch goes on in that size (the
+        # batches do not depend on it), and the next epoch takes this version's
+        budget = element_bytes_budget(split.workers, split.worker_mode)
+        size = examples_per_element(local_batch, int(np.prod(split.image_shape)), budget)
+        if start:
+            size = int(position.get("examples_per_element", OLD_CHUNK))
 
         def kept(element):
             images, labels, bad = element
