@@ -17,6 +17,7 @@ import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxdl.errors import ConfigError
@@ -105,7 +106,7 @@ def channel_scores(model: nnx.Module, group: ChannelGroup, criterion: str) -> jn
     return sum(jnp.linalg.norm(_filters(module_at(model, p)), ord=order, axis=0) for p in group.producers)
 
 
-def _slice_param(module: nnx.Module, name: str, axis: int, keep: jnp.ndarray, fold: int = 1) -> None:
+def _slice_param(module: nnx.Module, name: str, axis: int, keep: np.ndarray, fold: int = 1) -> None:
     """Keep `keep` along `axis` of param `name`; `fold` > 1 treats that axis as (positions, channels) (a flatten)."""
     param = getattr(module, name, None)
     if param is None or not isinstance(param, nnx.Variable):
@@ -128,7 +129,7 @@ def _check_supported(module: nnx.Module, path: str) -> None:
         raise ConfigError(f"channel pruning does not know how to slice '{path}' ({type(module).__name__})")
 
 
-def _shrink_outputs(module: nnx.Module, path: str, keep: jnp.ndarray) -> None:
+def _shrink_outputs(module: nnx.Module, path: str, keep: np.ndarray) -> None:
     _check_supported(module, path)
     if isinstance(module, (nnx.Conv, nnx.Linear)):
         _slice_param(module, "kernel", module.kernel[...].ndim - 1, keep)
@@ -142,7 +143,7 @@ def _shrink_outputs(module: nnx.Module, path: str, keep: jnp.ndarray) -> None:
     module.num_features = len(keep)
 
 
-def _shrink_inputs(module: nnx.Module, path: str, keep: jnp.ndarray, width: int) -> None:
+def _shrink_inputs(module: nnx.Module, path: str, keep: np.ndarray, width: int) -> None:
     _check_supported(module, path)
     if isinstance(module, nnx.Conv):
         _slice_param(module, "kernel", module.kernel[...].ndim - 2, keep)
@@ -164,8 +165,8 @@ def apply_plan(model: nnx.Module, groups: Sequence[ChannelGroup], keep: Mapping[
         if group.name not in keep:
             continue
         width = _width(module_at(model, group.producers[0]))
-        indices = jnp.asarray(sorted(int(i) for i in keep[group.name]), jnp.int32)
-        if len(indices) == 0 or int(indices[-1]) >= width:
+        indices = np.asarray(sorted(int(i) for i in keep[group.name]), np.int32)  # NumPy: the model may be abstract
+        if len(indices) == 0 or indices[-1] >= width:
             raise ConfigError(f"channel plan for '{group.name}' must keep between 1 and {width} of its channels")
         for path in (*group.producers, *group.norms):
             _shrink_outputs(module_at(model, path), path, indices)
