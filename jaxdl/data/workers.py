@@ -6,9 +6,10 @@ do not depend on N or on the mode); each worker runs `cores // N` read threads (
 overrides it), so N workers never oversubscribe the cores. `thread` runs N Grain threads in this process (PIL and libjpeg-turbo release the
 GIL while they work, but the Python around them does not). `auto` picks processes from 4 usable cores up,
 threads below. Measured in experiments/RESULTS.md, issue 22: on 16 cores threads decoded ~40 images/s per
-core (the GIL); on 2 cores, since a Grain element holds whole batches (session 9), both modes spend about
-the same CPU per image (28-px PNGs, photos, a pack: within the noise of a loaded machine) and threads start
-in 0.05 s where processes take 3-4 s every epoch (spawn and imports), so threads stay.
+core (the GIL); on 2 cores, since a Grain element holds whole batches (session 9), processes are the faster
+mode once started (quiet: 28-px PNGs 2.42x torchvision's rate against 1.02x with threads, photos 1.97x
+against 1.71x), but they take 4-5 s to start every epoch (spawn and imports) where threads take 0.1-0.2 s,
+a quarter of a Fashion-MNIST-sized epoch, so threads stay.
 
 Grain starts its workers with the `spawn` method, and a spawned child normally re-imports the parent's
 `__main__`: a user's script without an `if __name__ == "__main__"` guard would run again, and `jaxdl-train`'s
