@@ -136,10 +136,11 @@ class StreamLoader:
         start = check_position(position, steps)
         # a position's Grain state counts the elements of its own size: the epoch goes on in that size (the
         # batches do not depend on it), and the next epoch takes this version's
-        budget = element_bytes_budget(split.workers, split.worker_mode)
-        size = examples_per_element(local_batch, int(np.prod(split.image_shape)), budget)
         if start:
             size = int(position.get("examples_per_element", OLD_CHUNK))
+        else:
+            budget = element_bytes_budget(split.workers, split.worker_mode)
+            size = examples_per_element(local_batch, int(np.prod(split.image_shape)), budget)
 
         def kept(element):
             images, labels, bad = element
