@@ -18,6 +18,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+def ungrouped_undilated(feature_group_count: int, lhs_dilation: Any, rhs_dilation: Any) -> bool:
+    """Whether a conv's options leave it a plain one: one feature group, no input or kernel dilation (the
+    convs whose gradients `patch_grad_conv` and xai's input-gradient conv rewrite)."""
+    dilations = (*(lhs_dilation or ()), *(rhs_dilation or ()))
+    return feature_group_count == 1 and all(d == 1 for d in dilations)
+
+
 def patch_grad_conv(
     lhs: jax.Array,
     rhs: jax.Array,
@@ -31,8 +38,8 @@ def patch_grad_conv(
     **kwargs: Any,
 ) -> jax.Array:
     """`jax.lax.conv_general_dilated` with the kernel gradient computed as patches^T @ output gradient."""
-    plain = feature_group_count == 1 and not kwargs.get("preferred_element_type") and kwargs.get("out_sharding") is None
-    plain = plain and all(d == 1 for d in (lhs_dilation or (1,))) and all(d == 1 for d in (rhs_dilation or (1,)))
+    plain = not kwargs.get("preferred_element_type") and kwargs.get("out_sharding") is None
+    plain = plain and ungrouped_undilated(feature_group_count, lhs_dilation, rhs_dilation)
     if not plain:
         return jax.lax.conv_general_dilated(
             lhs,

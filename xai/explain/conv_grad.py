@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.models.conv import ungrouped_undilated
+
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -49,8 +51,8 @@ def input_grad_conv(
     )
     numbers = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     plain = lhs.ndim == 4 and numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
-    plain = plain and feature_group_count == 1 and not any(kwargs.values()) and jnp.issubdtype(rhs.dtype, jnp.floating)
-    plain = plain and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+    plain = plain and not any(kwargs.values()) and jnp.issubdtype(rhs.dtype, jnp.floating)
+    plain = plain and ungrouped_undilated(feature_group_count, lhs_dilation, rhs_dilation)
     if not plain:
         return native(lhs, rhs)
     strides = tuple(window_strides)
